@@ -1,0 +1,508 @@
+package postgres
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+// Authorizer decides statements for one session's principal and target.
+type Authorizer interface {
+	AuthorizeSQL(sql string) policy.Decision
+}
+
+// DefaultMaxFrame is the largest message buffered whole (queries, Bind
+// parameters, server messages other than DataRow and CopyData).
+const DefaultMaxFrame = 128 << 20
+
+// Startup codes of the untyped first messages.
+const (
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+	codeCancelRequest = 80877102
+)
+
+type phase int
+
+const (
+	phaseStartup phase = iota // awaiting SSLRequest, GSSENCRequest, StartupMessage or CancelRequest
+	phaseAuth                 // StartupMessage forwarded; authentication until the first ReadyForQuery
+	phaseReady                // normal operation
+	phaseCancel               // a CancelRequest connection: nothing more is expected
+	phaseClosed               // refused or broken: everything further is dropped
+)
+
+// opKind is a client message that the server answers.
+type opKind int
+
+const (
+	opQuery opKind = iota // simple query: answered up to ReadyForQuery
+	opFunctionCall
+	opSync
+	opParse
+	opBind
+	opDescribeStatement
+	opDescribePortal
+	opExecute
+	opClose
+)
+
+func (k opKind) endsAtReadyForQuery() bool {
+	return k == opQuery || k == opFunctionCall || k == opSync
+}
+
+// op is one client message awaiting the server's answer. The ops form a FIFO
+// that mirrors the server's processing order, so sluice knows which message
+// every server response belongs to and can put its own responses in place.
+type op struct {
+	kind opKind
+	// denial, when set, replaces the server's error for this op: sluice sent
+	// the server a harmless message that fails in place of the refused one.
+	denial *pgproto3.ErrorResponse
+}
+
+// Config is what a session needs besides the bytes.
+type Config struct {
+	Target     session.Target
+	Authorizer Authorizer
+	Logger     *slog.Logger
+	MaxFrame   int // 0 means DefaultMaxFrame
+}
+
+// Session is the PostgreSQL v3 protocol state machine of one tunnel.
+type Session struct {
+	cfg    Config
+	log    *slog.Logger
+	client framer
+	server framer
+	phase  phase
+
+	ops      []op
+	stmts    map[string]string // prepared statement name → SQL text
+	portals  map[string]string // portal name → statement name
+	txStatus byte
+
+	// poisonName names a prepared statement that cannot exist; describing it
+	// makes the server fail in place of a refused message, so the server
+	// itself aborts the transaction and skips to Sync as PostgreSQL would.
+	poisonName string
+	// sslAnswers counts 'N' answers owed to SSLRequest/GSSENCRequest.
+	sslAnswers int
+	scratch    []byte
+}
+
+// NewSession starts a session in the startup phase.
+func NewSession(cfg Config) *Session {
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = DefaultMaxFrame
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	s := &Session{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		stmts:      map[string]string{},
+		portals:    map[string]string{},
+		poisonName: "sluice: refused " + hex.EncodeToString(nonce[:]),
+	}
+	s.client = framer{startup: true, maxFrame: cfg.MaxFrame, opaque: clientOpaque}
+	s.server = framer{maxFrame: cfg.MaxFrame, opaque: serverOpaque}
+	return s
+}
+
+func clientOpaque(typ byte) bool { return typ == 'd' }              // CopyData
+func serverOpaque(typ byte) bool { return typ == 'D' || typ == 'd' } // DataRow, CopyData
+
+// ProtocolError is a malformed or forbidden message; the session is over.
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return "postgres protocol: " + e.Msg }
+
+// FromClient implements session.Session.
+func (s *Session) FromClient(data []byte, out *session.Output) error {
+	if s.phase == phaseClosed {
+		return nil
+	}
+	err := s.client.feed(data, func(f frame) error { return s.clientFrame(f, out) })
+	return s.fail(err, out)
+}
+
+// FromServer implements session.Session.
+func (s *Session) FromServer(data []byte, out *session.Output) error {
+	// The server's first bytes open the response direction; owed SSL answers
+	// were already queued toward the client, in order, by clientFrame.
+	if s.phase == phaseClosed {
+		return nil
+	}
+	err := s.server.feed(data, func(f frame) error { return s.serverFrame(f, out) })
+	return s.fail(err, out)
+}
+
+// fail ends a session on a protocol error: the client gets a FATAL error and
+// the server a Terminate (or, before startup, a void cancel that makes it hang up).
+func (s *Session) fail(err error, out *session.Output) error {
+	if err == nil {
+		return nil
+	}
+	var pe *ProtocolError
+	msg := err.Error()
+	if errors.As(err, &pe) {
+		msg = pe.Msg
+	}
+	s.log.Warn("postgres session refused", "err", err)
+	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
+		Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01",
+		Message: "sluice: " + msg,
+	})
+	out.ToServer = s.appendHangup(out.ToServer)
+	s.phase = phaseClosed
+	return err
+}
+
+// appendHangup makes the server close the connection without doing anything.
+func (s *Session) appendHangup(dst []byte) []byte {
+	if s.phase == phaseStartup {
+		// A cancel request with a key no backend has: the server closes quietly.
+		dst = binary.BigEndian.AppendUint32(dst, 16)
+		dst = binary.BigEndian.AppendUint32(dst, codeCancelRequest)
+		return binary.BigEndian.AppendUint64(dst, 0)
+	}
+	return append(dst, 'X', 0, 0, 0, 4)
+}
+
+func (s *Session) clientFrame(f frame, out *session.Output) error {
+	switch s.phase {
+	case phaseStartup:
+		return s.startupFrame(f, out)
+	case phaseAuth:
+		// Only authentication responses may precede the first ReadyForQuery:
+		// anything else would reach the server unchecked once it is ready.
+		if f.typ != 'p' {
+			return &ProtocolError{fmt.Sprintf("unexpected message %q during authentication", f.typ)}
+		}
+		out.ToServer = append(out.ToServer, f.raw...)
+		return nil
+	case phaseReady:
+		return s.readyFrame(f, out)
+	default:
+		return nil
+	}
+}
+
+func (s *Session) startupFrame(f frame, out *session.Output) error {
+	code := binary.BigEndian.Uint32(f.body)
+	switch code {
+	case codeSSLRequest, codeGSSENCRequest:
+		// TLS or GSS encryption must never start inside the tunnel, where
+		// sluice would be blind. PostgreSQL clients then go on in plaintext.
+		out.ToClient = append(out.ToClient, 'N')
+		return nil
+	case codeCancelRequest:
+		if len(f.body) != 12 {
+			return &ProtocolError{"malformed cancel request"}
+		}
+		s.log.Info("cancel request forwarded", "pid", binary.BigEndian.Uint32(f.body[4:]))
+		out.ToServer = append(out.ToServer, f.raw...)
+		s.phase = phaseCancel
+		return nil
+	}
+	var sm pgproto3.StartupMessage
+	if err := sm.Decode(f.body); err != nil {
+		return &ProtocolError{fmt.Sprintf("cannot decode startup message: %v", err)}
+	}
+	if err := s.checkStartup(sm.Parameters); err != nil {
+		return err
+	}
+	s.log = s.log.With("db_user", sm.Parameters["user"], "database", sm.Parameters["database"])
+	out.ToServer = append(out.ToServer, f.raw...)
+	s.client.startup = false
+	s.phase = phaseAuth
+	return nil
+}
+
+// allowedStartupParams are the startup parameters a client may set. Others
+// (options, replication, role, search_path, …) would change the session's
+// authority or name resolution before sluice sees a statement.
+var allowedStartupParams = map[string]bool{
+	"user": true, "database": true, "application_name": true, "client_encoding": true,
+	"datestyle": true, "timezone": true, "extra_float_digits": true, "intervalstyle": true,
+}
+
+func (s *Session) checkStartup(params map[string]string) error {
+	for k := range params {
+		if !allowedStartupParams[strings.ToLower(k)] {
+			return &ProtocolError{fmt.Sprintf("startup parameter %q is not allowed through the gateway", k)}
+		}
+	}
+	db := params["database"]
+	if db == "" {
+		db = params["user"]
+	}
+	if want := s.cfg.Target.Database; want != "" && db != want {
+		return &ProtocolError{fmt.Sprintf("target %q serves database %q, not %q", s.cfg.Target.Name, want, db)}
+	}
+	return nil
+}
+
+func (s *Session) readyFrame(f frame, out *session.Output) error {
+	if f.piece {
+		out.ToServer = append(out.ToServer, f.raw...) // CopyData
+		return nil
+	}
+	switch f.typ {
+	case 'Q':
+		var m pgproto3.Query
+		if err := m.Decode(f.body); err != nil {
+			return &ProtocolError{fmt.Sprintf("malformed Query: %v", err)}
+		}
+		if d := s.cfg.Authorizer.AuthorizeSQL(m.String); !d.Allowed() {
+			s.refuseSimple(d, m.String, out)
+			return nil
+		}
+		s.push(opQuery, nil)
+	case 'P':
+		var m pgproto3.Parse
+		if err := m.Decode(f.body); err != nil {
+			return &ProtocolError{fmt.Sprintf("malformed Parse: %v", err)}
+		}
+		// Parsing runs nothing, so only SQL that cannot be understood is
+		// refused here; policy is enforced at Bind, where execution begins,
+		// matching where PostgreSQL reports permission errors.
+		if d := s.cfg.Authorizer.AuthorizeSQL(m.Query); d.Unparseable {
+			s.refuseExtended(d, m.Query, out)
+			return nil
+		}
+		s.stmts[m.Name] = m.Query
+		s.push(opParse, nil)
+	case 'B':
+		var m pgproto3.Bind
+		if err := m.Decode(f.body); err != nil {
+			return &ProtocolError{fmt.Sprintf("malformed Bind: %v", err)}
+		}
+		sql, ok := s.stmts[m.PreparedStatement]
+		if !ok {
+			// Unknown to sluice means unknown to the server too; let it say so.
+			s.push(opBind, nil)
+			break
+		}
+		if d := s.cfg.Authorizer.AuthorizeSQL(sql); !d.Allowed() {
+			s.refuseExtended(d, sql, out)
+			return nil
+		}
+		s.portals[m.DestinationPortal] = m.PreparedStatement
+		s.push(opBind, nil)
+	case 'D':
+		var m pgproto3.Describe
+		if err := m.Decode(f.body); err != nil {
+			return &ProtocolError{fmt.Sprintf("malformed Describe: %v", err)}
+		}
+		if m.ObjectType == 'S' {
+			s.push(opDescribeStatement, nil)
+		} else {
+			s.push(opDescribePortal, nil)
+		}
+	case 'E':
+		s.push(opExecute, nil)
+	case 'C':
+		var m pgproto3.Close
+		if err := m.Decode(f.body); err != nil {
+			return &ProtocolError{fmt.Sprintf("malformed Close: %v", err)}
+		}
+		if m.ObjectType == 'S' {
+			delete(s.stmts, m.Name)
+		} else {
+			delete(s.portals, m.Name)
+		}
+		s.push(opClose, nil)
+	case 'S':
+		s.push(opSync, nil)
+	case 'F':
+		// The fast-path interface calls any function by OID (lo_import,
+		// pg_read_file, …) and bypasses SQL analysis: always refused.
+		s.refuseSimple(policy.Decision{Reason: "the fast-path function call interface is not allowed"}, "", out)
+		return nil
+	case 'H', 'c', 'f', 'd', 'X':
+		// Flush, CopyDone, CopyFail, CopyData, Terminate: no answer of their own.
+	default:
+		return &ProtocolError{fmt.Sprintf("unexpected client message %q", f.typ)}
+	}
+	out.ToServer = append(out.ToServer, f.raw...)
+	return nil
+}
+
+func (s *Session) push(k opKind, denial *pgproto3.ErrorResponse) {
+	s.ops = append(s.ops, op{kind: k, denial: denial})
+}
+
+// refuseSimple answers a refused simple Query (or FunctionCall): the server is
+// sent a failing Describe and a Sync, which yield ErrorResponse and
+// ReadyForQuery exactly where the query's response would have been, with the
+// transaction aborted as a failed statement would leave it.
+func (s *Session) refuseSimple(d policy.Decision, sql string, out *session.Output) {
+	out.ToServer = s.appendPoison(out.ToServer)
+	out.ToServer = append(out.ToServer, 'S', 0, 0, 0, 4)
+	s.push(opSync, denialError(d))
+	s.logRefusal(d, sql)
+}
+
+// refuseExtended answers a refused Parse or Bind in the extended protocol: the
+// failing Describe makes the server report an error there and skip every
+// message until Sync, as it would had the statement failed itself.
+func (s *Session) refuseExtended(d policy.Decision, sql string, out *session.Output) {
+	out.ToServer = s.appendPoison(out.ToServer)
+	s.push(opDescribeStatement, denialError(d))
+	s.logRefusal(d, sql)
+}
+
+func (s *Session) logRefusal(d policy.Decision, sql string) {
+	s.log.Info("statement refused", "sql", sql, "reason", d.Reason, "policies", d.Policies)
+}
+
+func (s *Session) appendPoison(dst []byte) []byte {
+	m := pgproto3.Describe{ObjectType: 'S', Name: s.poisonName}
+	dst, _ = m.Encode(dst)
+	return dst
+}
+
+func denialError(d policy.Decision) *pgproto3.ErrorResponse {
+	e := &pgproto3.ErrorResponse{
+		Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42501",
+		Message: "sluice: " + d.Reason,
+		Detail:  "policies: " + d.PolicyList(),
+	}
+	if d.Unparseable {
+		e.Code = "42601"
+		e.Detail = ""
+	}
+	return e
+}
+
+func (s *Session) serverFrame(f frame, out *session.Output) error {
+	if f.piece {
+		out.ToClient = append(out.ToClient, f.raw...) // DataRow or CopyData
+		return nil
+	}
+	switch s.phase {
+	case phaseAuth:
+		switch f.typ {
+		case 'Z':
+			s.phase = phaseReady
+			s.txStatus = f.body[0]
+		case 'K':
+			var m pgproto3.BackendKeyData
+			if err := m.Decode(f.body); err == nil {
+				s.log = s.log.With("backend_pid", m.ProcessID)
+			}
+		}
+		out.ToClient = append(out.ToClient, f.raw...)
+		return nil
+	case phaseReady:
+		return s.readyServerFrame(f, out)
+	default:
+		out.ToClient = append(out.ToClient, f.raw...)
+		return nil
+	}
+}
+
+func (s *Session) readyServerFrame(f frame, out *session.Output) error {
+	switch f.typ {
+	case 'N', 'A', 'S', 'D', 'd':
+		// Notices, notifications and parameter changes come at any time;
+		// rows and copy data belong to the op at the head.
+		out.ToClient = append(out.ToClient, f.raw...)
+		return nil
+	}
+	if len(s.ops) == 0 {
+		// e.g. a FATAL error on shutdown.
+		out.ToClient = append(out.ToClient, f.raw...)
+		return nil
+	}
+	head := &s.ops[0]
+	if head.denial != nil {
+		if f.typ != 'E' {
+			// The failing Describe succeeded: nothing refused was forwarded,
+			// but the client and server are out of step. Fail closed.
+			return &ProtocolError{fmt.Sprintf("server answered %q to a refused statement's placeholder", f.typ)}
+		}
+		out.ToClient = s.appendError(out.ToClient, head.denial)
+		head.denial = nil
+		s.afterError()
+		return nil
+	}
+	out.ToClient = append(out.ToClient, f.raw...)
+	switch f.typ {
+	case 'E':
+		s.afterError()
+	case 'Z':
+		s.txStatus = f.body[0]
+		// Pop through the op this answers; anything before it was skipped.
+		for len(s.ops) > 0 {
+			k := s.ops[0].kind
+			s.pop()
+			if k.endsAtReadyForQuery() {
+				break
+			}
+		}
+	default:
+		if completes(head.kind, f.typ) {
+			s.pop()
+		}
+	}
+	return nil
+}
+
+// afterError applies PostgreSQL's rule: an error in an extended-protocol
+// message discards every message up to the next Sync.
+func (s *Session) afterError() {
+	if s.ops[0].kind.endsAtReadyForQuery() {
+		return // ends at its ReadyForQuery
+	}
+	for len(s.ops) > 0 && s.ops[0].kind != opSync {
+		s.pop()
+	}
+}
+
+func (s *Session) pop() {
+	s.ops[0] = op{}
+	s.ops = s.ops[1:]
+	if len(s.ops) == 0 {
+		s.ops = s.ops[:0:0]
+	}
+}
+
+// completes reports whether server message typ is the last answer to k.
+func completes(k opKind, typ byte) bool {
+	switch k {
+	case opParse:
+		return typ == '1'
+	case opBind:
+		return typ == '2'
+	case opDescribeStatement, opDescribePortal:
+		return typ == 'T' || typ == 'n'
+	case opExecute:
+		return typ == 'C' || typ == 'I' || typ == 's'
+	case opClose:
+		return typ == '3'
+	}
+	return false
+}
+
+func (s *Session) appendError(dst []byte, e *pgproto3.ErrorResponse) []byte {
+	dst, _ = e.Encode(dst)
+	return dst
+}
+
+// TxStatus is the transaction status of the last ReadyForQuery.
+func (s *Session) TxStatus() byte { return s.txStatus }

@@ -1,0 +1,253 @@
+// Package extproc is sluice's Envoy external processor: one gRPC stream per
+// tunnel, one wire-protocol session per stream.
+//
+// Envoy streams the tunnel's bytes in FULL_DUPLEX_STREAMED mode both ways;
+// nothing reaches either side unless sluice sends it back. The headers phase
+// carries the agent's identity (jwt_authn claims in the stream's metadata)
+// and the target (the CONNECT authority); a tunnel that may not connect is
+// refused there with an HTTP error before a byte reaches the database.
+package extproc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+// JWTNamespace is the dynamic-metadata namespace of Envoy's jwt_authn filter.
+const JWTNamespace = "envoy.filters.http.jwt_authn"
+
+// Targets looks up configured databases by name.
+type Targets interface {
+	Target(name string) (session.Target, bool)
+}
+
+// Policy opens the authorizer of a session.
+type Policy interface {
+	Session(id session.Identity, t session.Target) *policy.Authorizer
+}
+
+// NewSessionFunc starts a wire-protocol session for an admitted tunnel.
+type NewSessionFunc func(t session.Target, auth *policy.Authorizer, log *slog.Logger) session.Session
+
+// Config wires a Server.
+type Config struct {
+	Logger     *slog.Logger
+	Targets    Targets
+	Policy     Policy
+	Protocols  map[string]NewSessionFunc // by session.Target.Protocol
+	PayloadKey string                    // jwt_authn payload_in_metadata key
+	GroupsKey  string                    // claim holding the agent's groups
+}
+
+// Server implements envoy.service.ext_proc.v3.ExternalProcessor.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	cfg Config
+}
+
+// NewServer returns a Server.
+func NewServer(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg}
+}
+
+// Process handles one tunnel. It never ends the stream with OK while the
+// tunnel lives: Envoy would pass the rest of the tunnel through unchecked.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				t.log.Debug("tunnel closed")
+				return nil
+			}
+			return fmt.Errorf("cannot receive from envoy: %w", err)
+		}
+		done, err := t.handle(req)
+		if err != nil {
+			t.log.Error("tunnel failed", "err", err)
+			return status.Error(codes.Internal, err.Error())
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// tunnel is the state of one stream.
+type tunnel struct {
+	srv    *Server
+	stream extprocv3.ExternalProcessor_ProcessServer
+	log    *slog.Logger
+	sess   session.Session
+	out    session.Output
+
+	clientOpen    bool   // response headers answered: bytes may go to the client
+	pendingClient []byte // bytes for the client before it was open
+	reqDone       bool   // end_of_stream sent toward the server
+	respDone      bool   // end_of_stream sent toward the client
+}
+
+func (t *tunnel) handle(req *extprocv3.ProcessingRequest) (done bool, err error) {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return t.requestHeaders(req, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		if err := t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HeadersResponse{}}}); err != nil {
+			return false, fmt.Errorf("cannot answer response headers: %w", err)
+		}
+		t.clientOpen = true
+		if len(t.pendingClient) > 0 {
+			b := t.pendingClient
+			t.pendingClient = nil
+			return false, t.sendBody(false, b, false)
+		}
+		return false, nil
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return false, t.body(true, r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return false, t.body(false, r.ResponseBody)
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return false, t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{
+			RequestTrailers: &extprocv3.TrailersResponse{}}})
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return false, t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
+			ResponseTrailers: &extprocv3.TrailersResponse{}}})
+	default:
+		return false, fmt.Errorf("unexpected processing request %T", r)
+	}
+}
+
+func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) (bool, error) {
+	headers := map[string]string{}
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		v := hv.Value
+		if v == "" {
+			v = string(hv.RawValue)
+		}
+		headers[hv.Key] = v
+	}
+	t.log = t.log.With("request_id", headers["x-request-id"])
+	if headers[":method"] != "CONNECT" {
+		return true, t.refuse(typev3.StatusCode_MethodNotAllowed, "sluice carries database tunnels: use CONNECT")
+	}
+	id, err := identityFrom(req, t.srv.cfg.PayloadKey, t.srv.cfg.GroupsKey)
+	if err != nil {
+		return true, t.refuse(typev3.StatusCode_Unauthorized, err.Error())
+	}
+	name := headers[":authority"]
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
+	target, ok := t.srv.cfg.Targets.Target(name)
+	if !ok {
+		return true, t.refuse(typev3.StatusCode_NotFound, fmt.Sprintf("unknown target %q", name))
+	}
+	t.log = t.log.With("agent", id.Subject, "target", target.Name)
+	newSession, ok := t.srv.cfg.Protocols[target.Protocol]
+	if !ok {
+		return true, t.refuse(typev3.StatusCode_NotImplemented, fmt.Sprintf("protocol %q is not supported", target.Protocol))
+	}
+	auth := t.srv.cfg.Policy.Session(id, target)
+	if d := auth.AuthorizeConnect(); !d.Allowed() {
+		t.log.Info("connect refused", "reason", d.Reason)
+		return true, t.refuse(typev3.StatusCode_Forbidden, "sluice: "+d.Reason)
+	}
+	t.sess = newSession(target, auth, t.log)
+	t.log.Info("session opened", "groups", id.Groups)
+	return false, t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{}}})
+}
+
+// refuse ends the tunnel before any byte flowed, with an HTTP status.
+func (t *tunnel) refuse(code typev3.StatusCode, msg string) error {
+	t.log.Info("tunnel refused", "status", int(code), "reason", msg)
+	return t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: code},
+			Body:    []byte(msg + "\n"),
+			Details: "sluice_refused",
+			Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+				Header: &corev3.HeaderValue{Key: "content-type", RawValue: []byte("text/plain")},
+			}}},
+		}}})
+}
+
+func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
+	if t.sess == nil {
+		return errors.New("body before an admitted request")
+	}
+	t.out.Reset()
+	var err error
+	if fromClient {
+		err = t.sess.FromClient(b.Body, &t.out)
+	} else {
+		err = t.sess.FromServer(b.Body, &t.out)
+	}
+	if err != nil {
+		// The session has queued its protocol error and hang-up; deliver them.
+		t.log.Warn("protocol error", "from_client", fromClient, "err", err)
+	}
+	eos := b.EndOfStream
+	if len(t.out.ToServer) > 0 || (fromClient && eos) {
+		if err := t.sendBody(true, t.out.ToServer, fromClient && eos); err != nil {
+			return err
+		}
+	}
+	if len(t.out.ToClient) > 0 || (!fromClient && eos) {
+		if !t.clientOpen {
+			t.pendingClient = append(t.pendingClient, t.out.ToClient...)
+			return nil
+		}
+		if err := t.sendBody(false, t.out.ToClient, !fromClient && eos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendBody sends bytes toward the server (toServer) or the client.
+func (t *tunnel) sendBody(toServer bool, data []byte, eos bool) error {
+	if (toServer && t.reqDone) || (!toServer && t.respDone) {
+		return nil // that direction is closed; Envoy would reject the reply
+	}
+	// The stream may hold on to data after Send returns only as encoded bytes,
+	// so the session's reusable buffer can be passed as is.
+	body := &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{
+			StreamedResponse: &extprocv3.StreamedBodyResponse{Body: data, EndOfStream: eos},
+		}},
+	}}
+	var resp *extprocv3.ProcessingResponse
+	if toServer {
+		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: body}}
+		t.reqDone = eos
+	} else {
+		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: body}}
+		t.respDone = eos
+	}
+	return t.send(resp)
+}
+
+func (t *tunnel) send(resp *extprocv3.ProcessingResponse) error {
+	if err := t.stream.Send(resp); err != nil {
+		return fmt.Errorf("cannot send to envoy: %w", err)
+	}
+	return nil
+}

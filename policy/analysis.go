@@ -1,0 +1,72 @@
+// Package policy turns SQL statements into Cedar requests and decides them.
+//
+// Analysis (what a statement does, parsed with the database's own grammar)
+// is separate from the decision (a pure function of the analysis, the
+// principal, the target and the loaded policy set), so both can be tested and
+// cached on their own.
+package policy
+
+import "fmt"
+
+// ObjectKind is the kind of resource a request is about.
+type ObjectKind int
+
+const (
+	ObjectTarget ObjectKind = iota // the database as a whole
+	ObjectSchema
+	ObjectTable
+	ObjectFunction
+)
+
+func (k ObjectKind) String() string {
+	switch k {
+	case ObjectSchema:
+		return "schema"
+	case ObjectTable:
+		return "table"
+	case ObjectFunction:
+		return "function"
+	}
+	return "target"
+}
+
+// Object is a database object a statement touches. Schema is empty for
+// targets and for objects that are not schema-qualified in the database's
+// model (functions are named by their unqualified name).
+type Object struct {
+	Kind   ObjectKind
+	Schema string
+	Name   string
+}
+
+func (o Object) String() string {
+	switch o.Kind {
+	case ObjectTarget:
+		return "the database"
+	case ObjectSchema:
+		return "schema " + o.Name
+	case ObjectFunction:
+		return "function " + o.Name
+	}
+	return fmt.Sprintf("table %s.%s", o.Schema, o.Name)
+}
+
+// Request is one (action, object) pair a statement needs.
+type Request struct {
+	Action string
+	Object Object
+}
+
+// Statement is what one SQL statement does.
+type Statement struct {
+	Kind     string // e.g. "select", "drop", "copy"
+	Requests []Request
+}
+
+// Analysis is what a whole SQL string does: every statement in it.
+type Analysis struct {
+	Statements []Statement
+	// Err is set when the SQL did not parse or holds something the analyzer
+	// does not understand; such SQL is refused.
+	Err error
+}

@@ -1,0 +1,47 @@
+package policy
+
+import "strings"
+
+// Outcome is what happens to a statement.
+type Outcome int
+
+const (
+	// Deny refuses the statement; it never reaches the database.
+	Deny Outcome = iota
+	// Allow forwards the statement.
+	Allow
+)
+
+func (o Outcome) String() string {
+	if o == Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// Decision is the verdict on one statement (all of its requests together).
+type Decision struct {
+	Outcome Outcome
+	// Unparseable is set when the statement was refused because sluice could
+	// not parse or did not understand it.
+	Unparseable bool
+	// Reason says, for a person, what was refused and why.
+	Reason string
+	// Policies are the ids of the policies that determined the decision:
+	// the permits that allowed it, or the forbids that refused it. Empty for
+	// a default deny (no policy permitted the request).
+	Policies []string
+	// Statement kinds in the statement, in order (for logs and audit).
+	Kinds []string
+}
+
+// Allowed reports whether the statement may run.
+func (d Decision) Allowed() bool { return d.Outcome == Allow }
+
+// PolicyList renders the policy ids for messages.
+func (d Decision) PolicyList() string {
+	if len(d.Policies) == 0 {
+		return "none (default deny)"
+	}
+	return strings.Join(d.Policies, ", ")
+}
