@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluicedb/sluice/config"
+	"github.com/sluicedb/sluice/connector"
+	"github.com/sluicedb/sluice/devstack"
+	"github.com/sluicedb/sluice/envoy"
+	"github.com/sluicedb/sluice/token"
+)
+
+func connect(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flags("connect", stderr)
+	gateway := fs.String("gateway", getenv("SLUICE_GATEWAY", "127.0.0.1:10000"), "Envoy tunnel listener host:port")
+	target := fs.String("target", "", "target name")
+	listen := fs.String("listen", "127.0.0.1:5432", "local address for the agent's client")
+	ca := fs.String("ca", getenv("SLUICE_CA", ""), "CA certificate of the gateway (default: system roots)")
+	tok := fs.String("token", "", "bearer token (default: $SLUICE_TOKEN)")
+	tokFile := fs.String("token-file", getenv("SLUICE_TOKEN_FILE", ""), "file holding the bearer token, read per connection")
+	protocol := fs.String("protocol", "postgres", "target protocol, for refusals shown to clients")
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *target == "" {
+		fmt.Fprintln(stderr, "sluice connect: --target is required")
+		return ErrUsage
+	}
+	var src connector.TokenSource
+	switch {
+	case *tokFile != "":
+		src = connector.FileToken(*tokFile)
+	case *tok != "":
+		src = connector.StaticToken(*tok)
+	default:
+		src = connector.StaticToken(os.Getenv("SLUICE_TOKEN"))
+	}
+	log := newLogger()
+	c, err := connector.New(connector.Config{Gateway: *gateway, Target: *target, Protocol: *protocol, CAFile: *ca, Token: src, Logger: log})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
+	}
+	log.Info("sluice connect listening", "addr", l.Addr().String(), "target", *target, "gateway", *gateway)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.Serve(ctx, l)
+}
+
+func envoyCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "bootstrap" {
+		fmt.Fprintln(stderr, "usage: sluice envoy bootstrap --config FILE [--out FILE]")
+		return ErrUsage
+	}
+	fs := flags("envoy bootstrap", stderr)
+	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
+	out := fs.String("out", "", "write here instead of standard output")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	c, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	b, err := envoy.Bootstrap(c)
+	if err != nil {
+		return err
+	}
+	js, err := envoy.JSON(b)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = stdout.Write(js)
+		return err
+	}
+	if err := os.WriteFile(*out, js, 0o644); err != nil {
+		return fmt.Errorf("cannot write bootstrap: %w", err)
+	}
+	return nil
+}
+
+func initCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flags("init", stderr)
+	pg := fs.String("postgres", "127.0.0.1:5432", "address of the demo PostgreSQL target")
+	listen := fs.String("listen", "127.0.0.1:10000", "Envoy tunnel listener")
+	admin := fs.String("admin", "127.0.0.1:9901", "Envoy admin listener")
+	ep := fs.String("extproc", "127.0.0.1:9001", "sluice serve gRPC listener")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: sluice init DIR [flags]")
+		return ErrUsage
+	}
+	dir := args[0]
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	path, err := devstack.Init(dir, devstack.InitOptions{PostgresAddr: *pg, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", path)
+	return nil
+}
+
+func tokenCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flags("token", stderr)
+	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file (issuer, audience)")
+	key := fs.String("key", "", "signing key (default: keys/signing.jwk beside the config)")
+	sub := fs.String("sub", "", "agent name (sub claim)")
+	groups := fs.String("groups", "", "comma-separated groups")
+	act := fs.String("act", "", "the human the agent acts for (act.sub)")
+	ttl := fs.Duration("ttl", 15*time.Minute, "lifetime")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *sub == "" {
+		fmt.Fprintln(stderr, "sluice token: --sub is required")
+		return ErrUsage
+	}
+	c, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	k := *key
+	if k == "" {
+		k = c.Path(devstack.SigningKeyFile)
+	}
+	var gs []string
+	if *groups != "" {
+		gs = strings.Split(*groups, ",")
+	}
+	tok, err := token.Mint(k, token.Claims{Issuer: c.JWT.Issuer, Audience: c.JWT.Audiences, Subject: *sub, Groups: gs, ActFor: *act, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("demo", stderr)
+	dir := fs.String("dir", ".sluice/demo", "working folder")
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find own binary: %w", err)
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := devstack.Up(ctx, devstack.Options{Dir: abs, Binary: self, Logger: newLogger()})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintf(stdout, `sluice demo is running (logs in %[1]s).
+
+  agent connection:  psql '%[2]s'
+
+Try:
+  SELECT name, email FROM customers LIMIT 3;   -- allowed (policy agents-read)
+  DROP TABLE customers;                        -- refused (policy no-ddl), SQLSTATE 42501
+  SELECT pg_read_file('/etc/passwd');          -- refused (policy no-admin)
+
+Envoy: %[3]s (bootstrap %[1]s/envoy.json)   sluice serve: %[4]s
+Policies: %[5]s — edit them and send SIGHUP to sluice serve to reload.
+Press Ctrl-C to stop.
+`, abs, st.AgentURL(""), st.Config.Envoy.Listen, st.Config.ExtProc.Listen, st.Config.Path(st.Config.Policies))
+	<-ctx.Done()
+	return nil
+}

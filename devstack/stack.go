@@ -1,0 +1,280 @@
+package devstack
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/sluicedb/sluice/cedar"
+	"github.com/sluicedb/sluice/config"
+	"github.com/sluicedb/sluice/pki"
+	"github.com/sluicedb/sluice/token"
+)
+
+//go:embed demo.sql
+var demoSQL string
+
+// Demo database names and the agent's database credentials (passed through
+// to PostgreSQL until credential brokering lands).
+const (
+	DemoTarget     = "demo"
+	DemoDatabase   = "sluice_demo"
+	AgentDBUser    = "agent"
+	AgentDBPass    = "agent-dev-password"
+	DemoIssuer     = "https://sluice.local"
+	DemoAudience   = "sluice"
+	SigningKeyFile = "keys/signing.jwk"
+)
+
+// InitOptions shape a generated configuration folder.
+type InitOptions struct {
+	PostgresAddr string // the demo target's address
+	EnvoyListen  string
+	EnvoyAdmin   string
+	ExtProc      string
+}
+
+// Init writes a complete local configuration into dir: sluice.yaml, a CA and
+// gateway certificate, a token signing key with its JWKS, and the default
+// policies. It returns the config file's path.
+func Init(dir string, o InitOptions) (string, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
+		return "", fmt.Errorf("cannot create %s: %w", dir, err)
+	}
+	if _, err := pki.Generate(filepath.Join(dir, "tls"), []string{"localhost", "127.0.0.1", "envoy"}, 365*24*time.Hour); err != nil {
+		return "", err
+	}
+	if err := token.GenerateKey(filepath.Join(dir, SigningKeyFile), filepath.Join(dir, "keys/jwks.json")); err != nil {
+		return "", err
+	}
+	if err := cedar.WriteDefaults(filepath.Join(dir, "policies")); err != nil {
+		return "", err
+	}
+	c := &config.Config{
+		Envoy: config.Envoy{
+			Listen: o.EnvoyListen, Admin: o.EnvoyAdmin,
+			TLSCert: "tls/gateway.crt", TLSKey: "tls/gateway.key",
+			IdleTimeout: config.Duration(time.Hour),
+		},
+		ExtProc:  config.ExtProc{Listen: o.ExtProc},
+		JWT:      config.JWT{Issuer: DemoIssuer, Audiences: []string{DemoAudience}, JWKSFile: "keys/jwks.json", GroupsClaim: "groups"},
+		Policies: "policies",
+		Targets: []config.Target{{
+			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: DemoDatabase,
+			Tags: map[string]string{"env": "dev"},
+		}},
+	}
+	path := filepath.Join(dir, "sluice.yaml")
+	if err := c.Write(path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// Options configure Up.
+type Options struct {
+	Dir    string // working folder: cluster, config, logs
+	Binary string // the sluice binary to run serve and connect
+	Logger *slog.Logger
+	// NoConnector skips `sluice connect` (tests may run their own).
+	NoConnector bool
+}
+
+// Stack is a running local data path.
+type Stack struct {
+	Dir         string
+	ConfigPath  string
+	Config      *config.Config
+	PG          *Postgres
+	Envoy       *Process
+	Serve       *Process
+	Connect     *Process
+	ConnectAddr string // where the agent's client connects
+	TokenFile   string
+	Binary      string
+	EnvoyBin    string
+	bootstrap   string
+}
+
+func ports(n int) ([]int, error) {
+	out := make([]int, n)
+	for i := range out {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+func loop(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// Up starts PostgreSQL with demo data, generates the configuration, renders
+// Envoy's bootstrap with `sluice envoy bootstrap`, and starts sluice serve,
+// Envoy and sluice connect.
+func Up(ctx context.Context, o Options) (_ *Stack, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	envoyBin, err := EnvoyBin()
+	if err != nil {
+		return nil, err
+	}
+	p, err := ports(6)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Dir: o.Dir, Binary: o.Binary, EnvoyBin: envoyBin}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	o.Logger.Info("starting postgres", "port", p[0])
+	if s.PG, err = StartPostgres(ctx, filepath.Join(o.Dir, "pg"), p[0]); err != nil {
+		return nil, err
+	}
+	if err := SeedDemo(ctx, s.PG); err != nil {
+		return nil, err
+	}
+	cfgDir := filepath.Join(o.Dir, "config")
+	if s.ConfigPath, err = Init(cfgDir, InitOptions{
+		PostgresAddr: s.PG.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]),
+	}); err != nil {
+		return nil, err
+	}
+	if s.Config, err = config.Load(s.ConfigPath); err != nil {
+		return nil, err
+	}
+	if err := s.StartServe(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.StartEnvoy(ctx); err != nil {
+		return nil, err
+	}
+	tok, err := s.MintToken("demo-agent", []string{"agents"}, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	s.TokenFile = filepath.Join(o.Dir, "agent.token")
+	if err := os.WriteFile(s.TokenFile, []byte(tok+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("cannot write token: %w", err)
+	}
+	if !o.NoConnector {
+		s.ConnectAddr = loop(p[4])
+		if s.Connect, err = s.StartConnect(ctx, "connect", DemoTarget, s.ConnectAddr, s.TokenFile); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// SeedDemo creates the agent's role and the demo database.
+func SeedDemo(ctx context.Context, pg *Postgres) error {
+	err := pg.Exec(ctx, "postgres", fmt.Sprintf(`DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN
+    CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s';
+  END IF; END $$;`, AgentDBUser, AgentDBPass))
+	if err != nil {
+		return err
+	}
+	c, err := pg.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	var exists bool
+	err = c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", DemoDatabase).Scan(&exists)
+	if err == nil && !exists {
+		_, err = c.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", DemoDatabase, AgentDBUser))
+	}
+	c.Close(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot create demo database: %w", err)
+	}
+	// The agent's role owns the data, so the database alone would let it
+	// drop tables: only sluice stands in the way.
+	return pg.Exec(ctx, DemoDatabase, "SET ROLE "+AgentDBUser+";\n"+demoSQL)
+}
+
+// MintToken signs an agent token with the local key.
+func (s *Stack) MintToken(sub string, groups []string, ttl time.Duration) (string, error) {
+	return token.Mint(s.Config.Path(SigningKeyFile), token.Claims{
+		Issuer: DemoIssuer, Audience: []string{DemoAudience}, Subject: sub, Groups: groups, TTL: ttl,
+	})
+}
+
+// StartServe starts `sluice serve` and waits for its gRPC port.
+func (s *Stack) StartServe(ctx context.Context) (err error) {
+	s.Serve, err = StartProcess(s.Dir, "serve", s.Binary, "serve", "--config", s.ConfigPath)
+	if err != nil {
+		return err
+	}
+	return s.Serve.WaitTCP(ctx, s.Config.ExtProc.Listen)
+}
+
+// StartEnvoy renders the bootstrap with the sluice binary and starts Envoy.
+func (s *Stack) StartEnvoy(ctx context.Context) error {
+	s.bootstrap = filepath.Join(s.Dir, "envoy.json")
+	gen, err := StartProcess(s.Dir, "bootstrap", s.Binary, "envoy", "bootstrap", "--config", s.ConfigPath, "--out", s.bootstrap)
+	if err != nil {
+		return err
+	}
+	for !gen.Exited() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := <-gen.done; err != nil {
+		b, _ := os.ReadFile(gen.LogPath)
+		return fmt.Errorf("cannot render envoy bootstrap: %w: %s", err, b)
+	}
+	s.Envoy, err = StartProcess(s.Dir, "envoy", s.EnvoyBin, "-c", s.bootstrap, "--disable-hot-restart", "-l", "info")
+	if err != nil {
+		return err
+	}
+	return s.Envoy.WaitTCP(ctx, s.Config.Envoy.Listen)
+}
+
+// StartConnect starts a `sluice connect` for target on listen.
+func (s *Stack) StartConnect(ctx context.Context, name, target, listen, tokenFile string) (*Process, error) {
+	args := []string{"connect", "--gateway", s.Config.Envoy.Listen, "--target", target, "--listen", listen,
+		"--ca", s.Config.Path("tls/ca.crt")}
+	if tokenFile != "" {
+		args = append(args, "--token-file", tokenFile)
+	} else {
+		args = append(args, "--token", "")
+	}
+	p, err := StartProcess(s.Dir, name, s.Binary, args...)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.WaitTCP(ctx, listen)
+}
+
+// AgentURL is the URL an agent's client uses through the connector.
+func (s *Stack) AgentURL(addr string) string {
+	if addr == "" {
+		addr = s.ConnectAddr
+	}
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, addr, DemoDatabase)
+}
+
+// Close stops everything it started.
+func (s *Stack) Close() error {
+	var errs []error
+	for _, p := range []*Process{s.Connect, s.Envoy, s.Serve} {
+		if p != nil {
+			errs = append(errs, p.Stop())
+		}
+	}
+	if s.PG != nil {
+		errs = append(errs, s.PG.Stop())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,300 @@
+// Package envoy renders Envoy's configuration from sluice's config file: the
+// TLS listener that terminates agents' CONNECT tunnels, jwt_authn, the
+// ext_proc filter pointed at `sluice serve`, and one route and cluster per
+// target. The same builders serve the static bootstrap and, later, xDS.
+package envoy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/sluicedb/sluice/config"
+	sluiceextproc "github.com/sluicedb/sluice/extproc"
+)
+
+// Names shared between the generated configuration and sluice.
+const (
+	ListenerName   = "sluice_tunnels"
+	RouteName      = "sluice_targets"
+	ExtProcCluster = "sluice_extproc"
+	JWTProvider    = "sluice_agents"
+	// PayloadKey is where jwt_authn puts the validated claims in the dynamic
+	// metadata that ext_proc forwards to sluice.
+	PayloadKey = "jwt_payload"
+)
+
+// ClusterName is the Envoy cluster of a target.
+func ClusterName(target string) string { return "target_" + target }
+
+// Bootstrap renders a complete static bootstrap.
+func Bootstrap(c *config.Config) (*bootstrapv3.Bootstrap, error) {
+	l, err := Listener(c)
+	if err != nil {
+		return nil, err
+	}
+	clusters, err := Clusters(c)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := socketAddress(c.Envoy.Admin)
+	if err != nil {
+		return nil, fmt.Errorf("envoy.admin: %w", err)
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node:  &corev3.Node{Id: "sluice-envoy", Cluster: "sluice"},
+		Admin: &bootstrapv3.Admin{Address: admin},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Listeners: []*listenerv3.Listener{l},
+			Clusters:  clusters,
+		},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("generated bootstrap is invalid: %w", err)
+	}
+	return b, nil
+}
+
+// JSON renders a message the way Envoy reads it (JSON is also valid YAML).
+func JSON(m proto.Message) ([]byte, error) {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode envoy config: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Listener is the TLS listener terminating agents' CONNECT tunnels.
+func Listener(c *config.Config) (*listenerv3.Listener, error) {
+	addr, err := socketAddress(c.Envoy.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("envoy.listen: %w", err)
+	}
+	idle := durationpb.New(time.Duration(c.Envoy.IdleTimeout))
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: "sluice",
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{
+			RouteConfig: RouteConfig(c),
+		},
+		// A tunnel carries a whole database session: no request deadline, and
+		// only silence (no bytes either way) beyond IdleTimeout ends it.
+		StreamIdleTimeout:     idle,
+		RequestTimeout:        durationpb.New(0),
+		RequestHeadersTimeout: durationpb.New(10 * time.Second),
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			IdleTimeout: idle,
+		},
+		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+			AllowConnect:        true,
+			ConnectionKeepalive: &corev3.KeepaliveSettings{Interval: durationpb.New(30 * time.Second), Timeout: durationpb.New(10 * time.Second)},
+		},
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "CONNECT"}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			typedFilter("envoy.filters.http.jwt_authn", jwtFilter(c)),
+			typedFilter("envoy.filters.http.ext_proc", extProcFilter()),
+			typedFilter("envoy.filters.http.router", &routerv3.Router{}),
+		},
+		AccessLog: []*accesslogv3.AccessLog{{
+			Name:       "envoy.access_loggers.stdout",
+			ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&streamv3.StdoutAccessLog{})},
+		}},
+	}
+	tls := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		AlpnProtocols: []string{"h2", "http/1.1"},
+		TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: c.Path(c.Envoy.TLSCert)}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: c.Path(c.Envoy.TLSKey)}},
+		}},
+	}}
+	return &listenerv3.Listener{
+		Name:    ListenerName,
+		Address: addr,
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.http_connection_manager",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+			}},
+			TransportSocket: &corev3.TransportSocket{
+				Name:       "envoy.transport_sockets.tls",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(tls)},
+			},
+		}},
+	}, nil
+}
+
+// RouteConfig routes each target's CONNECT authority to its cluster.
+func RouteConfig(c *config.Config) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: RouteName}
+	for _, t := range c.Targets {
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+			Name:    t.Name,
+			Domains: []string{t.Name, t.Name + ":*"},
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(t.Name)},
+					Timeout:          durationpb.New(0),
+					IdleTimeout:      durationpb.New(time.Duration(c.Envoy.IdleTimeout)),
+					UpgradeConfigs: []*routev3.RouteAction_UpgradeConfig{{
+						UpgradeType:   "CONNECT",
+						ConnectConfig: &routev3.RouteAction_UpgradeConfig_ConnectConfig{},
+					}},
+				}},
+			}},
+		})
+	}
+	return rc
+}
+
+func jwtFilter(c *config.Config) *jwtv3.JwtAuthentication {
+	connect := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}}
+	other := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	req := &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: JWTProvider}}
+	return &jwtv3.JwtAuthentication{
+		Providers: map[string]*jwtv3.JwtProvider{JWTProvider: {
+			Issuer:    c.JWT.Issuer,
+			Audiences: c.JWT.Audiences,
+			JwksSourceSpecifier: &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
+				Specifier: &corev3.DataSource_Filename{Filename: c.Path(c.JWT.JWKSFile)},
+			}},
+			FromHeaders: []*jwtv3.JwtHeader{
+				{Name: "authorization", ValuePrefix: "Bearer "},
+				{Name: "proxy-authorization", ValuePrefix: "Bearer "},
+			},
+			Forward:           false,
+			PayloadInMetadata: PayloadKey,
+			ClockSkewSeconds:  30,
+		}},
+		Rules: []*jwtv3.RequirementRule{
+			{Match: connect, RequirementType: &jwtv3.RequirementRule_Requires{Requires: req}},
+			{Match: other, RequirementType: &jwtv3.RequirementRule_Requires{Requires: req}},
+		},
+	}
+}
+
+func extProcFilter() *extprocv3.ExternalProcessor {
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+		}},
+		// Fail closed: if sluice is down or errs, the tunnel fails.
+		FailureModeAllow: false,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+			RequestBodyMode:     extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED,
+			ResponseBodyMode:    extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SEND,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SEND,
+		},
+		// Bounds the headers phase; body chunks have no timer in full-duplex mode.
+		MessageTimeout: durationpb.New(5 * time.Second),
+		MetadataOptions: &extprocv3.MetadataOptions{
+			ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+				Untyped: []string{sluiceextproc.JWTNamespace},
+			},
+		},
+		RequestAttributes: []string{"source.address", "connection.id"},
+	}
+}
+
+// Clusters are one per target plus sluice's ext_proc server.
+func Clusters(c *config.Config) ([]*clusterv3.Cluster, error) {
+	var out []*clusterv3.Cluster
+	for _, t := range c.Targets {
+		cl, err := staticCluster(ClusterName(t.Name), t.Address, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("target %q: %w", t.Name, err)
+		}
+		cl.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &corev3.TcpKeepalive{
+			KeepaliveTime: wrapperspb.UInt32(60), KeepaliveInterval: wrapperspb.UInt32(15), KeepaliveProbes: wrapperspb.UInt32(4),
+		}}
+		out = append(out, cl)
+	}
+	ep, err := staticCluster(ExtProcCluster, c.ExtProc.Address, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("extproc.address: %w", err)
+	}
+	ep.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+					// sluice's gRPC server permits pings this often (see serve).
+					ConnectionKeepalive: &corev3.KeepaliveSettings{Interval: durationpb.New(20 * time.Second), Timeout: durationpb.New(5 * time.Second)},
+				}},
+			}},
+		}),
+	}
+	out = append(out, ep)
+	return out, nil
+}
+
+func staticCluster(name, address string, connectTimeout time.Duration) (*clusterv3.Cluster, error) {
+	sa, err := socketAddress(address)
+	if err != nil {
+		return nil, err
+	}
+	typ := clusterv3.Cluster_STATIC
+	if net.ParseIP(sa.GetSocketAddress().GetAddress()) == nil {
+		typ = clusterv3.Cluster_STRICT_DNS // a host name, e.g. under docker compose
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
+		ConnectTimeout:       durationpb.New(connectTimeout),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: sa}},
+			}}}},
+		},
+	}, nil
+}
+
+func socketAddress(hostport string) (*corev3.Address, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("bad port in %q", hostport)
+	}
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)},
+	}}}, nil
+}
+
+func typedFilter(name string, m proto.Message) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("cannot wrap %T: %v", m, err)) // only on a programming error
+	}
+	return a
+}
