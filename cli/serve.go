@@ -38,6 +38,7 @@ func loadPolicies(c *config.Config) (*cedar.Set, error) {
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flags("serve", stderr)
 	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
+	traceDir := fs.String("trace-dir", "", "write a raw wire trace per tunnel here (debugging and tests only)")
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -63,6 +64,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		},
 		PayloadKey: envoy.PayloadKey,
 		GroupsKey:  c.JWT.GroupsClaim,
+		TraceDir:   *traceDir,
 	})
 	g := grpc.NewServer(
 		// Envoy pings every 20s on the ext_proc cluster; a stricter policy

@@ -85,6 +85,8 @@ type Options struct {
 	Logger *slog.Logger
 	// NoConnector skips `sluice connect` (tests may run their own).
 	NoConnector bool
+	// ServeArgs are extra flags for `sluice serve`.
+	ServeArgs []string
 }
 
 // Stack is a running local data path.
@@ -100,6 +102,7 @@ type Stack struct {
 	TokenFile   string
 	Binary      string
 	EnvoyBin    string
+	ServeArgs   []string
 	bootstrap   string
 }
 
@@ -132,7 +135,7 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Dir: o.Dir, Binary: o.Binary, EnvoyBin: envoyBin}
+	s := &Stack{Dir: o.Dir, Binary: o.Binary, EnvoyBin: envoyBin, ServeArgs: o.ServeArgs}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -213,7 +216,7 @@ func (s *Stack) MintToken(sub string, groups []string, ttl time.Duration) (strin
 
 // StartServe starts `sluice serve` and waits for its gRPC port.
 func (s *Stack) StartServe(ctx context.Context) (err error) {
-	s.Serve, err = StartProcess(s.Dir, "serve", s.Binary, "serve", "--config", s.ConfigPath)
+	s.Serve, err = StartProcess(s.Dir, "serve", s.Binary, append([]string{"serve", "--config", s.ConfigPath}, s.ServeArgs...)...)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	Protocols  map[string]NewSessionFunc // by session.Target.Protocol
 	PayloadKey string                    // jwt_authn payload_in_metadata key
 	GroupsKey  string                    // claim holding the agent's groups
+	// TraceDir, when set, receives a wire trace per tunnel (raw traffic:
+	// for debugging and replay tests only).
+	TraceDir string
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -69,6 +72,7 @@ func NewServer(cfg Config) *Server {
 // tunnel lives: Envoy would pass the rest of the tunnel through unchecked.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger}
+	defer t.trace.close()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -101,6 +105,7 @@ type tunnel struct {
 	pendingClient []byte // bytes for the client before it was open
 	reqDone       bool   // end_of_stream sent toward the server
 	respDone      bool   // end_of_stream sent toward the client
+	trace         *traceFile
 }
 
 func (t *tunnel) handle(req *extprocv3.ProcessingRequest) (done bool, err error) {
@@ -170,6 +175,13 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		return true, t.refuse(typev3.StatusCode_Forbidden, "sluice: "+d.Reason)
 	}
 	t.sess = newSession(target, auth, t.log)
+	if dir := t.srv.cfg.TraceDir; dir != "" {
+		tr, err := openTrace(dir, headers["x-request-id"], TraceHeader{Target: target.Name, Protocol: target.Protocol, Agent: id.Subject})
+		if err != nil {
+			t.log.Warn("no wire trace", "err", err)
+		}
+		t.trace = tr
+	}
 	t.log.Info("session opened", "groups", id.Groups)
 	return false, t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{}}})
@@ -205,6 +217,13 @@ func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 		t.log.Warn("protocol error", "from_client", fromClient, "err", err)
 	}
 	eos := b.EndOfStream
+	if t.trace != nil {
+		ev := TraceEvent{FromClient: fromClient, Data: b.Body, EOS: eos, ToServer: t.out.ToServer, ToClient: t.out.ToClient}
+		if err != nil {
+			ev.Err = err.Error()
+		}
+		t.trace.write(ev)
+	}
 	if len(t.out.ToServer) > 0 || (fromClient && eos) {
 		if err := t.sendBody(true, t.out.ToServer, fromClient && eos); err != nil {
 			return err

@@ -282,7 +282,11 @@ func (a *pgAnalyzer) walk(n *pg.Node) {
 		case *pg.DeleteStmt:
 			nested = append(nested, func() { a.rel("delete", v.Relation) })
 		case *pg.MergeStmt:
-			nested = append(nested, func() { a.rel("update", v.Relation); a.add("insert", tableOf(v.Relation)); a.add("delete", tableOf(v.Relation)) })
+			nested = append(nested, func() {
+				a.rel("update", v.Relation)
+				a.add("insert", tableOf(v.Relation))
+				a.add("delete", tableOf(v.Relation))
+			})
 		case *pg.FuncCall:
 			var name string
 			if k := len(v.Funcname); k > 0 {

@@ -122,7 +122,7 @@ func NewSession(cfg Config) *Session {
 	return s
 }
 
-func clientOpaque(typ byte) bool { return typ == 'd' }              // CopyData
+func clientOpaque(typ byte) bool { return typ == 'd' }               // CopyData
 func serverOpaque(typ byte) bool { return typ == 'D' || typ == 'd' } // DataRow, CopyData
 
 // ProtocolError is a malformed or forbidden message; the session is over.

@@ -1,0 +1,113 @@
+// Package e2e runs sluice's data path for real: PostgreSQL from Debian, the
+// pinned Envoy 1.40 binary, and the sluice serve and connect processes built
+// from this checkout, driven by stock clients (psql, pgbench, pgx).
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/devstack"
+)
+
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "sluice-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	bin := os.Getenv("SLUICE_BIN")
+	if bin == "" {
+		bin = filepath.Join(dir, "sluice")
+		out, err := exec.Command("go", "build", "-o", bin, "../cmd/sluice").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cannot build sluice: %v\n%s", err, out)
+			return 1
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	traces := filepath.Join(dir, "traces")
+	_ = os.MkdirAll(traces, 0o755)
+	stack, err = devstack.Up(ctx, devstack.Options{Dir: dir, Binary: bin, ServeArgs: []string{"--trace-dir", traces}})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot start the stack (run scripts/setup first): %v\n", err)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		dumpLogs(dir)
+	}
+	if err := stack.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the stack:", err)
+	}
+	if code == 0 && os.Getenv("SLUICE_E2E_KEEP") == "" {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e state kept in", dir)
+	}
+	return code
+}
+
+// dumpLogs prints the tail of every process log, only when a test failed.
+func dumpLogs(dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		fmt.Fprintf(os.Stderr, "===== %s\n%s\n", l, b)
+	}
+}
+
+// psql runs the stock psql client with the given URL and commands.
+func psql(t *testing.T, url string, commands ...string) (string, error) {
+	t.Helper()
+	args := []string{url, "-X", "-v", "VERBOSITY=verbose"}
+	for _, c := range commands {
+		args = append(args, "-c", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "psql", args...).CombinedOutput()
+	return string(out), err
+}
+
+// agentConnect starts a connector for a token with the given groups and
+// returns the agent URL through it.
+func agentConnect(t *testing.T, sub string, groups []string) string {
+	t.Helper()
+	tok, err := stack.MintToken(sub, groups, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tf, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	name := "connect-" + strings.ReplaceAll(t.Name(), "/", "_")
+	p, err := stack.StartConnect(context.Background(), name, devstack.DemoTarget, addr, tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop() })
+	return stack.AgentURL(addr)
+}
