@@ -98,16 +98,23 @@ func agentConnect(t *testing.T, sub string, groups []string) string {
 	if err := os.WriteFile(tf, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return stack.AgentURL(freeConnect(t, tf))
+}
+
+// freeConnect starts `sluice connect` with a token file ("" for none) and
+// returns its address.
+func freeConnect(t *testing.T, tokenFile string) string {
+	t.Helper()
 	port, err := devstack.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	name := "connect-" + strings.ReplaceAll(t.Name(), "/", "_")
-	p, err := stack.StartConnect(context.Background(), name, devstack.DemoTarget, addr, tf)
+	p, err := stack.StartConnect(context.Background(), name, devstack.DemoTarget, addr, tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Stop() })
-	return stack.AgentURL(addr)
+	return addr
 }

@@ -203,6 +203,11 @@ func (t *tunnel) refuse(code typev3.StatusCode, msg string) error {
 
 func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 	if t.sess == nil {
+		if !fromClient && t.clientOpen {
+			// A reply Envoy made itself (e.g. jwt_authn's 401) before the
+			// request reached sluice: no tunnel exists, so pass it on.
+			return t.sendBody(false, b.Body, b.EndOfStream)
+		}
 		return errors.New("body before an admitted request")
 	}
 	t.out.Reset()
