@@ -176,7 +176,9 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	}
 	t.sess = newSession(target, auth, t.log)
 	if dir := t.srv.cfg.TraceDir; dir != "" {
-		tr, err := openTrace(dir, headers["x-request-id"], TraceHeader{Target: target.Name, Protocol: target.Protocol, Agent: id.Subject})
+		tr, err := openTrace(dir, headers["x-request-id"], TraceHeader{
+			Target: target.Name, Protocol: target.Protocol, Agent: id.Subject, Groups: id.Groups, Database: target.Database,
+		})
 		if err != nil {
 			t.log.Warn("no wire trace", "err", err)
 		}

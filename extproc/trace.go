@@ -23,9 +23,11 @@ type TraceEvent struct {
 
 // TraceHeader is a trace file's first line.
 type TraceHeader struct {
-	Target   string `json:"target"`
-	Protocol string `json:"protocol"`
-	Agent    string `json:"agent"`
+	Target   string   `json:"target"`
+	Protocol string   `json:"protocol"`
+	Agent    string   `json:"agent"`
+	Groups   []string `json:"groups,omitempty"`
+	Database string   `json:"database,omitempty"`
 }
 
 type traceFile struct {

@@ -398,6 +398,9 @@ func (s *Session) serverFrame(f frame, out *session.Output) error {
 	case phaseAuth:
 		switch f.typ {
 		case 'Z':
+			if len(f.body) != 1 {
+				return &ProtocolError{"malformed ReadyForQuery from the server"}
+			}
 			s.phase = phaseReady
 			s.txStatus = f.body[0]
 		case 'K':
@@ -446,6 +449,9 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 	case 'E':
 		s.afterError()
 	case 'Z':
+		if len(f.body) != 1 {
+			return &ProtocolError{"malformed ReadyForQuery from the server"}
+		}
 		s.txStatus = f.body[0]
 		// Pop through the op this answers; anything before it was skipped.
 		for len(s.ops) > 0 {
