@@ -2,9 +2,111 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicedb/sluice/devstack"
 )
 
+type benchResult struct {
+	tps, latencyMS float64
+	failed         int
+}
+
+var (
+	tpsRE     = regexp.MustCompile(`tps = ([\d.]+)`)
+	latencyRE = regexp.MustCompile(`latency average = ([\d.]+) ms`)
+	failedRE  = regexp.MustCompile(`number of failed transactions: (\d+)`)
+)
+
+func runPgbench(ctx context.Context, args ...string) (benchResult, error) {
+	out, err := exec.CommandContext(ctx, "pgbench", args...).CombinedOutput()
+	if err != nil {
+		return benchResult{}, fmt.Errorf("pgbench %v: %w\n%s", args, err, out)
+	}
+	var r benchResult
+	if m := tpsRE.FindSubmatch(out); m != nil {
+		r.tps, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := latencyRE.FindSubmatch(out); m != nil {
+		r.latencyMS, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := failedRE.FindSubmatch(out); m != nil {
+		r.failed, _ = strconv.Atoi(string(m[1]))
+	}
+	if r.tps == 0 {
+		return r, fmt.Errorf("cannot read pgbench output:\n%s", out)
+	}
+	return r, nil
+}
+
+// bench runs pgbench -S three ways in one run: straight to PostgreSQL,
+// through the connector and an Envoy tunnel without ext_proc, and through
+// sluice (connector, Envoy, ext_proc).
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return nil
+	fs := flags("bench", stderr)
+	dir := fs.String("dir", "", "working folder (default: a temporary one)")
+	duration := fs.Duration("duration", 10*time.Second, "length of each pgbench run")
+	scale := fs.Int("scale", 10, "pgbench scale factor")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find own binary: %w", err)
+	}
+	if *dir == "" {
+		if *dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(*dir)
+	}
+	abs, _ := filepath.Abs(*dir)
+	st, err := devstack.Up(ctx, devstack.Options{Dir: abs, Binary: self})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	baseline, err := st.StartBaseline(ctx)
+	if err != nil {
+		return err
+	}
+	direct := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.AgentDBUser, devstack.AgentDBPass, st.PG.Addr(), devstack.DemoDatabase)
+	fmt.Fprintf(stderr, "bench: pgbench -i -s %d\n", *scale)
+	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(*scale), direct).CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %w\n%s", err, out)
+	}
+	paths := []struct{ name, url string }{
+		{"direct", direct},
+		{"envoy tunnel, no ext_proc", st.AgentURL(baseline)},
+		{"sluice", st.AgentURL("")},
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\t\n")
+	secs := strconv.Itoa(int(duration.Seconds()))
+	for _, mode := range []string{"simple", "prepared"} {
+		for _, c := range []int{1, 8} {
+			var res []benchResult
+			for _, p := range paths {
+				fmt.Fprintf(stderr, "bench: -M %s -c %d %s\n", mode, c, p.name)
+				r, err := runPgbench(ctx, "-S", "-n", "-T", secs, "-c", strconv.Itoa(c), "-j", strconv.Itoa(min(c, 2)), "-M", mode, p.url)
+				if err != nil {
+					return err
+				}
+				res = append(res, r)
+			}
+			for i, p := range paths {
+				r := res[i]
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps)
+			}
+		}
+	}
+	return tw.Flush()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/config"
+	"github.com/sluicedb/sluice/envoy"
 	"github.com/sluicedb/sluice/pki"
 	"github.com/sluicedb/sluice/token"
 )
@@ -104,6 +105,7 @@ type Stack struct {
 	EnvoyBin    string
 	ServeArgs   []string
 	bootstrap   string
+	extra       []*Process
 }
 
 func ports(n int) ([]int, error) {
@@ -271,7 +273,7 @@ func (s *Stack) AgentURL(addr string) string {
 // Close stops everything it started.
 func (s *Stack) Close() error {
 	var errs []error
-	for _, p := range []*Process{s.Connect, s.Envoy, s.Serve} {
+	for _, p := range append(s.extra, s.Connect, s.Envoy, s.Serve) {
 		if p != nil {
 			errs = append(errs, p.Stop())
 		}
@@ -280,4 +282,44 @@ func (s *Stack) Close() error {
 		errs = append(errs, s.PG.Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// StartBaseline starts a second Envoy from the same configuration but without
+// the ext_proc filter, plus a connector to it, and returns the connector's
+// address. It is for measuring sluice's own cost only.
+func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
+	p, err := ports(3)
+	if err != nil {
+		return "", err
+	}
+	c := *s.Config
+	c.Envoy.Listen, c.Envoy.Admin = loop(p[0]), loop(p[1])
+	b, err := envoy.BaselineBootstrap(&c)
+	if err != nil {
+		return "", err
+	}
+	js, err := envoy.JSON(b)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.Dir, "envoy-baseline.json")
+	if err := os.WriteFile(path, js, 0o644); err != nil {
+		return "", fmt.Errorf("cannot write baseline bootstrap: %w", err)
+	}
+	e, err := StartProcess(s.Dir, "envoy-baseline", s.EnvoyBin, "-c", path, "--disable-hot-restart", "-l", "warning")
+	if err != nil {
+		return "", err
+	}
+	s.extra = append(s.extra, e)
+	if err := e.WaitTCP(ctx, c.Envoy.Listen); err != nil {
+		return "", err
+	}
+	addr := loop(p[2])
+	conn, err := StartProcess(s.Dir, "connect-baseline", s.Binary, "connect", "--gateway", c.Envoy.Listen,
+		"--target", DemoTarget, "--listen", addr, "--ca", s.Config.Path("tls/ca.crt"), "--token-file", s.TokenFile)
+	if err != nil {
+		return "", err
+	}
+	s.extra = append(s.extra, conn)
+	return addr, conn.WaitTCP(ctx, addr)
 }

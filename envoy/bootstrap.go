@@ -50,7 +50,18 @@ func ClusterName(target string) string { return "target_" + target }
 
 // Bootstrap renders a complete static bootstrap.
 func Bootstrap(c *config.Config) (*bootstrapv3.Bootstrap, error) {
-	l, err := Listener(c)
+	return bootstrap(c, true)
+}
+
+// BaselineBootstrap renders the same gateway without the ext_proc filter:
+// tunnels pass unchecked. It exists only so the bench command can measure
+// what sluice itself costs; never deploy it.
+func BaselineBootstrap(c *config.Config) (*bootstrapv3.Bootstrap, error) {
+	return bootstrap(c, false)
+}
+
+func bootstrap(c *config.Config, withExtProc bool) (*bootstrapv3.Bootstrap, error) {
+	l, err := listener(c, withExtProc)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +98,10 @@ func JSON(m proto.Message) ([]byte, error) {
 
 // Listener is the TLS listener terminating agents' CONNECT tunnels.
 func Listener(c *config.Config) (*listenerv3.Listener, error) {
+	return listener(c, true)
+}
+
+func listener(c *config.Config, withExtProc bool) (*listenerv3.Listener, error) {
 	addr, err := socketAddress(c.Envoy.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("envoy.listen: %w", err)
@@ -120,6 +135,9 @@ func Listener(c *config.Config) (*listenerv3.Listener, error) {
 			Name:       "envoy.access_loggers.stdout",
 			ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&streamv3.StdoutAccessLog{})},
 		}},
+	}
+	if !withExtProc {
+		hcm.HttpFilters = append(hcm.HttpFilters[:1], hcm.HttpFilters[2:]...)
 	}
 	tls := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 		AlpnProtocols: []string{"h2", "http/1.1"},

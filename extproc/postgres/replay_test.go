@@ -61,7 +61,9 @@ func loadTraces(t *testing.T) map[string]trace {
 
 var poisonRE = regexp.MustCompile(`sluice: refused [0-9a-f]{16}`)
 
-func normalize(b []byte) []byte { return poisonRE.ReplaceAll(b, []byte("sluice: refused 0000000000000000")) }
+func normalize(b []byte) []byte {
+	return poisonRE.ReplaceAll(b, []byte("sluice: refused 0000000000000000"))
+}
 
 func newReplaySession(t *testing.T, h extproc.TraceHeader) *Session {
 	t.Helper()
