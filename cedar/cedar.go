@@ -5,6 +5,7 @@ package cedar
 import (
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +14,10 @@ import (
 	"strings"
 
 	cedargo "github.com/cedar-policy/cedar-go"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
+	"github.com/cedar-policy/cedar-go/x/exp/schema"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
 )
 
 // Namespace prefixes every sluice entity type.
@@ -29,28 +34,16 @@ const (
 	TypeAction   cedargo.EntityType = Namespace + "::Action"
 )
 
-// actionGroups gives each action's groups. It must agree with the schema's
-// action declarations (a test checks that it does).
-var actionGroups = map[string][]string{
-	"read": nil, "write": nil, "ddl": nil, "admin": nil, "session": nil,
-	"connect": nil,
-	"select":  {"read"},
-	"insert":  {"write"}, "update": {"write"}, "delete": {"write"}, "truncate": {"write"},
-	"create": {"ddl"}, "alter": {"ddl"}, "drop": {"ddl"},
-	"grant": {"admin"}, "set_role": {"admin"}, "alter_system": {"admin"},
-	"copy_program": {"admin"}, "read_server_file": {"admin"}, "write_server_file": {"admin"},
-	"execute_dynamic": {"admin"}, "set_search_path": {"admin"},
-	"call":        nil,
-	"transaction": {"session"}, "set": {"session"}, "show": {"session"},
-}
-
 // Action returns the UID of a named action.
 func Action(name string) cedargo.EntityUID {
 	return cedargo.NewEntityUID(TypeAction, cedargo.String(name))
 }
 
-// KnownAction reports whether name is an action of the schema.
-func KnownAction(name string) bool { _, ok := actionGroups[name]; return ok }
+// HasAction reports whether name is an action of the set's schema.
+func (s *Set) HasAction(name string) bool {
+	_, ok := s.Entities[Action(name)]
+	return ok
+}
 
 //go:embed defaults
 var defaults embed.FS
@@ -61,6 +54,20 @@ type Set struct {
 	Entities cedargo.EntityMap // entity files plus the action hierarchy
 	IDs      []string          // policy ids in load order
 	Schema   []byte            // the schema text the set was loaded with
+}
+
+// validatorFor parses and resolves a schema.
+func validatorFor(text []byte) (*resolved.Schema, *validate.Validator, error) {
+	var s schema.Schema
+	s.SetFilename("schema")
+	if err := s.UnmarshalCedar(text); err != nil {
+		return nil, nil, fmt.Errorf("cannot parse schema: %w", err)
+	}
+	r, err := s.Resolve()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot resolve schema: %w", err)
+	}
+	return r, validate.New(r), nil
 }
 
 // Default returns the embedded default schema, policies and entities.
@@ -145,13 +152,27 @@ func Load(fsys fs.FS) (*Set, error) {
 			return nil, fmt.Errorf("cannot read embedded schema: %w", err)
 		}
 	}
-	for name, groups := range actionGroups {
-		uid := Action(name)
-		parents := make([]cedargo.EntityUID, 0, len(groups))
-		for _, g := range groups {
-			parents = append(parents, Action(g))
+	// Policies and entity data are checked against the schema, so a typo in
+	// an action, type or attribute is an error at load, not a silent deny.
+	res, v, err := validatorFor(set.Schema)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for id, p := range set.Policies.All() {
+		if err := v.Policy(string(id), (*xast.Policy)(p.AST())); err != nil {
+			errs = append(errs, fmt.Errorf("policy %s (%s): %w", id, p.Position().Filename, err))
 		}
-		set.Entities[uid] = cedargo.Entity{UID: uid, Parents: cedargo.NewEntityUIDSet(parents...)}
+	}
+	if err := v.Entities(set.Entities); err != nil {
+		errs = append(errs, fmt.Errorf("entity data: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("policies do not validate against the schema: %w", err)
+	}
+	// The action hierarchy (select in read, …) comes from the schema.
+	for uid, a := range res.Actions {
+		set.Entities[uid] = a.Entity
 	}
 	return set, nil
 }

@@ -5,6 +5,8 @@
 package envoy
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -89,11 +91,17 @@ func bootstrap(c *config.Config, withExtProc bool) (*bootstrapv3.Bootstrap, erro
 
 // JSON renders a message the way Envoy reads it (JSON is also valid YAML).
 func JSON(m proto.Message) ([]byte, error) {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	b, err := protojson.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode envoy config: %w", err)
 	}
-	return append(b, '\n'), nil
+	// protojson varies its whitespace on purpose; re-indent for stable output.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, fmt.Errorf("cannot indent envoy config: %w", err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
 // Listener is the TLS listener terminating agents' CONNECT tunnels.

@@ -99,7 +99,7 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 			"target": cedargo.String(a.target.Name),
 		})
 		for _, r := range st.Requests {
-			if !cedar.KnownAction(r.Action) {
+			if !set.HasAction(r.Action) {
 				return Decision{Outcome: Deny, Unparseable: true, Reason: fmt.Sprintf("unknown action %q", r.Action), Kinds: d.Kinds}
 			}
 			res := a.resource(r.Object, ents)

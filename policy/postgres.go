@@ -127,6 +127,12 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		*pg.Node_ReassignOwnedStmt, *pg.Node_DropOwnedStmt:
 		a.st.Kind = "grant"
 		a.add("grant", target)
+		// The objects granted on are not read.
+		visit(n.ProtoReflect(), func(m proto.Message) {
+			if rv, ok := m.(*pg.RangeVar); ok {
+				a.assigned[rv] = true
+			}
+		})
 	case *pg.Node_VariableSetStmt:
 		a.st.Kind = "set"
 		a.add(setAction(s.VariableSetStmt.Name), target)

@@ -1,0 +1,159 @@
+package extproc_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/sluicedb/sluice/cedar"
+	"github.com/sluicedb/sluice/extproc"
+	"github.com/sluicedb/sluice/extproc/postgres"
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+type targets map[string]session.Target
+
+func (t targets) Target(n string) (session.Target, bool) { v, ok := t[n]; return v, ok }
+
+// These tests replay the messages Envoy sends over a real in-process gRPC
+// stream. They complement the end-to-end tests, which run the real Envoy.
+func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
+	t.Helper()
+	set, err := cedar.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := extproc.NewServer(extproc.Config{
+		Targets: targets{"demo": {Name: "demo", Protocol: "postgres"}},
+		Policy:  policy.NewEngine(set),
+		Protocols: map[string]extproc.NewSessionFunc{"postgres": func(tg session.Target, a *policy.Authorizer, l *slog.Logger) session.Session {
+			return postgres.NewSession(postgres.Config{Target: tg, Authorizer: a, Logger: l})
+		}},
+		PayloadKey: "jwt_payload", GroupsKey: "groups",
+	})
+	l := bufconn.Listen(1 << 20)
+	g := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(g, srv)
+	go g.Serve(l)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient("passthrough:///buf", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return extprocv3.NewExternalProcessorClient(conn)
+}
+
+func headers(authority string, claims map[string]any) *extprocv3.ProcessingRequest {
+	req := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			{Key: ":method", RawValue: []byte("CONNECT")}, {Key: ":authority", RawValue: []byte(authority)},
+		}},
+	}}}
+	if claims != nil {
+		payload, _ := structpb.NewStruct(claims)
+		req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			extproc.JWTNamespace: {Fields: map[string]*structpb.Value{"jwt_payload": structpb.NewStructValue(payload)}},
+		}}
+	}
+	return req
+}
+
+func open(t *testing.T, c extprocv3.ExternalProcessorClient) extprocv3.ExternalProcessor_ProcessClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	st, err := c.Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func roundTrip(t *testing.T, st extprocv3.ExternalProcessor_ProcessClient, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	t.Helper()
+	if err := st.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestRefusedAtHeaders(t *testing.T) {
+	c := startServer(t)
+	for name, tc := range map[string]struct {
+		req  *extprocv3.ProcessingRequest
+		code typev3.StatusCode
+	}{
+		"no identity":    {headers("demo", nil), typev3.StatusCode_Unauthorized},
+		"unknown target": {headers("other:5432", map[string]any{"sub": "a", "groups": []any{"agents"}}), typev3.StatusCode_NotFound},
+		"no connect":     {headers("demo", map[string]any{"sub": "a", "groups": []any{"strangers"}}), typev3.StatusCode_Forbidden},
+		"bad groups":     {headers("demo", map[string]any{"sub": "a", "groups": 7.0}), typev3.StatusCode_Unauthorized},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := roundTrip(t, open(t, c), tc.req)
+			ir := resp.GetImmediateResponse()
+			if ir == nil || ir.Status.Code != tc.code {
+				t.Fatalf("got %v, want immediate %v", resp, tc.code)
+			}
+		})
+	}
+}
+
+func body(fromClient bool, b []byte, eos bool) *extprocv3.ProcessingRequest {
+	hb := &extprocv3.HttpBody{Body: b, EndOfStream: eos}
+	if fromClient {
+		return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: hb}}
+	}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: hb}}
+}
+
+func TestTunnelFlow(t *testing.T) {
+	st := open(t, startServer(t))
+	if resp := roundTrip(t, st, headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"agents"}})); resp.GetRequestHeaders() == nil {
+		t.Fatalf("headers: %v", resp)
+	}
+	// SSLRequest before the response headers: the 'N' waits until the
+	// client direction is open, since Envoy refuses replies before that.
+	ssl, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+	if err := st.Send(body(true, ssl, false)); err != nil {
+		t.Fatal(err)
+	}
+	resp := roundTrip(t, st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{}}})
+	if resp.GetResponseHeaders() == nil {
+		t.Fatalf("want the response headers answer first, got %v", resp)
+	}
+	resp, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody(); string(got) != "N" {
+		t.Fatalf("SSL answer: %v", resp)
+	}
+	start, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u"}}).Encode(nil)
+	resp = roundTrip(t, st, body(true, start, false))
+	if got := resp.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse(); string(got.GetBody()) != string(start) {
+		t.Fatalf("startup not forwarded: %v", resp)
+	}
+	// The client's FIN must reach the server.
+	resp = roundTrip(t, st, body(true, nil, true))
+	if !resp.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetEndOfStream() {
+		t.Fatalf("end of stream not forwarded: %v", resp)
+	}
+}
