@@ -99,6 +99,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:10000", "Envoy tunnel listener")
 	admin := fs.String("admin", "127.0.0.1:9901", "Envoy admin listener")
 	ep := fs.String("extproc", "127.0.0.1:9001", "sluice serve gRPC listener")
+	epAddr := fs.String("extproc-address", "", "address Envoy uses to reach sluice serve (default: --extproc)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "usage: sluice init DIR [flags]")
 		return ErrUsage
@@ -107,7 +108,9 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	path, err := devstack.Init(dir, devstack.InitOptions{PostgresAddr: *pg, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep})
+	path, err := devstack.Init(dir, devstack.InitOptions{
+		PostgresAddr: *pg, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep, ExtProcAddress: *epAddr,
+	})
 	if err != nil {
 		return err
 	}

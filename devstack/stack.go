@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
@@ -37,15 +38,22 @@ const (
 // InitOptions shape a generated configuration folder.
 type InitOptions struct {
 	PostgresAddr string // the demo target's address
+	Database     string // the demo target's database (default sluice_demo)
 	EnvoyListen  string
 	EnvoyAdmin   string
 	ExtProc      string
+	// ExtProcAddress is how Envoy reaches sluice when that differs from
+	// ExtProc (e.g. a service name under docker compose).
+	ExtProcAddress string
 }
 
 // Init writes a complete local configuration into dir: sluice.yaml, a CA and
 // gateway certificate, a token signing key with its JWKS, and the default
 // policies. It returns the config file's path.
 func Init(dir string, o InitOptions) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "sluice.yaml")); err == nil {
+		return "", fmt.Errorf("%s already holds a sluice.yaml", dir)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
 		return "", fmt.Errorf("cannot create %s: %w", dir, err)
 	}
@@ -64,11 +72,11 @@ func Init(dir string, o InitOptions) (string, error) {
 			TLSCert: "tls/gateway.crt", TLSKey: "tls/gateway.key",
 			IdleTimeout: config.Duration(time.Hour),
 		},
-		ExtProc:  config.ExtProc{Listen: o.ExtProc},
+		ExtProc:  config.ExtProc{Listen: o.ExtProc, Address: o.ExtProcAddress},
 		JWT:      config.JWT{Issuer: DemoIssuer, Audiences: []string{DemoAudience}, JWKSFile: "keys/jwks.json", GroupsClaim: "groups"},
 		Policies: "policies",
 		Targets: []config.Target{{
-			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: DemoDatabase,
+			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
 			Tags: map[string]string{"env": "dev"},
 		}},
 	}

@@ -1,0 +1,44 @@
+package envoy
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// docker-compose.yaml is for users (no Docker engine here): check that it
+// stays consistent with what the tests run — the pinned Envoy version and the
+// bootstrap rendered by sluice itself.
+func TestComposeMatchesTestedSetup(t *testing.T) {
+	b, err := os.ReadFile("../docker-compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Image   string   `yaml:"image"`
+			Command []string `yaml:"command"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &compose); err != nil {
+		t.Fatal(err)
+	}
+	setup, err := os.ReadFile("../scripts/setup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`ENVOY_VERSION=([0-9.]+)`).FindSubmatch(setup)
+	if m == nil {
+		t.Fatal("scripts/setup pins no ENVOY_VERSION")
+	}
+	if got, want := compose.Services["envoy"].Image, "envoyproxy/envoy:v"+string(m[1]); got != want {
+		t.Errorf("compose Envoy image %q, tests run %q", got, want)
+	}
+	if !strings.Contains(strings.Join(compose.Services["envoy"].Command, " "), "/etc/sluice/envoy.json") ||
+		!strings.Contains(strings.Join(compose.Services["init"].Command, " "), "sluice envoy bootstrap --config /etc/sluice/sluice.yaml --out /etc/sluice/envoy.json") {
+		t.Error("compose must run the bootstrap that `sluice envoy bootstrap` renders")
+	}
+}
