@@ -264,8 +264,8 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 	switch f.typ {
 	case 'Q':
 		var m pgproto3.Query
-		if err := m.Decode(f.body); err != nil {
-			return &ProtocolError{fmt.Sprintf("malformed Query: %v", err)}
+		if err := decode("Query", &m, f.body); err != nil {
+			return err
 		}
 		if d := s.cfg.Authorizer.AuthorizeSQL(m.String); !d.Allowed() {
 			s.refuseSimple(d, m.String, out)
@@ -274,8 +274,8 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		s.push(opQuery, nil)
 	case 'P':
 		var m pgproto3.Parse
-		if err := m.Decode(f.body); err != nil {
-			return &ProtocolError{fmt.Sprintf("malformed Parse: %v", err)}
+		if err := decode("Parse", &m, f.body); err != nil {
+			return err
 		}
 		// Parsing runs nothing, so only SQL that cannot be understood is
 		// refused here; policy is enforced at Bind, where execution begins,
@@ -288,8 +288,8 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		s.push(opParse, nil)
 	case 'B':
 		var m pgproto3.Bind
-		if err := m.Decode(f.body); err != nil {
-			return &ProtocolError{fmt.Sprintf("malformed Bind: %v", err)}
+		if err := decode("Bind", &m, f.body); err != nil {
+			return err
 		}
 		sql, ok := s.stmts[m.PreparedStatement]
 		if !ok {
@@ -305,8 +305,8 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		s.push(opBind, nil)
 	case 'D':
 		var m pgproto3.Describe
-		if err := m.Decode(f.body); err != nil {
-			return &ProtocolError{fmt.Sprintf("malformed Describe: %v", err)}
+		if err := decode("Describe", &m, f.body); err != nil {
+			return err
 		}
 		if m.ObjectType == 'S' {
 			s.push(opDescribeStatement, nil)
@@ -317,8 +317,8 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		s.push(opExecute, nil)
 	case 'C':
 		var m pgproto3.Close
-		if err := m.Decode(f.body); err != nil {
-			return &ProtocolError{fmt.Sprintf("malformed Close: %v", err)}
+		if err := decode("Close", &m, f.body); err != nil {
+			return err
 		}
 		if m.ObjectType == 'S' {
 			delete(s.stmts, m.Name)
@@ -339,6 +339,13 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		return &ProtocolError{fmt.Sprintf("unexpected client message %q", f.typ)}
 	}
 	out.ToServer = append(out.ToServer, f.raw...)
+	return nil
+}
+
+func decode(name string, m interface{ Decode([]byte) error }, body []byte) error {
+	if err := m.Decode(body); err != nil {
+		return &ProtocolError{fmt.Sprintf("malformed %s: %v", name, err)}
+	}
 	return nil
 }
 
