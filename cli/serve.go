@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // only served with --debug-addr
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,6 +40,7 @@ func loadPolicies(c *config.Config) (*cedar.Set, error) {
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flags("serve", stderr)
 	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
+	debugAddr := fs.String("debug-addr", "", "serve Go's pprof handlers here (loopback only, for profiling)")
 	traceDir := fs.String("trace-dir", "", "write a raw wire trace per tunnel here (debugging and tests only)")
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
@@ -101,6 +104,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}
 	}()
+	if *debugAddr != "" {
+		go func() {
+			if err := http.ListenAndServe(*debugAddr, nil); err != nil {
+				log.Error("debug listener failed", "err", err)
+			}
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(l) }()
 	select {

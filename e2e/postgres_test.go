@@ -300,3 +300,30 @@ func TestCancelRequest(t *testing.T) {
 	}
 	t.Logf("pg_sleep(30) cancelled after %v", took)
 }
+
+func TestNotificationsThroughTunnel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, stack.AgentURL(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "LISTEN sluice_jobs"); err != nil {
+		t.Fatal(err)
+	}
+	// Another session (here: the superuser, directly) notifies.
+	if err := stack.PG.Exec(ctx, devstack.DemoDatabase, "NOTIFY sluice_jobs, 'job 42'"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.WaitForNotification(ctx)
+	if err != nil || n.Channel != "sluice_jobs" || n.Payload != "job 42" {
+		t.Fatalf("notification through the tunnel: %+v, %v", n, err)
+	}
+	// The agent itself may not NOTIFY other sessions by default.
+	_, err = c.Exec(ctx, "NOTIFY sluice_jobs")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" {
+		t.Fatalf("NOTIFY by an agent: %v", err)
+	}
+}

@@ -167,6 +167,13 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.add("execute_dynamic", target)
 	case *pg.Node_PrepareStmt:
 		a.st.Kind = "prepare"
+	case *pg.Node_ListenStmt, *pg.Node_UnlistenStmt:
+		a.st.Kind = "listen"
+		a.add("set", target)
+	case *pg.Node_NotifyStmt:
+		// NOTIFY is pg_notify(): it reaches other sessions.
+		a.st.Kind = "notify"
+		a.add("call", Object{Kind: ObjectFunction, Name: "pg_notify"})
 	case *pg.Node_DeallocateStmt, *pg.Node_DiscardStmt:
 		a.st.Kind = "set"
 		a.add("set", target)

@@ -58,6 +58,8 @@ func TestAnalyzePostgres(t *testing.T) {
 		{"SELECT 1; DROP TABLE t", "drop:table:public.t"},
 		{"CALL p(1)", "call:function:p"},
 		{"ALTER SYSTEM SET fsync = off", "alter_system:target:"},
+		{"LISTEN jobs", "set:target:"},
+		{"NOTIFY jobs, 'x'", "call:function:pg_notify"},
 	} {
 		a := AnalyzePostgres(tc.sql)
 		if a.Err != nil {
@@ -71,7 +73,7 @@ func TestAnalyzePostgres(t *testing.T) {
 }
 
 func TestAnalyzePostgresRefusesWhatItCannotRead(t *testing.T) {
-	for _, sql := range []string{"SELEC 1", "DROP TABLE", "SELECT 'unterminated", "LISTEN chan"} {
+	for _, sql := range []string{"SELEC 1", "DROP TABLE", "SELECT 'unterminated", "CHECKPOINT"} {
 		if a := AnalyzePostgres(sql); a.Err == nil {
 			t.Errorf("%q analyzed: %s", sql, reqs(a))
 		}
