@@ -31,6 +31,7 @@ const (
 	TypeSchema   cedargo.EntityType = Namespace + "::Schema"
 	TypeTable    cedargo.EntityType = Namespace + "::Table"
 	TypeFunction cedargo.EntityType = Namespace + "::Function"
+	TypeColumn   cedargo.EntityType = Namespace + "::Column"
 	TypeAction   cedargo.EntityType = Namespace + "::Action"
 )
 
@@ -54,6 +55,7 @@ type Set struct {
 	Entities cedargo.EntityMap // entity files plus the action hierarchy
 	IDs      []string          // policy ids in load order
 	Schema   []byte            // the schema text the set was loaded with
+	Index    *Index            // candidate policies per action and principal
 }
 
 // validatorFor parses and resolves a schema.
@@ -174,6 +176,7 @@ func Load(fsys fs.FS) (*Set, error) {
 	for uid, a := range res.Actions {
 		set.Entities[uid] = a.Entity
 	}
+	set.Index = buildIndex(set)
 	return set, nil
 }
 

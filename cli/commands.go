@@ -180,8 +180,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   agent connection:  psql '%[2]s'
 
 Try:
-  SELECT name, email FROM customers LIMIT 3;   -- allowed (policy agents-read)
+  SELECT name FROM customers LIMIT 3;          -- allowed (policy analysts-read)
   DROP TABLE customers;                        -- refused (policy no-ddl), SQLSTATE 42501
+  SELECT email, ssn FROM customers LIMIT 3;    -- allowed; pii columns are marked for masking
   SELECT pg_read_file('/etc/passwd');          -- refused (policy no-admin)
 
 Envoy: %[3]s (bootstrap %[1]s/envoy.json)   sluice serve: %[4]s

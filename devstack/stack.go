@@ -96,6 +96,8 @@ type Options struct {
 	NoConnector bool
 	// ServeArgs are extra flags for `sluice serve`.
 	ServeArgs []string
+	// ExtraPolicies are added to the default policy folder (name → text).
+	ExtraPolicies map[string]string
 }
 
 // Stack is a running local data path.
@@ -167,13 +169,18 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if s.Config, err = config.Load(s.ConfigPath); err != nil {
 		return nil, err
 	}
+	for name, text := range o.ExtraPolicies {
+		if err := os.WriteFile(filepath.Join(s.Config.Path(s.Config.Policies), name), []byte(text), 0o644); err != nil {
+			return nil, fmt.Errorf("cannot write policy %s: %w", name, err)
+		}
+	}
 	if err := s.StartServe(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.StartEnvoy(ctx); err != nil {
 		return nil, err
 	}
-	tok, err := s.MintToken("demo-agent", []string{"agents"}, time.Hour)
+	tok, err := s.MintToken("demo-agent", []string{"analysts"}, time.Hour)
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func TestUnknownTargetAndGroupRefused(t *testing.T) {
 	if code, body := connectStatus(t, "demo", tok); code != http.StatusForbidden || !strings.Contains(body, "CONNECT on the database is not permitted") {
 		t.Fatalf("agent without connect permission: %d %q, want 403 with the reason", code, body)
 	}
-	tok, _ = stack.MintToken("demo-agent", []string{"agents"}, time.Hour)
+	tok, _ = stack.MintToken("demo-agent", []string{"analysts"}, time.Hour)
 	if code, body := connectStatus(t, "nosuchdb", tok); code != http.StatusNotFound && code != http.StatusForbidden {
 		t.Fatalf("unknown target: %d %q", code, body)
 	}
@@ -107,7 +107,7 @@ func TestServeDownNoSession(t *testing.T) {
 	} else {
 		t.Logf("live session after sluice stopped: %v", err)
 	}
-	tok, _ := stack.MintToken("demo-agent", []string{"agents"}, time.Hour)
+	tok, _ := stack.MintToken("demo-agent", []string{"analysts"}, time.Hour)
 	if code, body := connectStatus(t, "demo", tok); code == http.StatusOK {
 		t.Fatalf("Envoy opened a tunnel with sluice down (%s)", body)
 	}

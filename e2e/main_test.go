@@ -41,7 +41,14 @@ func run(m *testing.M) int {
 	defer cancel()
 	traces := filepath.Join(dir, "traces")
 	_ = os.MkdirAll(traces, 0o755)
-	stack, err = devstack.Up(ctx, devstack.Options{Dir: dir, Binary: bin, ServeArgs: []string{"--trace-dir", traces}})
+	stack, err = devstack.Up(ctx, devstack.Options{
+		Dir: dir, Binary: bin, ServeArgs: []string{"--trace-dir", traces},
+		// pgbench -i runs DDL; the default policies would hold it for approval.
+		ExtraPolicies: map[string]string{"e2e.cedar": `@id("e2e-ddl")
+permit (principal in Sluice::Group::"e2e-ddl", action in Sluice::Action::"ddl", resource);
+@id("e2e-connect")
+permit (principal in Sluice::Group::"e2e-ddl", action == Sluice::Action::"connect", resource);`},
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot start the stack (run scripts/setup first): %v\n", err)
 		return 1

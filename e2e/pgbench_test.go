@@ -22,7 +22,7 @@ func pgbench(t *testing.T, args ...string) string {
 
 func TestPgbenchThroughSluice(t *testing.T) {
 	// pgbench -i drops, creates, loads (COPY) and vacuums: a migrator's work.
-	url := agentConnect(t, "bench-agent", []string{"agents", "writers", "migrators"})
+	url := agentConnect(t, "bench-agent", []string{"migrators", "e2e-ddl"})
 	out := pgbench(t, "-i", "-s", "2", url)
 	if !strings.Contains(out, "done in") {
 		t.Fatalf("pgbench -i:\n%s", out)

@@ -227,7 +227,7 @@ func TestLargeResultByteExact(t *testing.T) {
 }
 
 func TestCopyInAndOut100k(t *testing.T) {
-	url := agentConnect(t, "copy-agent", []string{"agents", "writers"})
+	url := agentConnect(t, "copy-agent", []string{"migrators"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := stack.PG.Exec(ctx, devstack.DemoDatabase,
@@ -258,7 +258,7 @@ func TestCopyInAndOut100k(t *testing.T) {
 	if tag.RowsAffected() != 100000 || !bytes.Equal(out.Bytes(), in.Bytes()) {
 		t.Fatalf("COPY TO: %s, %d bytes, equal=%v", tag, out.Len(), bytes.Equal(out.Bytes(), in.Bytes()))
 	}
-	// The agent in "agents" alone may not COPY in.
+	// An analyst may not COPY in.
 	c2, err := pgconn.Connect(ctx, stack.AgentURL(""))
 	if err != nil {
 		t.Fatal(err)

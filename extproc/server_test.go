@@ -102,7 +102,7 @@ func TestRefusedAtHeaders(t *testing.T) {
 		code typev3.StatusCode
 	}{
 		"no identity":    {headers("demo", nil), typev3.StatusCode_Unauthorized},
-		"unknown target": {headers("other:5432", map[string]any{"sub": "a", "groups": []any{"agents"}}), typev3.StatusCode_NotFound},
+		"unknown target": {headers("other:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}}), typev3.StatusCode_NotFound},
 		"no connect":     {headers("demo", map[string]any{"sub": "a", "groups": []any{"strangers"}}), typev3.StatusCode_Forbidden},
 		"bad groups":     {headers("demo", map[string]any{"sub": "a", "groups": 7.0}), typev3.StatusCode_Unauthorized},
 	} {
@@ -126,7 +126,7 @@ func body(fromClient bool, b []byte, eos bool) *extprocv3.ProcessingRequest {
 
 func TestTunnelFlow(t *testing.T) {
 	st := open(t, startServer(t))
-	if resp := roundTrip(t, st, headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"agents"}})); resp.GetRequestHeaders() == nil {
+	if resp := roundTrip(t, st, headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}})); resp.GetRequestHeaders() == nil {
 		t.Fatalf("headers: %v", resp)
 	}
 	// SSLRequest before the response headers: the 'N' waits until the

@@ -61,6 +61,17 @@ type Request struct {
 type Statement struct {
 	Kind     string // e.g. "select", "drop", "copy"
 	Requests []Request
+	// Outputs are the result columns returned to the client (SELECT,
+	// RETURNING), each with the table columns its values derive from.
+	Outputs []Output
+	// Uses are columns whose values steer the statement without being
+	// returned — filters, joins, ordering, grouping — or flow into a write.
+	// A masked column here is an inference channel.
+	Uses []Column
+	// Lineage is false when columns could not be traced (no catalog).
+	Lineage bool
+	// Bounded is set for UPDATE and DELETE with a WHERE clause.
+	Bounded bool
 }
 
 // Analysis is what a whole SQL string does: every statement in it.

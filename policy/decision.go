@@ -10,13 +10,25 @@ const (
 	Deny Outcome = iota
 	// Allow forwards the statement.
 	Allow
+	// Approval: refused as is, but allowed once a human approves it.
+	Approval
 )
 
 func (o Outcome) String() string {
-	if o == Allow {
+	switch o {
+	case Allow:
 		return "allow"
+	case Approval:
+		return "approval"
 	}
 	return "deny"
+}
+
+// MaskedColumn is a result column whose values must be masked.
+type MaskedColumn struct {
+	Index   int      // position in the result
+	Name    string   // as the database names it
+	Sources []Column // the protected columns it derives from
 }
 
 // Decision is the verdict on one statement (all of its requests together).
@@ -33,6 +45,12 @@ type Decision struct {
 	Policies []string
 	// Statement kinds in the statement, in order (for logs and audit).
 	Kinds []string
+	// Masked lists, per statement, the result columns to mask.
+	Masked [][]MaskedColumn
+	// Shadow is set when the policy set only observes: Outcome is Allow and
+	// WouldBe says what enforcement would have decided.
+	Shadow  bool
+	WouldBe Outcome
 }
 
 // Allowed reports whether the statement may run.

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,12 +14,21 @@ import (
 	"github.com/sluicedb/sluice/extproc/session"
 )
 
+// CatalogSource supplies a target's catalog snapshot and refreshes it on
+// demand (when a statement names a relation the snapshot lacks).
+type CatalogSource interface {
+	Current() Catalog
+	Refresh() Catalog
+}
+
 // Engine decides statements against the current policy set. The set can be
 // swapped at any time (policy reload); decisions in flight keep the set they
-// started with.
+// started with. Deciding is pure: no I/O beyond a catalog refresh on a miss.
 type Engine struct {
-	set   atomic.Pointer[cedar.Set]
-	cache analysisCache
+	set      atomic.Pointer[cedar.Set]
+	shadow   atomic.Bool
+	cache    analysisCache
+	catalogs sync.Map // target name → CatalogSource
 }
 
 // NewEngine returns an engine deciding with set.
@@ -30,16 +41,24 @@ func NewEngine(set *cedar.Set) *Engine {
 // Swap replaces the policy set.
 func (e *Engine) Swap(set *cedar.Set) { e.set.Store(set) }
 
+// SetShadow switches observe-only mode: refusals are logged, not enforced.
+func (e *Engine) SetShadow(on bool) { e.shadow.Store(on) }
+
 // Policies returns the current policy set.
 func (e *Engine) Policies() *cedar.Set { return e.set.Load() }
 
+// SetCatalog gives a target's catalog to the analyzer.
+func (e *Engine) SetCatalog(target string, src CatalogSource) { e.catalogs.Store(target, src) }
+
 // Authorizer decides for one session: its principal and target are fixed.
 type Authorizer struct {
-	engine  *Engine
-	target  session.Target
-	dialect string
-	agent   cedargo.Entity
-	tgt     cedargo.Entity
+	engine    *Engine
+	target    session.Target
+	agent     cedargo.Entity
+	ancestors []cedargo.EntityUID
+	tgt       cedargo.Entity
+	catalog   CatalogSource
+	database  string // MySQL default database, tracked by the session
 }
 
 // Session returns the authorizer for a session of id on target.
@@ -52,10 +71,9 @@ func (e *Engine) Session(id session.Identity, t session.Target) *Authorizer {
 	for k, v := range t.Tags {
 		tags[cedargo.String(k)] = cedargo.String(v)
 	}
-	return &Authorizer{
-		engine:  e,
-		target:  t,
-		dialect: t.Protocol,
+	a := &Authorizer{
+		engine: e,
+		target: t,
 		agent: cedargo.Entity{
 			UID:     cedargo.NewEntityUID(cedar.TypeAgent, cedargo.String(id.Subject)),
 			Parents: cedargo.NewEntityUIDSet(groups...),
@@ -65,71 +83,243 @@ func (e *Engine) Session(id session.Identity, t session.Target) *Authorizer {
 			Attributes: cedargo.NewRecord(cedargo.RecordMap{"protocol": cedargo.String(t.Protocol)}),
 			Tags:       cedargo.NewRecord(tags),
 		},
+		database: t.Database,
 	}
+	if src, ok := e.catalogs.Load(t.Name); ok {
+		a.catalog = src.(CatalogSource)
+	}
+	a.ancestors = ancestors(e.set.Load().Entities, groups)
+	return a
 }
+
+// ancestors closes groups over group nesting in the entity data.
+func ancestors(ents cedargo.EntityMap, groups []cedargo.EntityUID) []cedargo.EntityUID {
+	out := slices.Clone(groups)
+	for i := 0; i < len(out); i++ {
+		if e, ok := ents[out[i]]; ok {
+			for p := range e.Parents.All() {
+				if !slices.Contains(out, p) {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// SetDatabase records the session's default database (MySQL USE).
+func (a *Authorizer) SetDatabase(db string) { a.database = db }
 
 // AuthorizeConnect decides whether the principal may open a session.
 func (a *Authorizer) AuthorizeConnect() Decision {
-	return a.decide([]Statement{{Kind: "connect", Requests: []Request{{Action: "connect", Object: target}}}}, "")
+	set := a.engine.set.Load()
+	ents := a.entities(set)
+	ok, diag := cedargo.Authorize(set.Index.For(a.agent.UID, a.ancestors, cedar.Action("connect")), ents, cedargo.Request{
+		Principal: a.agent.UID, Action: cedar.Action("connect"), Resource: a.tgt.UID, Context: cedargo.NewRecord(nil),
+	})
+	ids := policyIDs(diag)
+	if ok != cedargo.Allow {
+		return Decision{Outcome: Deny, Reason: refusal("CONNECT", "the database", ids), Policies: ids}
+	}
+	return Decision{Outcome: Allow, Policies: ids}
 }
 
 // AuthorizeSQL decides a SQL string: it runs only if every request of every
 // statement in it is allowed.
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
-	an := a.engine.cache.get(a.dialect, sql)
+	an := a.analyze(sql)
 	if an.Err != nil {
-		return Decision{Outcome: Deny, Unparseable: true, Reason: an.Err.Error()}
+		return a.shadowed(Decision{Outcome: Deny, Unparseable: true, Reason: an.Err.Error()})
 	}
-	return a.decide(an.Statements, sql)
+	return a.shadowed(a.decide(an.Statements, sql))
+}
+
+func (a *Authorizer) analyze(sql string) Analysis {
+	var cat Catalog
+	if a.catalog != nil {
+		cat = a.catalog.Current()
+	}
+	an := a.engine.cache.get(a.target.Protocol, a.database, sql, cat)
+	if errors.Is(an.Err, ErrUnknownRelation) && a.catalog != nil {
+		// The relation may be newer than the snapshot: refresh once.
+		if fresh := a.catalog.Refresh(); fresh != nil && (cat == nil || fresh.Generation() != cat.Generation()) {
+			an = a.engine.cache.get(a.target.Protocol, a.database, sql, fresh)
+		}
+	}
+	return an
+}
+
+func (a *Authorizer) shadowed(d Decision) Decision {
+	if a.engine.shadow.Load() && d.Outcome != Allow {
+		d.Shadow, d.WouldBe, d.Outcome = true, d.Outcome, Allow
+	}
+	return d
+}
+
+func (a *Authorizer) entities(set *cedar.Set) *overlay {
+	return &overlay{base: set.Entities, local: map[cedargo.EntityUID]cedargo.Entity{
+		a.agent.UID: a.agent, a.tgt.UID: a.tgt,
+	}}
+}
+
+func policyIDs(diag cedargo.Diagnostic) []string {
+	ids := make([]string, 0, len(diag.Reasons))
+	for _, r := range diag.Reasons {
+		ids = append(ids, string(r.PolicyID))
+	}
+	return ids
+}
+
+func refusal(action, object string, ids []string) string {
+	what := fmt.Sprintf("%s on %s", action, object)
+	if len(ids) > 0 {
+		return fmt.Sprintf("%s refused by policy %s", what, strings.Join(ids, ", "))
+	}
+	return what + " is not permitted by any policy"
+}
+
+// decider evaluates the requests of one SQL string.
+type decider struct {
+	a    *Authorizer
+	set  *cedar.Set
+	ents *overlay
+}
+
+func (d *decider) authorize(action string, res cedargo.EntityUID, ctx cedargo.RecordMap, approved bool) (bool, []string, []cedargo.DiagnosticError) {
+	ctx["approval"] = cedargo.NewRecord(cedargo.RecordMap{"granted": cedargo.Boolean(approved)})
+	act := cedar.Action(action)
+	ok, diag := cedargo.Authorize(d.set.Index.For(d.a.agent.UID, d.a.ancestors, act), d.ents, cedargo.Request{
+		Principal: d.a.agent.UID, Action: act, Resource: res, Context: cedargo.NewRecord(ctx),
+	})
+	return ok == cedargo.Allow, policyIDs(diag), diag.Errors
 }
 
 func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 	set := a.engine.set.Load()
-	ents := &overlay{base: set.Entities, local: map[cedargo.EntityUID]cedargo.Entity{
-		a.agent.UID: a.agent, a.tgt.UID: a.tgt,
-	}}
-	d := Decision{Outcome: Allow}
+	d := &decider{a: a, set: set, ents: a.entities(set)}
+	out := Decision{Outcome: Allow}
 	seen := map[string]bool{}
-	for _, st := range stmts {
-		d.Kinds = append(d.Kinds, st.Kind)
-		ctx := cedargo.NewRecord(cedargo.RecordMap{
-			"statement": cedargo.NewRecord(cedargo.RecordMap{
-				"kind": cedargo.String(st.Kind), "text": cedargo.String(sql),
-			}),
-			"target": cedargo.String(a.target.Name),
-		})
-		for _, r := range st.Requests {
-			if !set.HasAction(r.Action) {
-				return Decision{Outcome: Deny, Unparseable: true, Reason: fmt.Sprintf("unknown action %q", r.Action), Kinds: d.Kinds}
-			}
-			res := a.resource(r.Object, ents)
-			ok, diag := cedargo.Authorize(set.Policies, ents, cedargo.Request{
-				Principal: a.agent.UID, Action: cedar.Action(r.Action), Resource: res, Context: ctx,
-			})
-			ids := make([]string, 0, len(diag.Reasons))
-			for _, reason := range diag.Reasons {
-				ids = append(ids, string(reason.PolicyID))
-			}
-			if ok != cedargo.Allow {
-				what := fmt.Sprintf("%s on %s", strings.ToUpper(r.Action), r.Object)
-				reason := what + " is not permitted by any policy"
-				if len(ids) > 0 {
-					reason = fmt.Sprintf("%s refused by policy %s", what, strings.Join(ids, ", "))
-				}
-				if len(diag.Errors) > 0 {
-					reason += fmt.Sprintf(" (%d policy evaluation errors: %s)", len(diag.Errors), diag.Errors[0])
-				}
-				return Decision{Outcome: Deny, Reason: reason, Policies: ids, Kinds: d.Kinds}
-			}
-			for _, id := range ids {
-				if !seen[id] {
-					seen[id] = true
-					d.Policies = append(d.Policies, id)
-				}
+	addIDs := func(ids []string) {
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				out.Policies = append(out.Policies, id)
 			}
 		}
 	}
-	return d
+	var approvalIDs []string
+	var approvalReason string
+	for _, st := range stmts {
+		out.Kinds = append(out.Kinds, st.Kind)
+		ctx := func() cedargo.RecordMap {
+			return cedargo.RecordMap{
+				"statement": cedargo.NewRecord(cedargo.RecordMap{"kind": cedargo.String(st.Kind), "text": cedargo.String(sql)}),
+				"target":    cedargo.String(a.target.Name),
+				"bounded":   cedargo.Boolean(st.Bounded),
+			}
+		}
+		for _, r := range st.Requests {
+			if !set.HasAction(r.Action) {
+				return Decision{Outcome: Deny, Unparseable: true, Reason: fmt.Sprintf("unknown action %q", r.Action), Kinds: out.Kinds}
+			}
+			res := a.resource(r.Object, d.ents)
+			ok, ids, errs := d.authorize(r.Action, res, ctx(), false)
+			if ok {
+				addIDs(ids)
+				continue
+			}
+			reason := refusal(strings.ToUpper(r.Action), r.Object.String(), ids)
+			if len(errs) > 0 {
+				reason += fmt.Sprintf(" (%d policy evaluation errors: %s)", len(errs), errs[0])
+			}
+			// Refused as is: would a human's approval let it run?
+			if okA, idsA, _ := d.authorize(r.Action, res, ctx(), true); okA {
+				approvalIDs = append(approvalIDs, idsA...)
+				if approvalReason == "" {
+					approvalReason = strings.ToUpper(r.Action) + " on " + r.Object.String() + " needs approval"
+				}
+				continue
+			}
+			return Decision{Outcome: Deny, Reason: reason, Policies: ids, Kinds: out.Kinds}
+		}
+		masked, err := a.maskingPlan(d, st, ctx)
+		if err != nil {
+			return Decision{Outcome: Deny, Reason: err.Error(), Kinds: out.Kinds}
+		}
+		out.Masked = append(out.Masked, masked)
+	}
+	if approvalReason != "" {
+		out.Outcome, out.Reason = Approval, approvalReason
+		out.Policies = nil
+		seen = map[string]bool{}
+		addIDs(approvalIDs)
+	}
+	return out
+}
+
+// maskingPlan decides, per result column, whether the agent may see its
+// sources unmasked, and refuses masked columns used to steer the statement.
+func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.RecordMap) ([]MaskedColumn, error) {
+	unmasked := map[Column]bool{}
+	visible := func(c Column) bool {
+		v, ok := unmasked[c]
+		if !ok {
+			v = true
+			for _, col := range a.expand(c, d.set) {
+				if okC, _, _ := d.authorize("read_unmasked", a.columnUID(col, d.ents), ctx(), false); !okC {
+					v = false
+					break
+				}
+			}
+			unmasked[c] = v
+		}
+		return v
+	}
+	for _, c := range st.Uses {
+		if visible(c) {
+			continue
+		}
+		if ok, _, _ := d.authorize("use_masked", a.columnUID(c, d.ents), ctx(), false); !ok {
+			return nil, fmt.Errorf("the statement filters, joins, orders or writes with masked column %s: refused as an inference channel (no policy permits USE_MASKED on it)", c)
+		}
+	}
+	var masked []MaskedColumn
+	for i, o := range st.Outputs {
+		var hidden []Column
+		for _, c := range o.Sources {
+			if !visible(c) {
+				hidden = append(hidden, c)
+			}
+		}
+		if len(hidden) > 0 {
+			masked = append(masked, MaskedColumn{Index: i, Name: o.Name, Sources: hidden})
+		}
+	}
+	return masked, nil
+}
+
+// expand turns a column wildcard (lineage unknown: no catalog) into every
+// column the entity data declares for that table, so a tagged column is not
+// missed behind a *.
+func (a *Authorizer) expand(c Column, set *cedar.Set) []Column {
+	if c.Name != "*" {
+		return []Column{c}
+	}
+	prefix := a.target.Name + "/" + c.Schema + "." + c.Table + "."
+	out := []Column{c}
+	for uid := range set.Entities {
+		if uid.Type == cedar.TypeColumn && strings.HasPrefix(string(uid.ID), prefix) {
+			out = append(out, Column{Schema: c.Schema, Table: c.Table, Name: strings.TrimPrefix(string(uid.ID), prefix)})
+		}
+	}
+	return out
+}
+
+func (a *Authorizer) columnUID(c Column, ents *overlay) cedargo.EntityUID {
+	table := a.resource(Object{Kind: ObjectTable, Schema: c.Schema, Name: c.Table}, ents)
+	uid := cedargo.NewEntityUID(cedar.TypeColumn, cedargo.String(a.target.Name+"/"+c.Schema+"."+c.Table+"."+c.Name))
+	ents.ensure(uid, table)
+	return uid
 }
 
 // resource returns the Cedar UID for o, adding the entities that place it in
@@ -192,16 +382,24 @@ func (o *overlay) ensure(uid, parent cedargo.EntityUID) {
 	o.local[uid] = e
 }
 
-// analysisCache keeps analyses by dialect and text, so a repeated statement is
-// not parsed again.
+// analysisCache keeps analyses by dialect, default database, catalog
+// snapshot and text, so a repeated statement is not parsed again.
 type analysisCache struct {
 	mu  sync.Mutex
 	max int
-	m   map[string]Analysis
+	m   map[cacheKey]Analysis
 }
 
-func (c *analysisCache) get(dialect, sql string) Analysis {
-	key := dialect + "\x00" + sql
+type cacheKey struct {
+	dialect, database, sql string
+	generation             uint64
+}
+
+func (c *analysisCache) get(dialect, database, sql string, cat Catalog) Analysis {
+	key := cacheKey{dialect: dialect, database: database, sql: sql}
+	if cat != nil {
+		key.generation = cat.Generation()
+	}
 	c.mu.Lock()
 	a, ok := c.m[key]
 	c.mu.Unlock()
@@ -210,13 +408,15 @@ func (c *analysisCache) get(dialect, sql string) Analysis {
 	}
 	switch dialect {
 	case "postgres":
-		a = AnalyzePostgres(sql)
+		a = AnalyzePostgres(sql, cat)
+	case "mysql":
+		a = AnalyzeMySQL(sql, database, cat)
 	default:
 		a = Analysis{Err: fmt.Errorf("no analyzer for protocol %q", dialect)}
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= c.max {
-		c.m = make(map[string]Analysis) // crude bound; hot statements return at once
+		c.m = make(map[cacheKey]Analysis) // crude bound; hot statements return at once
 	}
 	c.m[key] = a
 	c.mu.Unlock()

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -10,15 +12,18 @@ import (
 )
 
 // AnalyzePostgres parses sql with PostgreSQL's own grammar (libpg_query) and
-// reports every (action, object) pair of every statement in it.
-func AnalyzePostgres(sql string) Analysis {
+// reports every (action, object) pair of every statement in it, and, when a
+// catalog is given, the lineage of every result column and the columns used
+// in predicates. cat may be nil: relations then resolve to "public" and
+// columns are not traced.
+func AnalyzePostgres(sql string, cat Catalog) Analysis {
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
 	var a Analysis
 	for _, raw := range tree.Stmts {
-		st, err := analyzePGStatement(raw.Stmt)
+		st, err := analyzePGStatement(raw.Stmt, cat)
 		if err != nil {
 			return Analysis{Err: err}
 		}
@@ -29,17 +34,20 @@ func AnalyzePostgres(sql string) Analysis {
 
 // pgAnalyzer collects the requests of one statement.
 type pgAnalyzer struct {
+	cat      Catalog
 	st       Statement
-	assigned map[*pg.RangeVar]bool // relations whose action is already decided
-	ctes     map[string]bool       // CTE names, which are not tables
+	assigned map[*pg.RangeVar]bool // relations already accounted for
 }
 
-func analyzePGStatement(n *pg.Node) (Statement, error) {
-	a := &pgAnalyzer{assigned: map[*pg.RangeVar]bool{}, ctes: map[string]bool{}}
+func analyzePGStatement(n *pg.Node, cat Catalog) (Statement, error) {
+	a := &pgAnalyzer{cat: cat, assigned: map[*pg.RangeVar]bool{}}
+	a.st.Lineage = cat != nil
 	if err := a.top(n); err != nil {
 		return Statement{}, err
 	}
-	a.walk(n)
+	if err := a.walk(n); err != nil {
+		return Statement{}, err
+	}
 	return a.st, nil
 }
 
@@ -52,87 +60,121 @@ func (a *pgAnalyzer) add(action string, o Object) {
 	a.st.Requests = append(a.st.Requests, Request{Action: action, Object: o})
 }
 
-func (a *pgAnalyzer) rel(action string, rv *pg.RangeVar) {
+func (a *pgAnalyzer) use(cols ...Column) {
+	for _, c := range cols {
+		if !slices.Contains(a.st.Uses, c) {
+			a.st.Uses = append(a.st.Uses, c)
+		}
+	}
+}
+
+// table resolves a relation reference against the catalog.
+func (a *pgAnalyzer) table(rv *pg.RangeVar) (Object, error) {
+	schema, err := resolveRelation(a.cat, rv.Schemaname, rv.Relname)
+	if err != nil {
+		return Object{}, err
+	}
+	return Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname}, nil
+}
+
+// rel records action on a relation.
+func (a *pgAnalyzer) rel(action string, rv *pg.RangeVar) error {
+	if rv == nil {
+		return nil
+	}
+	a.assigned[rv] = true
+	o, err := a.table(rv)
+	if err != nil {
+		return err
+	}
+	a.add(action, o)
+	return nil
+}
+
+// newRel records action on a relation a statement creates: it need not exist.
+func (a *pgAnalyzer) newRel(action string, rv *pg.RangeVar) {
 	if rv == nil {
 		return
 	}
 	a.assigned[rv] = true
-	a.add(action, tableOf(rv))
-}
-
-var target = Object{Kind: ObjectTarget}
-
-// tableOf resolves a relation name. Unqualified names resolve to "public":
-// sluice refuses search_path changes, so this matches the database's default.
-func tableOf(rv *pg.RangeVar) Object {
 	schema := rv.Schemaname
 	if schema == "" {
 		schema = "public"
+		if rv.Relpersistence == "t" {
+			schema = "pg_temp"
+		}
 	}
-	return Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname}
+	a.add(action, Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname})
 }
+
+var target = Object{Kind: ObjectTarget}
 
 // top classifies the statement by its top-level node.
 func (a *pgAnalyzer) top(n *pg.Node) error {
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt:
 		a.st.Kind = "select"
-		if s.SelectStmt.IntoClause != nil {
+		if into := s.SelectStmt.IntoClause; into != nil {
 			a.st.Kind = "select_into"
-			a.rel("create", s.SelectStmt.IntoClause.Rel)
+			a.newRel("create", into.Rel)
 		}
-	case *pg.Node_InsertStmt:
-		a.st.Kind = "insert"
-	case *pg.Node_UpdateStmt:
-		a.st.Kind = "update"
-	case *pg.Node_DeleteStmt:
-		a.st.Kind = "delete"
+		outs, err := a.selectStmt(s.SelectStmt, nil)
+		if err != nil {
+			return err
+		}
+		if s.SelectStmt.IntoClause != nil {
+			a.use(sourcesOf(outs)...) // the values flow into the new table
+		} else {
+			a.st.Outputs = outs
+		}
+	case *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt:
+		a.st.Kind = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_"), "Stmt"))
+		outs, err := a.query(n, nil)
+		a.st.Outputs = outs
+		return err
 	case *pg.Node_MergeStmt:
 		a.st.Kind = "merge"
+		return a.merge(s.MergeStmt)
 	case *pg.Node_TruncateStmt:
 		a.st.Kind = "truncate"
 		for _, r := range s.TruncateStmt.Relations {
-			a.rel("truncate", r.GetRangeVar())
+			if err := a.rel("truncate", r.GetRangeVar()); err != nil {
+				return err
+			}
 		}
 	case *pg.Node_CreateStmt:
 		a.st.Kind = "create"
-		a.rel("create", s.CreateStmt.Relation)
+		a.newRel("create", s.CreateStmt.Relation)
 	case *pg.Node_CreateTableAsStmt:
 		a.st.Kind = "create"
-		a.rel("create", s.CreateTableAsStmt.Into.GetRel())
+		a.newRel("create", s.CreateTableAsStmt.Into.GetRel())
 	case *pg.Node_ViewStmt:
 		a.st.Kind = "create"
-		a.rel("create", s.ViewStmt.View)
+		a.newRel("create", s.ViewStmt.View)
 	case *pg.Node_IndexStmt:
 		a.st.Kind = "create"
-		a.rel("create", s.IndexStmt.Relation)
+		return a.rel("create", s.IndexStmt.Relation)
 	case *pg.Node_CreateSchemaStmt:
 		a.st.Kind = "create"
 		a.add("create", Object{Kind: ObjectSchema, Name: s.CreateSchemaStmt.Schemaname})
 	case *pg.Node_AlterTableStmt:
 		a.st.Kind = "alter"
-		a.rel("alter", s.AlterTableStmt.Relation)
+		return a.rel("alter", s.AlterTableStmt.Relation)
 	case *pg.Node_RenameStmt:
 		a.st.Kind = "alter"
 		if s.RenameStmt.Relation != nil {
-			a.rel("alter", s.RenameStmt.Relation)
-		} else {
-			a.add("alter", target)
+			return a.rel("alter", s.RenameStmt.Relation)
 		}
+		a.add("alter", target)
 	case *pg.Node_DropStmt:
 		a.st.Kind = "drop"
 		a.drop(s.DropStmt)
 	case *pg.Node_GrantStmt, *pg.Node_GrantRoleStmt, *pg.Node_AlterDefaultPrivilegesStmt,
 		*pg.Node_CreateRoleStmt, *pg.Node_AlterRoleStmt, *pg.Node_AlterRoleSetStmt, *pg.Node_DropRoleStmt,
-		*pg.Node_ReassignOwnedStmt, *pg.Node_DropOwnedStmt:
+		*pg.Node_ReassignOwnedStmt, *pg.Node_DropOwnedStmt, *pg.Node_AlterOwnerStmt:
 		a.st.Kind = "grant"
 		a.add("grant", target)
-		// The objects granted on are not read.
-		visit(n.ProtoReflect(), func(m proto.Message) {
-			if rv, ok := m.(*pg.RangeVar); ok {
-				a.assigned[rv] = true
-			}
-		})
+		a.assignAll(n) // the objects granted on are not read
 	case *pg.Node_VariableSetStmt:
 		a.st.Kind = "set"
 		a.add(setAction(s.VariableSetStmt.Name), target)
@@ -147,26 +189,40 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.add("alter_system", target)
 	case *pg.Node_CopyStmt:
 		a.st.Kind = "copy"
-		a.copy(s.CopyStmt)
+		return a.copy(s.CopyStmt)
 	case *pg.Node_ExplainStmt:
 		// EXPLAIN ANALYZE runs the statement; plain EXPLAIN does not, but it
 		// still reveals the plan: both need what the statement needs.
 		a.st.Kind = "explain"
-		inner, err := analyzePGStatement(s.ExplainStmt.Query)
+		inner, err := analyzePGStatement(s.ExplainStmt.Query, a.cat)
 		if err != nil {
 			return err
 		}
 		for _, r := range inner.Requests {
 			a.add(r.Action, r.Object)
 		}
+		a.use(inner.Uses...)
+		a.use(sourcesOf(inner.Outputs)...)
+		a.assignAll(n)
 	case *pg.Node_DoStmt:
 		a.st.Kind = "do"
 		a.add("execute_dynamic", target)
+		a.assignAll(n)
 	case *pg.Node_ExecuteStmt:
 		a.st.Kind = "execute"
 		a.add("execute_dynamic", target)
 	case *pg.Node_PrepareStmt:
+		// PREPARE stores a statement for EXECUTE, which is refused as
+		// dynamic SQL unless allowed; what it would run is checked here too.
 		a.st.Kind = "prepare"
+		inner, err := analyzePGStatement(s.PrepareStmt.Query, a.cat)
+		if err != nil {
+			return err
+		}
+		for _, r := range inner.Requests {
+			a.add(r.Action, r.Object)
+		}
+		a.assignAll(n)
 	case *pg.Node_ListenStmt, *pg.Node_UnlistenStmt:
 		a.st.Kind = "listen"
 		a.add("set", target)
@@ -179,37 +235,44 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.add("set", target)
 	case *pg.Node_CallStmt:
 		a.st.Kind = "call"
-		var name string
-		if fc := s.CallStmt.Funccall; fc != nil && len(fc.Funcname) > 0 {
-			name = strings.ToLower(fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval())
-		}
-		a.add("call", Object{Kind: ObjectFunction, Name: name})
+		a.add("call", Object{Kind: ObjectFunction, Name: funcName(s.CallStmt.Funccall)})
 	case *pg.Node_LockStmt:
 		a.st.Kind = "lock"
 		for _, r := range s.LockStmt.Relations {
-			a.rel("update", r.GetRangeVar())
+			if err := a.rel("update", r.GetRangeVar()); err != nil {
+				return err
+			}
 		}
 	case *pg.Node_VacuumStmt:
 		a.st.Kind = "maintenance"
 		a.add("alter", target)
+		a.assignAll(n)
 	default:
 		if n.Node == nil {
-			return fmt.Errorf("empty statement node")
+			return errors.New("empty statement node")
 		}
 		name := strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_")
-		if strings.HasPrefix(name, "Create") || strings.HasPrefix(name, "Define") {
+		switch {
+		case strings.HasPrefix(name, "Create") || strings.HasPrefix(name, "Define"):
 			a.st.Kind = "create"
 			a.add("create", target)
-			return nil
-		}
-		if strings.HasPrefix(name, "Alter") {
+		case strings.HasPrefix(name, "Alter"):
 			a.st.Kind = "alter"
 			a.add("alter", target)
-			return nil
+		default:
+			return fmt.Errorf("sluice does not understand statements of type %s", name)
 		}
-		return fmt.Errorf("sluice does not understand statements of type %s", name)
+		a.assignAll(n)
 	}
 	return nil
+}
+
+func (a *pgAnalyzer) assignAll(n *pg.Node) {
+	visit(n.ProtoReflect(), func(m proto.Message) {
+		if rv, ok := m.(*pg.RangeVar); ok {
+			a.assigned[rv] = true
+		}
+	})
 }
 
 // setAction maps SET name to its action: settings that change the session's
@@ -235,7 +298,11 @@ func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 			}
 			switch len(parts) {
 			case 1:
-				a.add("drop", Object{Kind: ObjectTable, Schema: "public", Name: parts[0]})
+				schema, err := resolveRelation(a.cat, "", parts[0])
+				if err != nil {
+					schema = "public" // DROP IF EXISTS of nothing; decided as public
+				}
+				a.add("drop", Object{Kind: ObjectTable, Schema: schema, Name: parts[0]})
 			case 2:
 				a.add("drop", Object{Kind: ObjectTable, Schema: parts[0], Name: parts[1]})
 			default:
@@ -251,7 +318,7 @@ func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 	}
 }
 
-func (a *pgAnalyzer) copy(c *pg.CopyStmt) {
+func (a *pgAnalyzer) copy(c *pg.CopyStmt) error {
 	switch {
 	case c.IsProgram:
 		a.add("copy_program", target)
@@ -260,69 +327,86 @@ func (a *pgAnalyzer) copy(c *pg.CopyStmt) {
 	case c.Filename != "":
 		a.add("write_server_file", target)
 	}
-	if c.Relation != nil {
-		if c.IsFrom {
-			a.rel("insert", c.Relation)
-		} else {
-			a.rel("select", c.Relation)
+	if c.Query != nil {
+		inner, err := analyzePGStatement(c.Query, a.cat)
+		if err != nil {
+			return err
+		}
+		for _, r := range inner.Requests {
+			a.add(r.Action, r.Object)
+		}
+		a.use(inner.Uses...)
+		a.st.Outputs = inner.Outputs
+		a.assignAll(c.Query)
+		return nil
+	}
+	if c.Relation == nil {
+		return nil
+	}
+	if c.IsFrom {
+		return a.rel("insert", c.Relation)
+	}
+	if err := a.rel("select", c.Relation); err != nil {
+		return err
+	}
+	// COPY t TO returns every column (or the listed ones) to the client.
+	sc := &scope{}
+	if err := a.addRangeVar(sc, c.Relation, ""); err != nil {
+		return err
+	}
+	for _, col := range sc.rels[0].cols {
+		if len(c.Attlist) == 0 || slices.ContainsFunc(c.Attlist, func(n *pg.Node) bool { return n.GetString_().GetSval() == col.Name }) {
+			a.st.Outputs = append(a.st.Outputs, col)
 		}
 	}
+	return nil
 }
 
 // dangerousFunctions map functions with effects beyond reading data to the
 // administrative action they amount to.
 var dangerousFunctions = map[string]string{
 	"pg_read_file": "read_server_file", "pg_read_binary_file": "read_server_file",
-	"pg_ls_dir": "read_server_file", "pg_stat_file": "read_server_file",
-	"lo_import": "read_server_file", "lo_export": "write_server_file",
-	"set_config": "set_role", "dblink": "execute_dynamic", "dblink_exec": "execute_dynamic",
+	"pg_ls_dir": "read_server_file", "pg_stat_file": "read_server_file", "pg_ls_logdir": "read_server_file",
+	"pg_ls_waldir": "read_server_file", "lo_import": "read_server_file", "lo_export": "write_server_file",
+	"pg_file_write": "write_server_file", "set_config": "set_role",
+	"dblink": "execute_dynamic", "dblink_exec": "execute_dynamic", "dblink_connect": "execute_dynamic",
+	"query_to_xml": "execute_dynamic", "query_to_xml_and_xmlschema": "execute_dynamic",
 	"pg_terminate_backend": "alter_system", "pg_cancel_backend": "alter_system",
-	"pg_reload_conf": "alter_system", "pg_rotate_logfile": "alter_system",
+	"pg_reload_conf": "alter_system", "pg_rotate_logfile": "alter_system", "pg_promote": "alter_system",
+	"pg_switch_wal": "alter_system", "pg_create_restore_point": "alter_system",
 }
 
-// walk visits every node below n: data-modifying statements nested in CTEs,
-// every other relation as a read, and functions with side effects.
-func (a *pgAnalyzer) walk(n *pg.Node) {
-	var nested []func()
+func funcName(fc *pg.FuncCall) string {
+	if fc == nil || len(fc.Funcname) == 0 {
+		return ""
+	}
+	return strings.ToLower(fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval())
+}
+
+// walk visits every node below n: data-modifying statements nested anywhere,
+// functions, and every relation the scoped analysis did not account for
+// (counted as a read, so nothing escapes a decision).
+func (a *pgAnalyzer) walk(n *pg.Node) error {
+	var err error
 	visit(n.ProtoReflect(), func(m proto.Message) {
+		if err != nil {
+			return
+		}
 		switch v := m.(type) {
-		case *pg.CommonTableExpr:
-			a.ctes[v.Ctename] = true
-		case *pg.InsertStmt:
-			nested = append(nested, func() { a.rel("insert", v.Relation) })
-		case *pg.UpdateStmt:
-			nested = append(nested, func() { a.rel("update", v.Relation) })
-		case *pg.DeleteStmt:
-			nested = append(nested, func() { a.rel("delete", v.Relation) })
-		case *pg.MergeStmt:
-			nested = append(nested, func() {
-				a.rel("update", v.Relation)
-				a.add("insert", tableOf(v.Relation))
-				a.add("delete", tableOf(v.Relation))
-			})
 		case *pg.FuncCall:
-			var name string
-			if k := len(v.Funcname); k > 0 {
-				name = strings.ToLower(v.Funcname[k-1].GetString_().GetSval())
-			}
+			name := funcName(v)
 			if action, ok := dangerousFunctions[name]; ok {
 				a.add(action, Object{Kind: ObjectFunction, Name: name})
+			} else if !safeFunction(v) {
+				a.add("call", Object{Kind: ObjectFunction, Name: name})
+			}
+		case *pg.RangeVar:
+			if !a.assigned[v] {
+				err = a.rel("select", v)
 			}
 		}
 	})
-	for _, f := range nested {
-		f()
-	}
-	visit(n.ProtoReflect(), func(m proto.Message) {
-		rv, ok := m.(*pg.RangeVar)
-		if !ok || a.assigned[rv] {
-			return
-		}
-		if rv.Schemaname == "" && a.ctes[rv.Relname] {
-			return
-		}
-		a.add("select", tableOf(rv))
-	})
+	return err
 }
 
 // visit calls fn for every message in the tree below m, m included.

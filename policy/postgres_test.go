@@ -61,7 +61,7 @@ func TestAnalyzePostgres(t *testing.T) {
 		{"LISTEN jobs", "set:target:"},
 		{"NOTIFY jobs, 'x'", "call:function:pg_notify"},
 	} {
-		a := AnalyzePostgres(tc.sql)
+		a := AnalyzePostgres(tc.sql, nil)
 		if a.Err != nil {
 			t.Errorf("%q: %v", tc.sql, a.Err)
 			continue
@@ -74,7 +74,7 @@ func TestAnalyzePostgres(t *testing.T) {
 
 func TestAnalyzePostgresRefusesWhatItCannotRead(t *testing.T) {
 	for _, sql := range []string{"SELEC 1", "DROP TABLE", "SELECT 'unterminated", "CHECKPOINT"} {
-		if a := AnalyzePostgres(sql); a.Err == nil {
+		if a := AnalyzePostgres(sql, nil); a.Err == nil {
 			t.Errorf("%q analyzed: %s", sql, reqs(a))
 		}
 	}
@@ -85,7 +85,7 @@ func FuzzAnalyzePostgres(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
-		a := AnalyzePostgres(sql)
+		a := AnalyzePostgres(sql, nil)
 		if a.Err == nil {
 			for _, st := range a.Statements {
 				if st.Kind == "" {

@@ -16,7 +16,7 @@ func FuzzSession(f *testing.F) {
 		enc(f, &pgproto3.ParseComplete{}, &pgproto3.ErrorResponse{Code: "26000"}, &pgproto3.ReadyForQuery{TxStatus: 'I'}), 7)
 	f.Add([]byte{'Q', 0, 0, 0, 2}, []byte{'D', 0, 0, 0, 4}, 1)
 	f.Fuzz(func(t *testing.T, client, server []byte, cut int) {
-		s := newTestSession(t, "agents")
+		s := newTestSession(t, "analysts")
 		var out session.Output
 		start := enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "app"}})
 		_ = s.FromClient(start, &out)
@@ -51,7 +51,7 @@ func FuzzStartup(f *testing.F) {
 	f.Add(enc(f, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u"}}))
 	f.Add([]byte{0, 0, 0, 16, 4, 210, 22, 46, 0, 0, 0, 1, 0, 0, 0, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s := newTestSession(t, "agents")
+		s := newTestSession(t, "analysts")
 		var out session.Output
 		_ = s.FromClient(b, &out)
 	})

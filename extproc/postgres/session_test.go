@@ -72,7 +72,7 @@ func errorIn(t *testing.T, b []byte) *pgproto3.ErrorResponse {
 }
 
 func TestSSLRequestAnsweredN(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	var out session.Output
 	if err := s.FromClient(enc(t, &pgproto3.SSLRequest{}, &pgproto3.GSSEncRequest{}), &out); err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestStartupRefusals(t *testing.T) {
 		"other database": {"user": "u", "database": "postgres"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := newTestSession(t, "agents")
+			s := newTestSession(t, "analysts")
 			var out session.Output
 			err := s.FromClient(enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params}), &out)
 			if err == nil {
@@ -108,7 +108,7 @@ func TestStartupRefusals(t *testing.T) {
 }
 
 func TestOnlyAuthMessagesBeforeReady(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	var out session.Output
 	start := enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "app"}})
 	_ = s.FromClient(start, &out)
@@ -122,7 +122,7 @@ func TestOnlyAuthMessagesBeforeReady(t *testing.T) {
 }
 
 func TestSimpleQueryRefusedInPlace(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	ready(t, s)
 	var out session.Output
 	if err := s.FromClient(enc(t, &pgproto3.Query{String: "DROP TABLE t"}), &out); err != nil {
@@ -147,7 +147,7 @@ func TestSimpleQueryRefusedInPlace(t *testing.T) {
 }
 
 func TestPipelineRefusalKeepsOrder(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	ready(t, s)
 	var out session.Output
 	msgs := enc(t,
@@ -196,7 +196,7 @@ func TestPipelineRefusalKeepsOrder(t *testing.T) {
 }
 
 func TestUnparseableRefusedAtParse(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	ready(t, s)
 	var out session.Output
 	if err := s.FromClient(enc(t, &pgproto3.Parse{Query: "SELEC oops"}, &pgproto3.Sync{}), &out); err != nil {
@@ -213,7 +213,7 @@ func TestUnparseableRefusedAtParse(t *testing.T) {
 }
 
 func TestFunctionCallRefused(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	ready(t, s)
 	var out session.Output
 	if err := s.FromClient(enc(t, &pgproto3.FunctionCall{Function: 764}), &out); err != nil {
@@ -231,7 +231,7 @@ func TestMalformedAndOversizedFrames(t *testing.T) {
 		"unknown type": {'?', 0, 0, 0, 4},
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := newTestSession(t, "agents")
+			s := newTestSession(t, "analysts")
 			ready(t, s)
 			var out session.Output
 			if err := s.FromClient(b, &out); err == nil {
@@ -254,7 +254,7 @@ func TestMalformedAndOversizedFrames(t *testing.T) {
 }
 
 func TestLargeDataRowStreamedNotBuffered(t *testing.T) {
-	s := newTestSession(t, "agents")
+	s := newTestSession(t, "analysts")
 	ready(t, s)
 	var out session.Output
 	_ = s.FromClient(enc(t, &pgproto3.Query{String: "SELECT big FROM t"}), &out)

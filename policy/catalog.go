@@ -1,0 +1,99 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Column names a table column.
+type Column struct {
+	Schema, Table, Name string
+}
+
+func (c Column) String() string { return c.Schema + "." + c.Table + "." + c.Name }
+
+// Output is one result column and the table columns its values derive from.
+type Output struct {
+	Name    string
+	Sources []Column
+}
+
+// Catalog is what the analyzer knows of a target's schema: the relations
+// and their columns. A snapshot is immutable; Generation changes whenever the
+// content does, so analyses can be cached per snapshot.
+type Catalog interface {
+	// Columns returns a relation's columns in order.
+	Columns(schema, relation string) ([]string, bool)
+	// SchemasWith returns the schemas holding a relation of that name.
+	SchemasWith(relation string) []string
+	// Generation identifies this snapshot.
+	Generation() uint64
+}
+
+// ErrUnknownRelation reports a relation the catalog does not hold. The engine
+// refreshes the catalog once and analyzes again before refusing.
+var ErrUnknownRelation = errors.New("relation is not in the catalog")
+
+// systemSchemas are searched before the search_path in PostgreSQL.
+var systemSchemas = []string{"pg_catalog"}
+
+// StaticCatalog is a fixed catalog, for tests and for targets whose catalog
+// is declared in configuration.
+type StaticCatalog struct {
+	Gen       uint64
+	Relations map[string][]string // "schema.relation" → columns
+}
+
+// Columns implements Catalog.
+func (c *StaticCatalog) Columns(schema, rel string) ([]string, bool) {
+	cols, ok := c.Relations[schema+"."+rel]
+	return cols, ok
+}
+
+// SchemasWith implements Catalog.
+func (c *StaticCatalog) SchemasWith(rel string) []string {
+	var out []string
+	for k := range c.Relations {
+		if s, r, ok := strings.Cut(k, "."); ok && r == rel {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Generation implements Catalog.
+func (c *StaticCatalog) Generation() uint64 { return c.Gen }
+
+// resolveRelation finds the schema of a relation reference. An unqualified
+// name must resolve here exactly as in the database: sluice refuses
+// search_path changes, system schemas come first, and a name that exists in
+// more than one other schema is refused as ambiguous rather than guessed.
+func resolveRelation(cat Catalog, schema, rel string) (string, error) {
+	if schema != "" {
+		if cat != nil {
+			if _, ok := cat.Columns(schema, rel); !ok {
+				return "", fmt.Errorf("%w: %s.%s", ErrUnknownRelation, schema, rel)
+			}
+		}
+		return schema, nil
+	}
+	if cat == nil {
+		return "public", nil
+	}
+	found := cat.SchemasWith(rel)
+	for _, sys := range systemSchemas {
+		if slices.Contains(found, sys) {
+			return sys, nil
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w: %s", ErrUnknownRelation, rel)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("unqualified name %q exists in schemas %s: qualify it with its schema", rel, strings.Join(found, ", "))
+}
