@@ -27,6 +27,8 @@ Usage:
   sluice init      DIR [flags]                   write a local configuration folder
   sluice token     --config FILE --sub NAME [--groups a,b] [--ttl 15m]
                                                  mint a short-lived agent token (local key)
+  sluice policy validate [--config FILE | --dir DIR]   check policies and entities against the schema
+  sluice policy test FILE...                    run policy test cases (non-zero exit on a mismatch)
   sluice demo      [--dir DIR]                   run the whole data path locally with demo data
   sluice bench     [--dir DIR] [--duration 10s]  pgbench direct vs Envoy tunnel vs sluice
 `
@@ -49,6 +51,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return initCmd(rest, stdout, stderr)
 	case "token":
 		return tokenCmd(rest, stdout, stderr)
+	case "policy":
+		return policyCmd(rest, stdout, stderr)
 	case "demo":
 		return demo(ctx, rest, stdout, stderr)
 	case "bench":

@@ -10,6 +10,7 @@ import (
 	_ "net/http/pprof" // only served with --debug-addr
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/sluicedb/sluice/catalog"
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/envoy"
@@ -56,6 +58,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	engine := policy.NewEngine(set)
+	engine.SetShadow(c.Shadow)
+	if c.Shadow {
+		log.Warn("policies in shadow mode: refusals are logged, not enforced")
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, t := range c.Targets {
+		if t.CatalogURL == "" || t.Protocol != "postgres" {
+			continue
+		}
+		src := catalog.NewSource(t.Name, catalog.Postgres(os.ExpandEnv(t.CatalogURL)), log)
+		engine.SetCatalog(t.Name, src)
+		go src.Run(ctx, 30*time.Second)
+	}
 	srv := extproc.NewServer(extproc.Config{
 		Logger:  log,
 		Targets: c,
@@ -82,28 +98,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("sluice serving ext_proc", "addr", l.Addr().String(), "targets", len(c.Targets), "policies", len(set.IDs))
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				// An invalid new set is refused and the old one stays in force.
-				next, err := loadPolicies(c)
-				if err != nil {
-					log.Error("policy reload refused; keeping the current policies", "err", err)
-					continue
-				}
-				engine.Swap(next)
-				log.Info("policies reloaded", "policies", len(next.IDs))
-			}
-		}
-	}()
+	go watchPolicies(ctx, c, engine, hup, log)
 	if *debugAddr != "" {
 		go func() {
 			if err := http.ListenAndServe(*debugAddr, nil); err != nil {
@@ -129,4 +127,48 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("sluice stopped")
 	return nil
+}
+
+// watchPolicies reloads the policy folder on SIGHUP and when its files
+// change. An invalid new set is refused and the old one stays in force.
+func watchPolicies(ctx context.Context, c *config.Config, engine *policy.Engine, hup <-chan os.Signal, log *slog.Logger) {
+	if c.Policies == "" {
+		return
+	}
+	dir := c.Path(c.Policies)
+	last := folderStamp(dir)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-tick.C:
+			stamp := folderStamp(dir)
+			if stamp == last {
+				continue
+			}
+			last = stamp
+		}
+		next, err := loadPolicies(c)
+		if err != nil {
+			log.Error("policy reload refused; keeping the current policies", "err", err)
+			continue
+		}
+		engine.Swap(next)
+		log.Info("policies reloaded", "policies", len(next.IDs))
+	}
+}
+
+// folderStamp changes whenever a file in dir is added, removed or modified.
+func folderStamp(dir string) string {
+	entries, _ := os.ReadDir(dir)
+	var b strings.Builder
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }

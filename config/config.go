@@ -19,11 +19,14 @@ import (
 
 // Config is the whole file. Relative paths are relative to the file's folder.
 type Config struct {
-	Envoy    Envoy    `yaml:"envoy"`
-	ExtProc  ExtProc  `yaml:"extproc"`
-	JWT      JWT      `yaml:"jwt"`
-	Policies string   `yaml:"policies"` // policy folder; empty: the embedded defaults
-	Targets  []Target `yaml:"targets"`
+	Envoy    Envoy   `yaml:"envoy"`
+	ExtProc  ExtProc `yaml:"extproc"`
+	JWT      JWT     `yaml:"jwt"`
+	Policies string  `yaml:"policies"` // policy folder; empty: the embedded defaults
+	// Shadow makes the policy set observe only: refusals are logged, and
+	// the statements run. For trying a new policy set on live traffic.
+	Shadow  bool     `yaml:"shadow,omitempty"`
+	Targets []Target `yaml:"targets"`
 
 	dir string
 }
@@ -62,6 +65,9 @@ type Target struct {
 	Address  string            `yaml:"address"`
 	Database string            `yaml:"database"`
 	Tags     map[string]string `yaml:"tags"`
+	// CatalogURL is how sluice reads the target's relations and columns
+	// (${VAR} references are expanded from the environment).
+	CatalogURL string `yaml:"catalog_url,omitempty"`
 }
 
 // Duration is a time.Duration written as "90s" or "1h".

@@ -78,6 +78,9 @@ func Init(dir string, o InitOptions) (string, error) {
 		Targets: []config.Target{{
 			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
 			Tags: map[string]string{"env": "dev"},
+			// A local demo keeps the catalog reader's credentials here; a real
+			// deployment writes ${VAR} and sets it in sluice's environment.
+			CatalogURL: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
 		}},
 	}
 	path := filepath.Join(dir, "sluice.yaml")

@@ -110,7 +110,7 @@ func (s staticSource) Refresh() Catalog { return s.c }
 func (cf *CaseFile) Run(set *cedar.Set) []CaseResult {
 	e := NewEngine(set)
 	for name, rels := range cf.Catalog {
-		e.SetCatalog(name, staticSource{&StaticCatalog{Gen: 1, Relations: rels}})
+		e.SetCatalog(name, staticSource{NewStaticCatalog(1, rels)})
 	}
 	var out []CaseResult
 	for _, c := range cf.Cases {

@@ -39,11 +39,25 @@ var ErrUnknownRelation = errors.New("relation is not in the catalog")
 // systemSchemas are searched before the search_path in PostgreSQL.
 var systemSchemas = []string{"pg_catalog"}
 
-// StaticCatalog is a fixed catalog, for tests and for targets whose catalog
-// is declared in configuration.
+// StaticCatalog is a fixed catalog snapshot.
 type StaticCatalog struct {
 	Gen       uint64
 	Relations map[string][]string // "schema.relation" → columns
+	byName    map[string][]string // relation → schemas, built by NewStaticCatalog
+}
+
+// NewStaticCatalog indexes relations ("schema.relation" → columns).
+func NewStaticCatalog(gen uint64, relations map[string][]string) *StaticCatalog {
+	c := &StaticCatalog{Gen: gen, Relations: relations, byName: map[string][]string{}}
+	for k := range relations {
+		if s, r, ok := strings.Cut(k, "."); ok {
+			c.byName[r] = append(c.byName[r], s)
+		}
+	}
+	for _, v := range c.byName {
+		slices.Sort(v)
+	}
+	return c
 }
 
 // Columns implements Catalog.
@@ -54,6 +68,9 @@ func (c *StaticCatalog) Columns(schema, rel string) ([]string, bool) {
 
 // SchemasWith implements Catalog.
 func (c *StaticCatalog) SchemasWith(rel string) []string {
+	if c.byName != nil {
+		return c.byName[rel]
+	}
 	var out []string
 	for k := range c.Relations {
 		if s, r, ok := strings.Cut(k, "."); ok && r == rel {

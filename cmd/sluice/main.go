@@ -17,6 +17,8 @@ func main() {
 	case err == nil:
 	case errors.Is(err, cli.ErrUsage):
 		os.Exit(2)
+	case errors.Is(err, cli.ErrPolicyTests):
+		os.Exit(1)
 	default:
 		fmt.Fprintln(os.Stderr, "sluice:", err)
 		os.Exit(1)

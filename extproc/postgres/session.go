@@ -267,7 +267,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		if err := decode("Query", &m, f.body); err != nil {
 			return err
 		}
-		if d := s.cfg.Authorizer.AuthorizeSQL(m.String); !d.Allowed() {
+		if d := s.authorize(m.String); !d.Allowed() {
 			s.refuseSimple(d, m.String, out)
 			return nil
 		}
@@ -280,7 +280,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		// Parsing runs nothing, so only SQL that cannot be understood is
 		// refused here; policy is enforced at Bind, where execution begins,
 		// matching where PostgreSQL reports permission errors.
-		if d := s.cfg.Authorizer.AuthorizeSQL(m.Query); d.Unparseable {
+		if d := s.authorize(m.Query); d.Unparseable {
 			s.refuseExtended(d, m.Query, out)
 			return nil
 		}
@@ -297,7 +297,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 			s.push(opBind, nil)
 			break
 		}
-		if d := s.cfg.Authorizer.AuthorizeSQL(sql); !d.Allowed() {
+		if d := s.authorize(sql); !d.Allowed() {
 			s.refuseExtended(d, sql, out)
 			return nil
 		}
@@ -374,7 +374,16 @@ func (s *Session) refuseExtended(d policy.Decision, sql string, out *session.Out
 }
 
 func (s *Session) logRefusal(d policy.Decision, sql string) {
-	s.log.Info("statement refused", "sql", sql, "reason", d.Reason, "policies", d.Policies)
+	s.log.Info("statement refused", "sql", sql, "outcome", d.Outcome.String(), "reason", d.Reason, "policies", d.Policies)
+}
+
+// authorize decides sql and logs what shadow mode lets through.
+func (s *Session) authorize(sql string) policy.Decision {
+	d := s.cfg.Authorizer.AuthorizeSQL(sql)
+	if d.Shadow {
+		s.log.Warn("shadow mode: statement would be refused", "sql", sql, "would_be", d.WouldBe.String(), "reason", d.Reason, "policies", d.Policies)
+	}
+	return d
 }
 
 func (s *Session) appendPoison(dst []byte) []byte {
@@ -389,9 +398,14 @@ func denialError(d policy.Decision) *pgproto3.ErrorResponse {
 		Message: "sluice: " + d.Reason,
 		Detail:  "policies: " + d.PolicyList(),
 	}
-	if d.Unparseable {
+	switch {
+	case d.Unparseable:
 		e.Code = "42601"
 		e.Detail = ""
+	case d.Outcome == policy.Approval:
+		// Held statements wait for a human once approvals are configured;
+		// until then they are refused, saying what would let them run.
+		e.Message += " (approval required; no approval service is configured, so it is refused)"
 	}
 	return e
 }

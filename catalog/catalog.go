@@ -1,0 +1,150 @@
+// Package catalog keeps each target's relations and columns fresh for the
+// analyzer, which needs them to resolve names exactly as the database does
+// and to trace result columns to their sources.
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicedb/sluice/policy"
+)
+
+// Loader reads a catalog snapshot from a database.
+type Loader func(ctx context.Context) (map[string][]string, error)
+
+// Source holds a target's current snapshot and refreshes it periodically and
+// on demand. Until the first load succeeds it holds an empty snapshot, so
+// statements naming relations are refused rather than guessed.
+type Source struct {
+	name   string
+	load   Loader
+	log    *slog.Logger
+	minGap time.Duration
+
+	cur  atomic.Pointer[policy.StaticCatalog]
+	mu   sync.Mutex // serializes loads
+	last time.Time
+}
+
+// NewSource returns a source for target name.
+func NewSource(name string, load Loader, log *slog.Logger) *Source {
+	s := &Source{name: name, load: load, log: log, minGap: time.Second}
+	s.cur.Store(policy.NewStaticCatalog(0, map[string][]string{}))
+	return s
+}
+
+// Current implements policy.CatalogSource.
+func (s *Source) Current() policy.Catalog { return s.cur.Load() }
+
+// Refresh implements policy.CatalogSource: it reloads now, unless a load
+// finished less than a second ago (a burst of misses costs one load).
+func (s *Source) Refresh() policy.Catalog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.last) < s.minGap {
+		return s.cur.Load()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.reload(ctx); err != nil {
+		s.log.Warn("catalog refresh failed", "target", s.name, "err", err)
+	}
+	return s.cur.Load()
+}
+
+func (s *Source) reload(ctx context.Context) error {
+	rels, err := s.load(ctx)
+	s.last = time.Now()
+	if err != nil {
+		return err
+	}
+	gen := fingerprint(rels)
+	if gen == s.cur.Load().Gen {
+		return nil
+	}
+	s.cur.Store(policy.NewStaticCatalog(gen, rels))
+	s.log.Info("catalog loaded", "target", s.name, "relations", len(rels))
+	return nil
+}
+
+// Run refreshes every interval until ctx ends.
+func (s *Source) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		err := s.reload(ctx)
+		s.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("catalog refresh failed", "target", s.name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fingerprint identifies a snapshot's content; 0 is reserved for empty.
+func fingerprint(rels map[string][]string) uint64 {
+	keys := make([]string, 0, len(rels))
+	for k := range rels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := fnv.New64a()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s(%v)", k, rels[k])
+	}
+	return h.Sum64() | 1
+}
+
+const pgQuery = `
+SELECT n.nspname, c.relname,
+       coalesce(array_agg(a.attname::text ORDER BY a.attnum)
+                FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}')
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
+GROUP BY 1, 2`
+
+// Postgres loads relations and columns from a PostgreSQL database.
+func Postgres(url string) Loader {
+	return func(ctx context.Context) (map[string][]string, error) {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return nil, fmt.Errorf("cannot connect for the catalog: %w", err)
+		}
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, pgQuery)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the catalog: %w", err)
+		}
+		out := map[string][]string{}
+		for rows.Next() {
+			var schema, rel string
+			var cols []string
+			if err := rows.Scan(&schema, &rel, &cols); err != nil {
+				return nil, fmt.Errorf("cannot read the catalog: %w", err)
+			}
+			out[schema+"."+rel] = slices.Clip(cols)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("cannot read the catalog: %w", err)
+		}
+		return out, nil
+	}
+}
