@@ -1,8 +1,426 @@
 package policy
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 
-// AnalyzeMySQL is filled in below.
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // literal values in the AST
+)
+
+// AnalyzeMySQL parses sql with the TiDB parser (MySQL's grammar, including
+// executable comments /*! … */) and reports the same account as
+// AnalyzePostgres. database is the session's default database; cat, when
+// given, holds "database.table" → columns.
 func AnalyzeMySQL(sql, database string, cat Catalog) Analysis {
-	return Analysis{Err: errors.New("mysql analyzer not yet available")}
+	p := parser.New()
+	stmts, _, err := p.ParseSQL(mariadbExecutableComments(sql))
+	if err != nil {
+		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
+	}
+	var a Analysis
+	for _, s := range stmts {
+		st, err := analyzeMyStatement(s, database, cat)
+		if err != nil {
+			return Analysis{Err: err}
+		}
+		a.Statements = append(a.Statements, st)
+	}
+	return a
 }
+
+// mariadbExecutableComments turns MariaDB's /*M! … */ executable comments,
+// which MariaDB runs but the MySQL grammar treats as comments, into /*! … */
+// so the parser sees what MariaDB executes. Quotes and other comments are
+// skipped, so text inside them is left alone.
+func mariadbExecutableComments(sql string) string {
+	if !strings.Contains(sql, "/*M!") {
+		return sql
+	}
+	var b strings.Builder
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == '\'' || c == '"' || c == '`':
+			j := i + 1
+			for j < len(sql) && sql[j] != c {
+				if sql[j] == '\\' && c != '`' {
+					j++
+				}
+				j++
+			}
+			j = min(j+1, len(sql))
+			b.WriteString(sql[i:j])
+			i = j
+		case strings.HasPrefix(sql[i:], "/*M!"):
+			b.WriteString("/*!")
+			i += 4
+		case strings.HasPrefix(sql[i:], "/*") && !strings.HasPrefix(sql[i:], "/*!"):
+			end := strings.Index(sql[i+2:], "*/")
+			if end < 0 {
+				b.WriteString(sql[i:])
+				return b.String()
+			}
+			b.WriteString(sql[i : i+end+4])
+			i += end + 4
+		case c == '#' || strings.HasPrefix(sql[i:], "-- "):
+			end := strings.IndexByte(sql[i:], '\n')
+			if end < 0 {
+				b.WriteString(sql[i:])
+				return b.String()
+			}
+			b.WriteString(sql[i : i+end])
+			i += end
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String()
+}
+
+type myAnalyzer struct {
+	db       string
+	cat      Catalog
+	st       Statement
+	assigned map[*ast.TableName]bool
+}
+
+func analyzeMyStatement(n ast.StmtNode, db string, cat Catalog) (Statement, error) {
+	a := &myAnalyzer{db: db, cat: cat, assigned: map[*ast.TableName]bool{}}
+	a.st.Lineage = cat != nil
+	if err := a.top(n); err != nil {
+		return Statement{}, err
+	}
+	if err := a.walk(n); err != nil {
+		return Statement{}, err
+	}
+	return a.st, nil
+}
+
+func (a *myAnalyzer) add(action string, o Object) {
+	r := Request{Action: action, Object: o}
+	if !slices.Contains(a.st.Requests, r) {
+		a.st.Requests = append(a.st.Requests, r)
+	}
+}
+
+func (a *myAnalyzer) use(cols ...Column) {
+	for _, c := range cols {
+		if !slices.Contains(a.st.Uses, c) {
+			a.st.Uses = append(a.st.Uses, c)
+		}
+	}
+}
+
+// table resolves a table name: unqualified names belong to the session's
+// default database, as in MySQL.
+func (a *myAnalyzer) table(tn *ast.TableName) (Object, error) {
+	db := tn.Schema.O
+	if db == "" {
+		db = a.db
+	}
+	if db == "" {
+		return Object{}, fmt.Errorf("no database selected for table %s", tn.Name.O)
+	}
+	if a.cat != nil {
+		if _, ok := a.cat.Columns(db, tn.Name.O); !ok {
+			return Object{}, fmt.Errorf("%w: %s.%s", ErrUnknownRelation, db, tn.Name.O)
+		}
+	}
+	return Object{Kind: ObjectTable, Schema: db, Name: tn.Name.O}, nil
+}
+
+func (a *myAnalyzer) rel(action string, tn *ast.TableName) error {
+	if tn == nil {
+		return nil
+	}
+	a.assigned[tn] = true
+	o, err := a.table(tn)
+	if err != nil {
+		return err
+	}
+	a.add(action, o)
+	return nil
+}
+
+// newRel is a table a statement creates: it need not exist yet.
+func (a *myAnalyzer) newRel(action string, tn *ast.TableName) {
+	a.assigned[tn] = true
+	db := tn.Schema.O
+	if db == "" {
+		db = a.db
+	}
+	a.add(action, Object{Kind: ObjectTable, Schema: db, Name: tn.Name.O})
+}
+
+func kindOf(n ast.Node) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", n), "*ast."), "Stmt"))
+}
+
+func (a *myAnalyzer) top(n ast.StmtNode) error {
+	a.st.Kind = kindOf(n)
+	switch s := n.(type) {
+	case *ast.SelectStmt:
+		a.st.Kind = "select"
+		outs, err := a.selectStmt(s, nil)
+		if err != nil {
+			return err
+		}
+		if into := s.SelectIntoOpt; into != nil {
+			if into.Tp == ast.SelectIntoVars {
+				a.use(sourcesOf(outs)...)
+				return nil
+			}
+			a.st.Kind = "select_into_outfile"
+			a.add("write_server_file", target)
+			a.use(sourcesOf(outs)...)
+			return nil
+		}
+		a.st.Outputs = outs
+	case *ast.SetOprStmt:
+		a.st.Kind = "select"
+		outs, err := a.setOpr(s, nil)
+		a.st.Outputs = outs
+		return err
+	case *ast.InsertStmt:
+		a.st.Kind = "insert"
+		if s.IsReplace {
+			a.st.Kind = "replace"
+		}
+		return a.insert(s)
+	case *ast.UpdateStmt:
+		a.st.Kind = "update"
+		return a.update(s)
+	case *ast.DeleteStmt:
+		a.st.Kind = "delete"
+		return a.delete(s)
+	case *ast.TruncateTableStmt:
+		return a.rel("truncate", s.Table)
+	case *ast.CreateTableStmt:
+		a.st.Kind = "create"
+		a.newRel("create", s.Table)
+		if s.ReferTable != nil {
+			return a.rel("select", s.ReferTable)
+		}
+	case *ast.CreateViewStmt:
+		a.st.Kind = "create"
+		a.newRel("create", s.ViewName)
+	case *ast.CreateIndexStmt:
+		a.st.Kind = "create"
+		return a.rel("create", s.Table)
+	case *ast.AlterTableStmt:
+		a.st.Kind = "alter"
+		return a.rel("alter", s.Table)
+	case *ast.DropIndexStmt:
+		a.st.Kind = "alter"
+		return a.rel("alter", s.Table)
+	case *ast.RenameTableStmt:
+		a.st.Kind = "alter"
+		for _, t := range s.TableToTables {
+			if err := a.rel("alter", t.OldTable); err != nil {
+				return err
+			}
+			a.newRel("create", t.NewTable)
+		}
+	case *ast.DropTableStmt:
+		a.st.Kind = "drop"
+		for _, t := range s.Tables {
+			a.newRel("drop", t) // DROP … IF EXISTS may name a missing table
+		}
+	case *ast.CreateDatabaseStmt:
+		a.st.Kind = "create"
+		a.add("create", Object{Kind: ObjectSchema, Name: s.Name.O})
+	case *ast.DropDatabaseStmt:
+		a.st.Kind = "drop"
+		a.add("drop", Object{Kind: ObjectSchema, Name: s.Name.O})
+	case *ast.UseStmt:
+		a.st.Kind = "use"
+		a.add("use", Object{Kind: ObjectSchema, Name: s.DBName})
+	case *ast.SetStmt:
+		a.st.Kind = "set"
+		for _, v := range s.Variables {
+			a.add(mySetAction(v), target)
+			if v.Value != nil {
+				// A value stored in a variable can be read back unmasked.
+				src, err := a.expr(v.Value, &myScope{})
+				if err != nil {
+					return err
+				}
+				a.use(src...)
+			}
+		}
+	case *ast.SetRoleStmt, *ast.SetDefaultRoleStmt:
+		a.st.Kind = "set_role"
+		a.add("set_role", target)
+	case *ast.GrantStmt, *ast.RevokeStmt, *ast.GrantRoleStmt, *ast.RevokeRoleStmt, *ast.CreateUserStmt,
+		*ast.AlterUserStmt, *ast.DropUserStmt, *ast.SetPwdStmt, *ast.RenameUserStmt, *ast.GrantProxyStmt:
+		a.st.Kind = "grant"
+		a.add("grant", target)
+		a.assignAll(n)
+	case *ast.LoadDataStmt:
+		a.st.Kind = "load_data"
+		a.add("read_server_file", target) // LOCAL or not: files never enter through the gateway
+		return a.rel("insert", s.Table)
+	case *ast.PrepareStmt:
+		a.st.Kind = "prepare"
+		if s.SQLVar != nil || s.SQLText == "" {
+			a.add("execute_dynamic", target) // text unknown until run
+			return nil
+		}
+		inner := AnalyzeMySQL(s.SQLText, a.db, a.cat)
+		if inner.Err != nil {
+			return inner.Err
+		}
+		for _, st := range inner.Statements {
+			for _, r := range st.Requests {
+				a.add(r.Action, r.Object)
+			}
+		}
+	case *ast.ExecuteStmt:
+		a.st.Kind = "execute"
+		a.add("execute_dynamic", target)
+	case *ast.DeallocateStmt:
+		a.add("set", target)
+	case *ast.CallStmt:
+		a.add("call", Object{Kind: ObjectFunction, Name: strings.ToLower(s.Procedure.FnName.O)})
+		a.assignAll(n)
+	case *ast.DoStmt:
+		// DO evaluates expressions: their functions are checked by walk.
+		for _, e := range s.Exprs {
+			src, err := a.expr(e, &myScope{})
+			if err != nil {
+				return err
+			}
+			a.use(src...)
+		}
+	case *ast.ShowStmt:
+		a.st.Kind = "show"
+		a.add("show", target)
+		a.assignAll(n)
+	case *ast.ExplainStmt:
+		a.st.Kind = "explain"
+		inner, err := analyzeMyStatement(s.Stmt, a.db, a.cat)
+		if err != nil {
+			return err
+		}
+		for _, r := range inner.Requests {
+			a.add(r.Action, r.Object)
+		}
+		a.use(inner.Uses...)
+		a.use(sourcesOf(inner.Outputs)...)
+		a.assignAll(n)
+	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt, *ast.SavepointStmt, *ast.ReleaseSavepointStmt:
+		a.st.Kind = "transaction"
+		a.add("transaction", target)
+	case *ast.FlushStmt, *ast.KillStmt, *ast.ShutdownStmt, *ast.RestartStmt:
+		a.st.Kind = "alter_system"
+		a.add("alter_system", target)
+	case *ast.LockTablesStmt:
+		a.st.Kind = "lock"
+		for _, t := range s.TableLocks {
+			if err := a.rel("update", t.Table); err != nil {
+				return err
+			}
+		}
+	case *ast.UnlockTablesStmt:
+		a.add("transaction", target)
+	default:
+		return fmt.Errorf("sluice does not understand statements of type %s", strings.TrimPrefix(fmt.Sprintf("%T", n), "*ast."))
+	}
+	return nil
+}
+
+// mySetAction maps a SET assignment to its action.
+func mySetAction(v *ast.VariableAssignment) string {
+	name := strings.ToLower(v.Name)
+	switch {
+	case v.IsGlobal || v.IsInstance:
+		return "alter_system"
+	case name == "sql_log_bin" || name == "sql_safe_updates" || name == "foreign_key_checks" || name == "unique_checks":
+		// Session switches that disable the server's own safety nets.
+		return "alter_system"
+	}
+	return "set"
+}
+
+func (a *myAnalyzer) assignAll(n ast.Node) {
+	n.Accept(&visitor{enter: func(n ast.Node) bool {
+		if tn, ok := n.(*ast.TableName); ok {
+			a.assigned[tn] = true
+		}
+		return true
+	}})
+}
+
+// dangerousMyFunctions map functions with effects beyond reading data to
+// administrative actions.
+var dangerousMyFunctions = map[string]string{
+	"load_file": "read_server_file", "sys_exec": "execute_dynamic", "sys_eval": "execute_dynamic",
+}
+
+// safeMyFunctions only compute.
+var safeMyFunctions = set(`
+count sum avg min max group_concat bit_and bit_or bit_xor std stddev stddev_pop stddev_samp variance
+var_pop var_samp json_arrayagg json_objectagg any_value row_number rank dense_rank ntile lag lead
+first_value last_value nth_value cume_dist percent_rank
+lower lcase upper ucase length char_length character_length octet_length bit_length substring substr
+substring_index mid trim ltrim rtrim concat concat_ws replace left right locate position instr lpad
+rpad repeat reverse space strcmp md5 sha sha1 sha2 crc32 hex unhex to_base64 from_base64 format
+quote regexp_replace regexp_substr regexp_instr regexp_like ascii ord char elt field find_in_set
+insert make_set export_set soundex
+abs ceil ceiling floor round truncate mod pow power sqrt exp ln log log2 log10 sign greatest least rand
+pi degrees radians sin cos tan asin acos atan atan2 cot conv bin oct crc32
+now current_timestamp current_date curdate current_time curtime sysdate utc_date utc_time
+utc_timestamp unix_timestamp from_unixtime date_format date_add date_sub adddate subdate addtime
+subtime datediff timediff timestampdiff timestampadd date time year month monthname day dayofmonth
+dayofweek dayofyear dayname hour minute second microsecond week weekday weekofyear yearweek quarter
+last_day makedate maketime str_to_date extract to_days from_days to_seconds sec_to_time time_to_sec
+period_add period_diff get_format convert_tz localtime localtimestamp
+json_extract json_unquote json_object json_array json_contains json_contains_path json_keys
+json_length json_type json_valid json_set json_insert json_replace json_remove json_search
+json_quote json_merge_patch json_merge_preserve json_pretty json_depth json_value
+if ifnull nullif coalesce isnull cast convert interval database schema user current_user
+session_user system_user version connection_id last_insert_id row_count found_rows uuid uuid_short
+inet_aton inet_ntoa inet6_aton inet6_ntoa is_ipv4 is_ipv6 bin_to_uuid uuid_to_bin sleep
+`)
+
+// walk checks every function call and every table the scoped analysis did
+// not account for (taken as a read, so nothing escapes a decision).
+func (a *myAnalyzer) walk(n ast.Node) error {
+	var err error
+	n.Accept(&visitor{enter: func(n ast.Node) bool {
+		if err != nil {
+			return false
+		}
+		switch v := n.(type) {
+		case *ast.FuncCallExpr:
+			name := strings.ToLower(v.FnName.O)
+			if action, ok := dangerousMyFunctions[name]; ok {
+				a.add(action, Object{Kind: ObjectFunction, Name: name})
+			} else if v.Tp == ast.FuncCallExprTypeGeneric || v.Schema.O != "" || !safeMyFunctions[name] {
+				a.add("call", Object{Kind: ObjectFunction, Name: name})
+			}
+		case *ast.TableName:
+			if !a.assigned[v] {
+				err = a.rel("select", v)
+			}
+		case *ast.VariableExpr:
+			if v.IsSystem && v.Value != nil && (v.IsGlobal || v.IsInstance) {
+				a.add("alter_system", target)
+			}
+		}
+		return true
+	}})
+	return err
+}
+
+type visitor struct{ enter func(ast.Node) bool }
+
+func (v *visitor) Enter(n ast.Node) (ast.Node, bool) { return n, !v.enter(n) }
+func (v *visitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+var errNoCatalog = errors.New("no catalog")

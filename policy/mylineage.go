@@ -1,0 +1,555 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+)
+
+// myScope is one query level of a MySQL statement.
+type myScope struct {
+	parent *myScope
+	rels   []relation
+	ctes   map[string][]Output
+}
+
+func (s *myScope) cte(name string) ([]Output, bool) {
+	for ; s != nil; s = s.parent {
+		if cols, ok := s.ctes[strings.ToLower(name)]; ok {
+			return cols, true
+		}
+	}
+	return nil, false
+}
+
+func (a *myAnalyzer) with(w *ast.WithClause, sc *myScope) error {
+	if w == nil {
+		return nil
+	}
+	if sc.ctes == nil {
+		sc.ctes = map[string][]Output{}
+	}
+	for _, cte := range w.CTEs {
+		name := strings.ToLower(cte.Name.O)
+		sc.ctes[name] = nil
+		for i := 0; i < 10; i++ {
+			outs, err := a.resultSet(cte.Query.Query, sc)
+			if err != nil {
+				if i == 0 && w.IsRecursive {
+					// Seed with the first SELECT of the recursive union.
+					if so, ok := cte.Query.Query.(*ast.SetOprStmt); ok && len(so.SelectList.Selects) > 0 {
+						if seed, err2 := a.resultSet(so.SelectList.Selects[0].(ast.ResultSetNode), sc); err2 == nil {
+							sc.ctes[name] = seed
+							continue
+						}
+					}
+				}
+				return err
+			}
+			for j := range outs {
+				if j < len(cte.ColNameList) {
+					outs[j].Name = cte.ColNameList[j].O
+				}
+			}
+			prev := sc.ctes[name]
+			if len(prev) == len(outs) {
+				for j := range outs {
+					outs[j].Sources = union(outs[j].Sources, prev[j].Sources...)
+				}
+			}
+			sc.ctes[name] = outs
+			if !w.IsRecursive || equalLineage(prev, outs) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (a *myAnalyzer) resultSet(n ast.Node, parent *myScope) ([]Output, error) {
+	switch q := n.(type) {
+	case *ast.SelectStmt:
+		return a.selectStmt(q, parent)
+	case *ast.SetOprStmt:
+		return a.setOpr(q, parent)
+	case *ast.SubqueryExpr:
+		return a.resultSet(q.Query, parent)
+	}
+	return nil, fmt.Errorf("sluice does not understand a %T in a query", n)
+}
+
+func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *myScope) ([]Output, error) {
+	sc := &myScope{parent: parent}
+	if err := a.with(s.With, sc); err != nil {
+		return nil, err
+	}
+	if s.SelectList != nil {
+		if err := a.with(s.SelectList.With, sc); err != nil {
+			return nil, err
+		}
+	}
+	var outs []Output
+	for i, n := range s.SelectList.Selects {
+		o, err := a.resultSet(n, sc)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			outs = o
+			continue
+		}
+		for j := range outs {
+			if j < len(o) {
+				outs[j].Sources = union(outs[j].Sources, o[j].Sources...)
+			}
+		}
+	}
+	if s.OrderBy != nil {
+		for _, it := range s.OrderBy.Items {
+			if err := a.uses(sc, it.Expr); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return outs, nil
+}
+
+func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *myScope) ([]Output, error) {
+	sc := &myScope{parent: parent}
+	if err := a.with(sel.With, sc); err != nil {
+		return nil, err
+	}
+	if sel.Kind == ast.SelectStmtKindValues || len(sel.Lists) > 0 {
+		var outs []Output
+		for _, row := range sel.Lists {
+			for i, e := range row.Values {
+				src, err := a.expr(e, sc)
+				if err != nil {
+					return nil, err
+				}
+				if i >= len(outs) {
+					outs = append(outs, Output{Name: fmt.Sprintf("column_%d", i)})
+				}
+				outs[i].Sources = union(outs[i].Sources, src...)
+			}
+		}
+		return outs, nil
+	}
+	if sel.From != nil && sel.From.TableRefs != nil {
+		if err := a.fromItem(sel.From.TableRefs, sc); err != nil {
+			return nil, err
+		}
+	}
+	var outs []Output
+	if sel.Fields != nil {
+		for _, f := range sel.Fields.Fields {
+			if f.WildCard != nil {
+				outs = append(outs, a.star(f.WildCard, sc)...)
+				continue
+			}
+			src, err := a.expr(f.Expr, sc)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, Output{Name: fieldName(f), Sources: src})
+		}
+	}
+	steer := []ast.ExprNode{sel.Where}
+	if sel.GroupBy != nil {
+		for _, it := range sel.GroupBy.Items {
+			steer = append(steer, it.Expr)
+		}
+	}
+	if sel.Having != nil {
+		steer = append(steer, sel.Having.Expr)
+	}
+	if sel.OrderBy != nil {
+		for _, it := range sel.OrderBy.Items {
+			steer = append(steer, it.Expr)
+		}
+	}
+	if err := a.uses(sc, steer...); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+func fieldName(f *ast.SelectField) string {
+	if f.AsName.O != "" {
+		return f.AsName.O
+	}
+	if c, ok := f.Expr.(*ast.ColumnNameExpr); ok {
+		return c.Name.Name.O
+	}
+	// MySQL names other columns by the expression as written.
+	return strings.TrimSpace(f.Text())
+}
+
+func (a *myAnalyzer) star(w *ast.WildCardField, sc *myScope) []Output {
+	var out []Output
+	for _, r := range sc.rels {
+		if w.Table.O != "" && !strings.EqualFold(r.alias, w.Table.O) {
+			continue
+		}
+		out = append(out, myRelCols(r)...)
+	}
+	return out
+}
+
+func myRelCols(r relation) []Output {
+	if r.opaque {
+		return []Output{{Name: r.alias, Sources: r.sources}}
+	}
+	if r.table != nil {
+		return []Output{{Name: "*", Sources: []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: "*"}}}}
+	}
+	return slices.Clone(r.cols)
+}
+
+func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *myScope) error {
+	switch f := n.(type) {
+	case *ast.Join:
+		if f.Left != nil {
+			if err := a.fromItem(f.Left, sc); err != nil {
+				return err
+			}
+		}
+		if f.Right != nil {
+			if err := a.fromItem(f.Right, sc); err != nil {
+				return err
+			}
+		}
+		if f.On != nil {
+			if err := a.uses(sc, f.On.Expr); err != nil {
+				return err
+			}
+		}
+		for _, u := range f.Using {
+			src, err := a.column(&ast.ColumnName{Name: u.Name}, sc)
+			if err != nil {
+				return err
+			}
+			a.use(src...)
+		}
+	case *ast.TableSource:
+		alias := f.AsName.O
+		switch src := f.Source.(type) {
+		case *ast.TableName:
+			return a.addTable(sc, src, alias)
+		default:
+			outs, err := a.resultSet(src, sc)
+			if err != nil {
+				return err
+			}
+			for i, c := range f.ColumnNames {
+				if i < len(outs) {
+					outs[i].Name = c.O
+				}
+			}
+			sc.rels = append(sc.rels, relation{alias: alias, cols: outs})
+		}
+	case *ast.TableName:
+		return a.addTable(sc, f, "")
+	default:
+		return fmt.Errorf("sluice does not understand a %T in FROM", n)
+	}
+	return nil
+}
+
+func (a *myAnalyzer) addTable(sc *myScope, tn *ast.TableName, alias string) error {
+	if alias == "" {
+		alias = tn.Name.O
+	}
+	if tn.Schema.O == "" {
+		if cols, ok := sc.cte(tn.Name.O); ok {
+			a.assigned[tn] = true
+			sc.rels = append(sc.rels, relation{alias: alias, cols: slices.Clone(cols)})
+			return nil
+		}
+	}
+	if err := a.rel("select", tn); err != nil {
+		return err
+	}
+	obj, _ := a.table(tn)
+	r := relation{alias: alias}
+	if a.cat == nil {
+		r.table = &obj
+	} else {
+		names, _ := a.cat.Columns(obj.Schema, obj.Name)
+		for _, c := range names {
+			r.cols = append(r.cols, Output{Name: c, Sources: []Column{{Schema: obj.Schema, Table: obj.Name, Name: c}}})
+		}
+	}
+	sc.rels = append(sc.rels, r)
+	return nil
+}
+
+func (a *myAnalyzer) uses(sc *myScope, exprs ...ast.ExprNode) error {
+	for _, e := range exprs {
+		if e == nil {
+			continue
+		}
+		src, err := a.expr(e, sc)
+		if err != nil {
+			var unknown *unknownColumnError
+			if asUnknown(err, &unknown) {
+				continue // an output alias in ORDER BY / GROUP BY / HAVING
+			}
+			return err
+		}
+		a.use(src...)
+	}
+	return nil
+}
+
+// column resolves a column name through the scopes (MySQL column names are
+// case-insensitive).
+func (a *myAnalyzer) column(cn *ast.ColumnName, sc *myScope) ([]Column, error) {
+	col := cn.Name.O
+	for s := sc; s != nil; s = s.parent {
+		if cn.Table.O == "" {
+			var found []Column
+			n := 0
+			for _, r := range s.rels {
+				switch {
+				case r.opaque:
+					found = union(found, r.sources...)
+					n++
+				case r.table != nil:
+					found = union(found, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
+					n++
+				default:
+					for _, c := range r.cols {
+						if strings.EqualFold(c.Name, col) {
+							found = union(found, c.Sources...)
+							n++
+						}
+					}
+				}
+			}
+			if n > 0 {
+				return found, nil // several matches: MySQL errors; all are taken
+			}
+			continue
+		}
+		for _, r := range s.rels {
+			if !strings.EqualFold(r.alias, cn.Table.O) {
+				continue
+			}
+			switch {
+			case r.opaque:
+				return r.sources, nil
+			case r.table != nil:
+				return []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: col}}, nil
+			}
+			for _, c := range r.cols {
+				if strings.EqualFold(c.Name, col) {
+					return c.Sources, nil
+				}
+			}
+			return nil, &unknownColumnError{cn.Table.O + "." + col}
+		}
+	}
+	return nil, &unknownColumnError{col}
+}
+
+// expr returns the table columns an expression's value derives from.
+func (a *myAnalyzer) expr(e ast.Node, sc *myScope) ([]Column, error) {
+	var out []Column
+	var err error
+	e.Accept(&visitor{enter: func(n ast.Node) bool {
+		if err != nil {
+			return false
+		}
+		switch v := n.(type) {
+		case *ast.ColumnNameExpr:
+			src, e := a.column(v.Name, sc)
+			if e != nil {
+				err = e
+				return false
+			}
+			out = union(out, src...)
+			return false
+		case *ast.SubqueryExpr:
+			outs, e := a.resultSet(v.Query, sc)
+			if e != nil {
+				err = e
+				return false
+			}
+			if v.Exists {
+				a.use(sourcesOf(outs)...)
+			} else {
+				out = union(out, sourcesOf(outs)...)
+			}
+			return false
+		}
+		return true
+	}})
+	return out, err
+}
+
+func (a *myAnalyzer) targets(refs *ast.TableRefsClause, action string, sc *myScope) error {
+	if refs == nil || refs.TableRefs == nil {
+		return nil
+	}
+	if err := a.fromItem(refs.TableRefs, sc); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (a *myAnalyzer) insert(s *ast.InsertStmt) error {
+	sc := &myScope{}
+	if s.Select != nil {
+		outs, err := a.resultSet(s.Select, sc)
+		if err != nil {
+			return err
+		}
+		a.use(sourcesOf(outs)...)
+	}
+	tn := firstTable(s.Table)
+	if tn == nil {
+		return fmt.Errorf("INSERT without a table")
+	}
+	if err := a.rel("insert", tn); err != nil {
+		return err
+	}
+	if s.IsReplace {
+		if err := a.rel("delete", tn); err != nil {
+			return err
+		}
+	}
+	tsc := &myScope{}
+	if err := a.addTable(tsc, tn, ""); err != nil {
+		return err
+	}
+	for _, row := range s.Lists {
+		for _, e := range row {
+			if err := a.uses(tsc, e); err != nil {
+				return err
+			}
+		}
+	}
+	if len(s.OnDuplicate) > 0 {
+		if err := a.rel("update", tn); err != nil {
+			return err
+		}
+		for _, as := range s.OnDuplicate {
+			if err := a.uses(tsc, as.Expr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func firstTable(refs *ast.TableRefsClause) *ast.TableName {
+	if refs == nil || refs.TableRefs == nil {
+		return nil
+	}
+	var tn *ast.TableName
+	refs.TableRefs.Accept(&visitor{enter: func(n ast.Node) bool {
+		if t, ok := n.(*ast.TableName); ok && tn == nil {
+			tn = t
+		}
+		return tn == nil
+	}})
+	return tn
+}
+
+func (a *myAnalyzer) update(s *ast.UpdateStmt) error {
+	sc := &myScope{}
+	if err := a.with(s.With, sc); err != nil {
+		return err
+	}
+	if err := a.targets(s.TableRefs, "update", sc); err != nil {
+		return err
+	}
+	// The tables assigned to are written; all tables named are read.
+	for _, as := range s.List {
+		tbl := as.Column.Table.O
+		for _, r := range sc.rels {
+			if r.table == nil && len(r.cols) == 0 {
+				continue
+			}
+			if tbl == "" || strings.EqualFold(tbl, r.alias) {
+				if obj, ok := a.relObject(r); ok {
+					a.add("update", obj)
+				}
+				if tbl == "" && len(sc.rels) > 1 {
+					continue
+				}
+				break
+			}
+		}
+		if err := a.uses(sc, as.Expr); err != nil {
+			return err
+		}
+	}
+	if err := a.uses(sc, s.Where); err != nil {
+		return err
+	}
+	a.st.Bounded = s.Where != nil || s.Limit != nil
+	return nil
+}
+
+// relObject is the table behind a FROM entry, if it is one.
+func (a *myAnalyzer) relObject(r relation) (Object, bool) {
+	if r.table != nil {
+		return *r.table, true
+	}
+	for _, c := range r.cols {
+		for _, s := range c.Sources {
+			if len(r.cols) > 0 && s.Name == c.Name {
+				return Object{Kind: ObjectTable, Schema: s.Schema, Name: s.Table}, true
+			}
+		}
+		break
+	}
+	return Object{}, false
+}
+
+func (a *myAnalyzer) delete(s *ast.DeleteStmt) error {
+	sc := &myScope{}
+	if err := a.with(s.With, sc); err != nil {
+		return err
+	}
+	if err := a.targets(s.TableRefs, "delete", sc); err != nil {
+		return err
+	}
+	if s.IsMultiTable && s.Tables != nil {
+		for _, tn := range s.Tables.Tables {
+			a.assigned[tn] = true
+			r, ok := myFindRel(sc, tn.Name.O)
+			if !ok {
+				if err := a.rel("delete", tn); err != nil {
+					return err
+				}
+				continue
+			}
+			if obj, ok := a.relObject(r); ok {
+				a.add("delete", obj)
+			}
+		}
+	} else if tn := firstTable(s.TableRefs); tn != nil {
+		if err := a.rel("delete", tn); err != nil {
+			return err
+		}
+	}
+	if err := a.uses(sc, s.Where); err != nil {
+		return err
+	}
+	a.st.Bounded = s.Where != nil || s.Limit != nil
+	return nil
+}
+
+func myFindRel(sc *myScope, alias string) (relation, bool) {
+	for _, r := range sc.rels {
+		if strings.EqualFold(r.alias, alias) {
+			return r, true
+		}
+	}
+	return relation{}, false
+}
