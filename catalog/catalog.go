@@ -38,7 +38,7 @@ type Source struct {
 
 // NewSource returns a source for target name.
 func NewSource(name string, load Loader, log *slog.Logger) *Source {
-	s := &Source{name: name, load: load, log: log, minGap: time.Second}
+	s := &Source{name: name, load: load, log: log, minGap: 200 * time.Millisecond}
 	s.cur.Store(policy.NewStaticCatalog(0, map[string][]string{}))
 	return s
 }
@@ -46,13 +46,18 @@ func NewSource(name string, load Loader, log *slog.Logger) *Source {
 // Current implements policy.CatalogSource.
 func (s *Source) Current() policy.Catalog { return s.cur.Load() }
 
-// Refresh implements policy.CatalogSource: it reloads now, unless a load
-// finished less than a second ago (a burst of misses costs one load).
+// Refresh implements policy.CatalogSource: it reloads now. Misses that
+// arrive while a load runs share it, and loads are at least minGap apart, so
+// a statement naming a relation that does not exist cannot hammer the database.
 func (s *Source) Refresh() policy.Catalog {
+	asked := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(s.last) < s.minGap {
-		return s.cur.Load()
+	if s.last.After(asked) {
+		return s.cur.Load() // a load started after we asked has finished
+	}
+	if wait := s.minGap - time.Since(s.last); wait > 0 {
+		time.Sleep(wait)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -63,8 +68,8 @@ func (s *Source) Refresh() policy.Catalog {
 }
 
 func (s *Source) reload(ctx context.Context) error {
-	rels, err := s.load(ctx)
 	s.last = time.Now()
+	rels, err := s.load(ctx)
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,9 @@ func run(m *testing.M) int {
 		ExtraPolicies: map[string]string{"e2e.cedar": `@id("e2e-ddl")
 permit (principal in Sluice::Group::"e2e-ddl", action in Sluice::Action::"ddl", resource);
 @id("e2e-connect")
-permit (principal in Sluice::Group::"e2e-ddl", action == Sluice::Action::"connect", resource);`},
+permit (principal in Sluice::Group::"e2e-ddl", action == Sluice::Action::"connect", resource);
+@id("vault-closed")
+forbid (principal, action, resource in Sluice::Schema::"demo/vault");`},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot start the stack (run scripts/setup first): %v\n", err)

@@ -129,7 +129,9 @@ func (a *Authorizer) AuthorizeConnect() Decision {
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 	an := a.analyze(sql)
 	if an.Err != nil {
-		return a.shadowed(Decision{Outcome: Deny, Unparseable: true, Reason: an.Err.Error()})
+		// A relation sluice cannot resolve is refused like a forbidden one;
+		// anything else it could not analyze is reported as unparseable.
+		return a.shadowed(Decision{Outcome: Deny, Unparseable: !errors.Is(an.Err, ErrUnknownRelation), Reason: an.Err.Error()})
 	}
 	return a.shadowed(a.decide(an.Statements, sql))
 }
