@@ -51,6 +51,7 @@ func (e *Engine) Policies() *cedar.Set { return e.set.Load() }
 func (e *Engine) SetCatalog(target string, src CatalogSource) { e.catalogs.Store(target, src) }
 
 // Authorizer decides for one session: its principal and target are fixed.
+// It is used by one session at a time.
 type Authorizer struct {
 	engine    *Engine
 	target    session.Target
@@ -59,7 +60,21 @@ type Authorizer struct {
 	tgt       cedargo.Entity
 	catalog   CatalogSource
 	database  string // MySQL default database, tracked by the session
+
+	// memo remembers this session's recent decisions: a decision is a pure
+	// function of the policy set, catalog snapshot, database and text.
+	memo map[memoKey]Decision
 }
+
+type memoKey struct {
+	set        *cedar.Set
+	generation uint64
+	database   string
+	sql        string
+	shadow     bool
+}
+
+const memoSize = 256
 
 // Session returns the authorizer for a session of id on target.
 func (e *Engine) Session(id session.Identity, t session.Target) *Authorizer {
@@ -127,6 +142,24 @@ func (a *Authorizer) AuthorizeConnect() Decision {
 // AuthorizeSQL decides a SQL string: it runs only if every request of every
 // statement in it is allowed.
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
+	key := memoKey{set: a.engine.set.Load(), database: a.database, sql: sql, shadow: a.engine.shadow.Load()}
+	if a.catalog != nil {
+		if c := a.catalog.Current(); c != nil {
+			key.generation = c.Generation()
+		}
+	}
+	if d, ok := a.memo[key]; ok {
+		return d
+	}
+	d := a.authorizeSQL(sql)
+	if a.memo == nil || len(a.memo) >= memoSize {
+		a.memo = make(map[memoKey]Decision)
+	}
+	a.memo[key] = d
+	return d
+}
+
+func (a *Authorizer) authorizeSQL(sql string) Decision {
 	an := a.analyze(sql)
 	if an.Err != nil {
 		// A relation sluice cannot resolve is refused like a forbidden one;

@@ -80,18 +80,3 @@ func TestAnalyzePostgresRefusesWhatItCannotRead(t *testing.T) {
 	}
 }
 
-func FuzzAnalyzePostgres(f *testing.F) {
-	for _, s := range []string{"SELECT * FROM t", "WITH d AS (DELETE FROM t RETURNING *) SELECT 1", "DROP TABLE a, b", "COPY t FROM PROGRAM 'x'", "\x00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, sql string) {
-		a := AnalyzePostgres(sql, nil)
-		if a.Err == nil {
-			for _, st := range a.Statements {
-				if st.Kind == "" {
-					t.Fatalf("%q: statement without a kind", sql)
-				}
-			}
-		}
-	})
-}
