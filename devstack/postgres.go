@@ -87,12 +87,7 @@ func StartPostgres(ctx context.Context, dir string, port int) (*Postgres, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create %s: %w", dir, err)
 	}
-	// Parents must be traversable by the postgres user.
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 && os.Geteuid() == 0 {
-			_ = os.Chmod(d, fi.Mode().Perm()|0o011)
-		}
-	}
+	traversable(dir)
 	if _, err := os.Stat(filepath.Join(p.Dir, "PG_VERSION")); err != nil {
 		pwfile := filepath.Join(dir, "pgpass.init")
 		if err := os.WriteFile(pwfile, []byte(p.SuperPassword+"\n"), 0o600); err != nil {
@@ -184,4 +179,16 @@ func (p *Postgres) Stop() error {
 		return fmt.Errorf("cannot stop postgres: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// traversable lets the database's system user reach dir when we run as root.
+func traversable(dir string) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			_ = os.Chmod(d, fi.Mode().Perm()|0o011)
+		}
+	}
 }
