@@ -63,3 +63,16 @@ func BenchmarkAuthorizeJoinCached(b *testing.B) {
 		}
 	}
 }
+
+func TestShadowModeObservesOnly(t *testing.T) {
+	e := defaultEngine(t)
+	a := e.Session(session.Identity{Subject: "r", Groups: []string{"analysts"}}, demo)
+	if a.AuthorizeSQL("DROP TABLE t").Allowed() {
+		t.Fatal("DROP allowed while enforcing")
+	}
+	e.SetShadow(true)
+	d := a.AuthorizeSQL("DROP TABLE t")
+	if !d.Allowed() || !d.Shadow || d.WouldBe != Deny || d.PolicyList() != "no-ddl" {
+		t.Fatalf("shadow decision: %+v", d)
+	}
+}
