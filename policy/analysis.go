@@ -72,6 +72,8 @@ type Statement struct {
 	Lineage bool
 	// Bounded is set for UPDATE and DELETE with a WHERE clause.
 	Bounded bool
+	// CopyFormat is the data format of a COPY ("text", "csv", "binary").
+	CopyFormat string
 }
 
 // Analysis is what a whole SQL string does: every statement in it.

@@ -114,3 +114,10 @@ func resolveRelation(cat Catalog, schema, rel string) (string, error) {
 	}
 	return "", fmt.Errorf("unqualified name %q exists in schemas %s: qualify it with its schema", rel, strings.Join(found, ", "))
 }
+
+// maxWork bounds the query blocks one analysis may visit: nested recursive
+// CTEs re-analyze their bodies, and a crafted statement must not make that
+// exponential. Past it the statement is refused as too complex.
+const maxWork = 20000
+
+var errTooComplex = errors.New("statement is too complex for sluice to analyze")

@@ -29,6 +29,9 @@ type MaskedColumn struct {
 	Index   int      // position in the result
 	Name    string   // as the database names it
 	Sources []Column // the protected columns it derives from
+	// Strategy is a mask strategy ("redact", "null", "partial:4", "token",
+	// "email"), from the source columns' tags.
+	Strategy string
 }
 
 // Decision is the verdict on one statement (all of its requests together).

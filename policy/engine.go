@@ -327,10 +327,43 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 			}
 		}
 		if len(hidden) > 0 {
-			masked = append(masked, MaskedColumn{Index: i, Name: o.Name, Sources: hidden})
+			masked = append(masked, MaskedColumn{Index: i, Name: o.Name, Sources: hidden, Strategy: a.strategy(hidden, d)})
 		}
 	}
+	if len(masked) > 0 && !st.Lineage {
+		return nil, fmt.Errorf("the result holds protected columns and target %q has no catalog (catalog_url) to place the masks: refused", a.target.Name)
+	}
+	if len(masked) > 0 && st.CopyFormat != "" && st.CopyFormat != "text" {
+		return nil, fmt.Errorf("COPY of masked columns is only allowed in text format, not %s", st.CopyFormat)
+	}
 	return masked, nil
+}
+
+// strategy picks how to mask a column from its sources' tags: an explicit
+// "mask" tag, else by the kind of personal data ("pii" tag), else redaction.
+// Sources that disagree are redacted.
+func (a *Authorizer) strategy(sources []Column, d *decider) string {
+	chosen := ""
+	for _, c := range sources {
+		s := "redact"
+		if e, ok := d.ents.Get(a.columnUID(c, d.ents)); ok {
+			if v, ok := e.Tags.Get("mask"); ok {
+				s = strings.Trim(v.String(), `"`)
+			} else if v, ok := e.Tags.Get("pii"); ok {
+				switch strings.Trim(v.String(), `"`) {
+				case "email":
+					s = "email"
+				case "ssn", "phone", "card", "iban":
+					s = "partial:4"
+				}
+			}
+		}
+		if chosen != "" && chosen != s {
+			return "redact"
+		}
+		chosen = s
+	}
+	return chosen
 }
 
 // expand turns a column wildcard (lineage unknown: no catalog) into every

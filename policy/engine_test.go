@@ -39,7 +39,8 @@ func TestEntityTagsReachPolicies(t *testing.T) {
 	set, err := cedar.Load(fstest.MapFS{
 		"p.cedar": {Data: []byte(`
 @id("read-nonsecret") permit (principal, action == Sluice::Action::"select", resource)
-  unless { resource.hasTag("secret") };`)},
+  unless { resource.hasTag("secret") };
+@id("unmasked") permit (principal, action == Sluice::Action::"read_unmasked", resource);`)},
 		"entities.json": {Data: []byte(`[{"uid": {"type": "Sluice::Table", "id": "demo/public.keys"}, "attrs": {}, "parents": [], "tags": {"secret": "yes"}}]`)},
 	})
 	if err != nil {

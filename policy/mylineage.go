@@ -69,6 +69,9 @@ func (a *myAnalyzer) with(w *ast.WithClause, sc *myScope) error {
 }
 
 func (a *myAnalyzer) resultSet(n ast.Node, parent *myScope) ([]Output, error) {
+	if *a.work++; *a.work > maxWork {
+		return nil, errTooComplex
+	}
 	switch q := n.(type) {
 	case *ast.SelectStmt:
 		return a.selectStmt(q, parent)

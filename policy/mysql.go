@@ -87,10 +87,15 @@ type myAnalyzer struct {
 	cat      Catalog
 	st       Statement
 	assigned map[*ast.TableName]bool
+	work     *int
 }
 
 func analyzeMyStatement(n ast.StmtNode, db string, cat Catalog) (Statement, error) {
-	a := &myAnalyzer{db: db, cat: cat, assigned: map[*ast.TableName]bool{}}
+	return analyzeMyStatementWork(n, db, cat, new(int))
+}
+
+func analyzeMyStatementWork(n ast.StmtNode, db string, cat Catalog, work *int) (Statement, error) {
+	a := &myAnalyzer{db: db, cat: cat, assigned: map[*ast.TableName]bool{}, work: work}
 	a.st.Lineage = cat != nil
 	if err := a.top(n); err != nil {
 		return Statement{}, err
@@ -303,7 +308,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 		a.assignAll(n)
 	case *ast.ExplainStmt:
 		a.st.Kind = "explain"
-		inner, err := analyzeMyStatement(s.Stmt, a.db, a.cat)
+		inner, err := analyzeMyStatementWork(s.Stmt, a.db, a.cat, a.work)
 		if err != nil {
 			return err
 		}

@@ -132,6 +132,9 @@ func equalLineage(a, b []Output) bool {
 
 // query analyzes any statement that can stand in a CTE or subquery.
 func (a *pgAnalyzer) query(n *pg.Node, parent *scope) ([]Output, error) {
+	if *a.work++; *a.work > maxWork {
+		return nil, errTooComplex
+	}
 	switch q := n.Node.(type) {
 	case *pg.Node_SelectStmt:
 		return a.selectStmt(q.SelectStmt, parent)
@@ -146,6 +149,9 @@ func (a *pgAnalyzer) query(n *pg.Node, parent *scope) ([]Output, error) {
 }
 
 func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, error) {
+	if *a.work++; *a.work > maxWork {
+		return nil, errTooComplex
+	}
 	sc := &scope{parent: parent}
 	if err := a.with(sel.WithClause, sc); err != nil {
 		return nil, err

@@ -37,10 +37,15 @@ type pgAnalyzer struct {
 	cat      Catalog
 	st       Statement
 	assigned map[*pg.RangeVar]bool // relations already accounted for
+	work     *int                  // query blocks analyzed, shared with nested analyses
 }
 
 func analyzePGStatement(n *pg.Node, cat Catalog) (Statement, error) {
-	a := &pgAnalyzer{cat: cat, assigned: map[*pg.RangeVar]bool{}}
+	return analyzePGStatementWork(n, cat, new(int))
+}
+
+func analyzePGStatementWork(n *pg.Node, cat Catalog, work *int) (Statement, error) {
+	a := &pgAnalyzer{cat: cat, assigned: map[*pg.RangeVar]bool{}, work: work}
 	a.st.Lineage = cat != nil
 	if err := a.top(n); err != nil {
 		return Statement{}, err
@@ -194,7 +199,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		// EXPLAIN ANALYZE runs the statement; plain EXPLAIN does not, but it
 		// still reveals the plan: both need what the statement needs.
 		a.st.Kind = "explain"
-		inner, err := analyzePGStatement(s.ExplainStmt.Query, a.cat)
+		inner, err := analyzePGStatementWork(s.ExplainStmt.Query, a.cat, a.work)
 		if err != nil {
 			return err
 		}
@@ -215,7 +220,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		// PREPARE stores a statement for EXECUTE, which is refused as
 		// dynamic SQL unless allowed; what it would run is checked here too.
 		a.st.Kind = "prepare"
-		inner, err := analyzePGStatement(s.PrepareStmt.Query, a.cat)
+		inner, err := analyzePGStatementWork(s.PrepareStmt.Query, a.cat, a.work)
 		if err != nil {
 			return err
 		}
@@ -319,6 +324,15 @@ func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 }
 
 func (a *pgAnalyzer) copy(c *pg.CopyStmt) error {
+	a.st.CopyFormat = "text"
+	for _, o := range c.Options {
+		if de := o.GetDefElem(); de != nil && strings.EqualFold(de.Defname, "format") {
+			a.st.CopyFormat = strings.ToLower(de.Arg.GetString_().GetSval())
+			if a.st.CopyFormat == "" {
+				a.st.CopyFormat = "unknown"
+			}
+		}
+	}
 	switch {
 	case c.IsProgram:
 		a.add("copy_program", target)
@@ -328,7 +342,7 @@ func (a *pgAnalyzer) copy(c *pg.CopyStmt) error {
 		a.add("write_server_file", target)
 	}
 	if c.Query != nil {
-		inner, err := analyzePGStatement(c.Query, a.cat)
+		inner, err := analyzePGStatementWork(c.Query, a.cat, a.work)
 		if err != nil {
 			return err
 		}

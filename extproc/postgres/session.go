@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/mask"
 	"github.com/sluicedb/sluice/policy"
 )
 
@@ -65,6 +66,10 @@ func (k opKind) endsAtReadyForQuery() bool {
 // every server response belongs to and can put its own responses in place.
 type op struct {
 	kind opKind
+	name string           // Describe: the statement or portal described
+	dec  *policy.Decision // Query: the decision, for its masking plan
+	stmt int              // Query: index of the statement now answering
+	plan *rowPlan         // Execute: how to rewrite its rows
 	// denial, when set, replaces the server's error for this op: sluice sent
 	// the server a harmless message that fails in place of the refused one.
 	denial *pgproto3.ErrorResponse
@@ -76,6 +81,8 @@ type Config struct {
 	Authorizer Authorizer
 	Logger     *slog.Logger
 	MaxFrame   int // 0 means DefaultMaxFrame
+	// Masker rewrites masked values; nil masks everything by redaction.
+	Masker *mask.Masker
 }
 
 // Session is the PostgreSQL v3 protocol state machine of one tunnel.
@@ -86,10 +93,15 @@ type Session struct {
 	server framer
 	phase  phase
 
-	ops      []op
-	stmts    map[string]string // prepared statement name → SQL text
-	portals  map[string]string // portal name → statement name
-	txStatus byte
+	ops        []op
+	stmts      map[string]string   // prepared statement name → SQL text
+	portals    map[string]portal   // portal name → its statement and formats
+	stmtTypes  map[string][]uint32 // result column types per prepared statement
+	portalType map[string][]uint32 // result column types per described portal
+	cur        *rowPlan            // simple protocol: the result being returned
+	stats      maskStats
+	detect     bool
+	txStatus   byte
 
 	// poisonName names a prepared statement that cannot exist; describing it
 	// makes the server fail in place of a refused message, so the server
@@ -110,20 +122,48 @@ func NewSession(cfg Config) *Session {
 	}
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
+	if cfg.Masker == nil {
+		cfg.Masker = mask.New(nil)
+	}
 	s := &Session{
 		cfg:        cfg,
 		log:        cfg.Logger,
 		stmts:      map[string]string{},
-		portals:    map[string]string{},
+		portals:    map[string]portal{},
+		stmtTypes:  map[string][]uint32{},
+		portalType: map[string][]uint32{},
+		stats:      maskStats{},
+		detect:     cfg.Target.Tags["detectors"] == "on",
 		poisonName: "sluice: refused " + hex.EncodeToString(nonce[:]),
 	}
 	s.client = framer{startup: true, maxFrame: cfg.MaxFrame, opaque: clientOpaque}
-	s.server = framer{maxFrame: cfg.MaxFrame, opaque: serverOpaque}
+	s.server = framer{maxFrame: cfg.MaxFrame, opaque: s.serverOpaque}
 	return s
 }
 
-func clientOpaque(typ byte) bool { return typ == 'd' }               // CopyData
-func serverOpaque(typ byte) bool { return typ == 'D' || typ == 'd' } // DataRow, CopyData
+type portal struct {
+	stmt    string
+	formats []int16 // Bind's result format codes
+}
+
+func clientOpaque(typ byte) bool { return typ == 'd' } // CopyData
+
+// serverOpaque streams rows and copy data through unbuffered, unless the
+// result they belong to is being masked: then each row is buffered whole.
+func (s *Session) serverOpaque(typ byte) bool {
+	if typ != 'D' && typ != 'd' {
+		return false
+	}
+	return !s.plan().active()
+}
+
+// plan is the row plan of the result now arriving.
+func (s *Session) plan() *rowPlan {
+	if len(s.ops) > 0 && s.ops[0].kind == opExecute {
+		return s.ops[0].plan
+	}
+	return s.cur
+}
 
 // ProtocolError is a malformed or forbidden message; the session is over.
 type ProtocolError struct{ Msg string }
@@ -267,11 +307,12 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		if err := decode("Query", &m, f.body); err != nil {
 			return err
 		}
-		if d := s.authorize(m.String); !d.Allowed() {
+		d := s.authorize(m.String)
+		if !d.Allowed() {
 			s.refuseSimple(d, m.String, out)
 			return nil
 		}
-		s.push(opQuery, nil)
+		s.ops = append(s.ops, op{kind: opQuery, dec: &d})
 	case 'P':
 		var m pgproto3.Parse
 		if err := decode("Parse", &m, f.body); err != nil {
@@ -301,20 +342,25 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 			s.refuseExtended(d, sql, out)
 			return nil
 		}
-		s.portals[m.DestinationPortal] = m.PreparedStatement
+		s.portals[m.DestinationPortal] = portal{stmt: m.PreparedStatement, formats: m.ResultFormatCodes}
+		delete(s.portalType, m.DestinationPortal)
 		s.push(opBind, nil)
 	case 'D':
 		var m pgproto3.Describe
 		if err := decode("Describe", &m, f.body); err != nil {
 			return err
 		}
+		k := opDescribePortal
 		if m.ObjectType == 'S' {
-			s.push(opDescribeStatement, nil)
-		} else {
-			s.push(opDescribePortal, nil)
+			k = opDescribeStatement
 		}
+		s.ops = append(s.ops, op{kind: k, name: m.Name})
 	case 'E':
-		s.push(opExecute, nil)
+		var m pgproto3.Execute
+		if err := decode("Execute", &m, f.body); err != nil {
+			return err
+		}
+		s.ops = append(s.ops, op{kind: opExecute, plan: s.executePlan(m.Portal)})
 	case 'C':
 		var m pgproto3.Close
 		if err := decode("Close", &m, f.body); err != nil {
@@ -347,6 +393,28 @@ func decode(name string, m interface{ Decode([]byte) error }, body []byte) error
 		return &ProtocolError{fmt.Sprintf("malformed %s: %v", name, err)}
 	}
 	return nil
+}
+
+// executePlan is the row plan for executing a portal: the masking plan of
+// its statement, the column types the server described, and Bind's formats.
+func (s *Session) executePlan(name string) *rowPlan {
+	p, ok := s.portals[name]
+	if !ok {
+		return nil
+	}
+	d := s.authorize(s.stmts[p.stmt]) // memoized
+	var masked []policy.MaskedColumn
+	if len(d.Masked) > 0 {
+		masked = d.Masked[0]
+	}
+	plan := newRowPlan(masked, s.detect)
+	types, ok := s.portalType[name]
+	if !ok {
+		types = s.stmtTypes[p.stmt]
+	}
+	plan.types = types
+	plan.formats = resultFormats(p.formats, len(types))
+	return plan
 }
 
 func (s *Session) push(k opKind, denial *pgproto3.ErrorResponse) {
@@ -442,11 +510,24 @@ func (s *Session) serverFrame(f frame, out *session.Output) error {
 
 func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 	switch f.typ {
-	case 'N', 'A', 'S', 'D', 'd':
-		// Notices, notifications and parameter changes come at any time;
-		// rows and copy data belong to the op at the head.
+	case 'N', 'A', 'S':
+		// Notices, notifications and parameter changes come at any time.
 		out.ToClient = append(out.ToClient, f.raw...)
 		return nil
+	case 'D', 'd':
+		// Rows and copy data belong to the op at the head.
+		p := s.plan()
+		if !p.active() {
+			out.ToClient = append(out.ToClient, f.raw...)
+			return nil
+		}
+		if f.typ == 'd' {
+			out.ToClient = s.rewriteCopyRow(out.ToClient, f.body, p)
+			return nil
+		}
+		var err error
+		out.ToClient, err = s.rewriteDataRow(out.ToClient, f.body, p)
+		return err
 	}
 	if len(s.ops) == 0 {
 		// e.g. a FATAL error on shutdown.
@@ -468,12 +549,15 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 	out.ToClient = append(out.ToClient, f.raw...)
 	switch f.typ {
 	case 'E':
+		s.cur = nil
 		s.afterError()
+		return nil
 	case 'Z':
 		if len(f.body) != 1 {
 			return &ProtocolError{"malformed ReadyForQuery from the server"}
 		}
 		s.txStatus = f.body[0]
+		s.cur = nil
 		// Pop through the op this answers; anything before it was skipped.
 		for len(s.ops) > 0 {
 			k := s.ops[0].kind
@@ -482,10 +566,26 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 				break
 			}
 		}
-	default:
-		if completes(head.kind, f.typ) {
-			s.pop()
+		return nil
+	case 'T':
+		s.rowDescription(head, f.body)
+	case 'H':
+		// COPY TO: text rows, no type information; masked fields stay text.
+		if p := s.copyPlan(head); p != nil {
+			if head.kind == opExecute {
+				head.plan = p
+			} else {
+				s.cur = p
+			}
 		}
+	case 'C', 'I':
+		if head.kind == opQuery {
+			head.stmt++
+			s.cur = nil
+		}
+	}
+	if completes(head.kind, f.typ) {
+		s.pop()
 	}
 	return nil
 }
@@ -533,3 +633,45 @@ func (s *Session) appendError(dst []byte, e *pgproto3.ErrorResponse) []byte {
 
 // TxStatus is the transaction status of the last ReadyForQuery.
 func (s *Session) TxStatus() byte { return s.txStatus }
+
+// rowDescription records result column types, and starts the row plan of a
+// simple-protocol result.
+func (s *Session) rowDescription(head *op, body []byte) {
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(body); err != nil {
+		return // the client will reject it too; rows then mask to NULL
+	}
+	types := make([]uint32, len(rd.Fields))
+	for i, f := range rd.Fields {
+		types[i] = f.DataTypeOID
+	}
+	switch head.kind {
+	case opDescribeStatement:
+		s.stmtTypes[head.name] = types
+	case opDescribePortal:
+		s.portalType[head.name] = types
+	case opQuery:
+		var masked []policy.MaskedColumn
+		if head.dec != nil && head.stmt < len(head.dec.Masked) {
+			masked = head.dec.Masked[head.stmt]
+		}
+		s.cur = newRowPlan(masked, s.detect)
+		s.cur.describe(&rd, true)
+	}
+}
+
+// copyPlan is the plan for COPY TO rows of the statement at the head.
+func (s *Session) copyPlan(head *op) *rowPlan {
+	var masked []policy.MaskedColumn
+	switch {
+	case head.kind == opQuery && head.dec != nil && head.stmt < len(head.dec.Masked):
+		masked = head.dec.Masked[head.stmt]
+	case head.kind == opExecute && head.plan != nil:
+		for _, m := range head.plan.masks {
+			masked = append(masked, m)
+		}
+	}
+	p := newRowPlan(masked, s.detect)
+	p.copyText = true
+	return p
+}

@@ -1,0 +1,202 @@
+package postgres
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sluicedb/sluice/mask"
+	"github.com/sluicedb/sluice/policy"
+)
+
+// textTypes are type OIDs whose values are text in both formats (the binary
+// form of text, varchar, bpchar and name is the UTF-8 bytes), so a masked
+// string stays a valid value. Masked values of other types become NULL.
+var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 705: true}
+
+// scanTypes are types whose text-format values detectors scan.
+var scanTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 705: true, 114: true, 142: true}
+
+// rowPlan says how to rewrite the rows of one result.
+type rowPlan struct {
+	masks   map[int]policy.MaskedColumn
+	types   []uint32 // per column; 0 unknown
+	formats []int16  // per column: 0 text, 1 binary
+	detect  bool     // content detectors on
+	// copyText: rows are COPY text lines, whose fields are all text.
+	copyText bool
+}
+
+func (p *rowPlan) active() bool { return p != nil && (len(p.masks) > 0 || p.detect) }
+
+func newRowPlan(masked []policy.MaskedColumn, detect bool) *rowPlan {
+	p := &rowPlan{masks: map[int]policy.MaskedColumn{}, detect: detect}
+	for _, m := range masked {
+		p.masks[m.Index] = m
+	}
+	return p
+}
+
+// describe takes column types (and, for the simple protocol, formats) from
+// a RowDescription.
+func (p *rowPlan) describe(rd *pgproto3.RowDescription, withFormats bool) {
+	p.types = make([]uint32, len(rd.Fields))
+	for i, f := range rd.Fields {
+		p.types[i] = f.DataTypeOID
+	}
+	if withFormats {
+		p.formats = make([]int16, len(rd.Fields))
+		for i, f := range rd.Fields {
+			p.formats[i] = f.Format
+		}
+	}
+}
+
+// resultFormats expands Bind's result format codes to n columns.
+func resultFormats(codes []int16, n int) []int16 {
+	out := make([]int16, n)
+	switch len(codes) {
+	case 0:
+	case 1:
+		for i := range out {
+			out[i] = codes[0]
+		}
+	default:
+		copy(out, codes)
+	}
+	return out
+}
+
+func (p *rowPlan) typeOf(i int) uint32 {
+	if p.copyText {
+		return 25
+	}
+	if i < len(p.types) {
+		return p.types[i]
+	}
+	return 0
+}
+
+func (p *rowPlan) formatOf(i int) int16 {
+	if i < len(p.formats) {
+		return p.formats[i]
+	}
+	return 0
+}
+
+// maskStats counts masked values per column, for audit.
+type maskStats map[string]int
+
+// maskValue masks one value of column i; it returns nil for NULL.
+func (s *Session) maskValue(p *rowPlan, i int, v []byte, stats maskStats) []byte {
+	m, masked := p.masks[i]
+	typ := p.typeOf(i)
+	if masked {
+		stats[m.Name]++
+		strat, n, err := mask.ParseStrategy(m.Strategy)
+		if err != nil || !textTypes[typ] {
+			return nil // unknown strategy or a type that cannot hold it: NULL
+		}
+		out, ok := s.cfg.Masker.Text(strat, n, v)
+		if !ok {
+			return nil
+		}
+		return out
+	}
+	if p.detect && p.formatOf(i) == 0 && scanTypes[typ] {
+		out, n := mask.Scrub(v)
+		if n > 0 {
+			stats["detector"] += n
+		}
+		return out
+	}
+	return v
+}
+
+// rewriteDataRow masks the values of a DataRow body and returns the whole
+// rewritten message appended to dst.
+func (s *Session) rewriteDataRow(dst, body []byte, p *rowPlan) ([]byte, error) {
+	if len(body) < 2 {
+		return nil, &ProtocolError{"malformed DataRow"}
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	start := len(dst)
+	dst = append(dst, 'D', 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	rp := 2
+	for i := 0; i < n; i++ {
+		if rp+4 > len(body) {
+			return nil, &ProtocolError{"malformed DataRow"}
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		var v []byte
+		null := l < 0
+		if !null {
+			if rp+l > len(body) {
+				return nil, &ProtocolError{"malformed DataRow"}
+			}
+			v = body[rp : rp+l]
+			rp += l
+		}
+		if !null {
+			v = s.maskValue(p, i, v, s.stats)
+			null = v == nil
+		}
+		if null {
+			dst = binary.BigEndian.AppendUint32(dst, 0xFFFFFFFF)
+			continue
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst, nil
+}
+
+// rewriteCopyRow masks one row of text-format COPY data: tab-separated
+// fields, \N for NULL, one row per CopyData message.
+func (s *Session) rewriteCopyRow(dst, body []byte, p *rowPlan) []byte {
+	start := len(dst)
+	dst = append(dst, 'd', 0, 0, 0, 0)
+	line := strings.TrimSuffix(string(body), "\n")
+	fields := strings.Split(line, "\t")
+	for i, f := range fields {
+		if i > 0 {
+			dst = append(dst, '\t')
+		}
+		if f == `\N` {
+			dst = append(dst, f...)
+			continue
+		}
+		v := s.maskValue(p, i, []byte(f), s.stats)
+		if v == nil {
+			dst = append(dst, `\N`...)
+			continue
+		}
+		dst = append(dst, copyEscape(v)...)
+	}
+	if strings.HasSuffix(string(body), "\n") {
+		dst = append(dst, '\n')
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}
+
+// copyEscape escapes what a masked value might introduce into COPY text.
+func copyEscape(v []byte) string {
+	r := strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r")
+	return r.Replace(string(v))
+}
+
+// MaskStats reports how many values were masked, per result column name
+// ("detector" counts content-detector matches).
+func (s *Session) MaskStats() map[string]int { return s.stats }
+
+func (s *Session) logMasking() {
+	if len(s.stats) > 0 {
+		s.log.Info("values masked", "counts", fmt.Sprint(map[string]int(s.stats)))
+	}
+}
