@@ -25,6 +25,7 @@ import (
 	"github.com/sluicedb/sluice/extproc"
 	"github.com/sluicedb/sluice/extproc/postgres"
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/mask"
 	"github.com/sluicedb/sluice/policy"
 )
 
@@ -57,6 +58,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var key []byte
+	if c.MaskingKeyFile != "" {
+		b, err := os.ReadFile(c.Path(c.MaskingKeyFile))
+		if err != nil {
+			return fmt.Errorf("cannot read masking key: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(b)))
+	}
+	masker := mask.New(key)
 	engine := policy.NewEngine(set)
 	engine.SetShadow(c.Shadow)
 	if c.Shadow {
@@ -78,7 +88,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Policy:  engine,
 		Protocols: map[string]extproc.NewSessionFunc{
 			"postgres": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
-				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l})
+				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker})
 			},
 		},
 		PayloadKey: envoy.PayloadKey,

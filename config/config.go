@@ -25,8 +25,11 @@ type Config struct {
 	Policies string  `yaml:"policies"` // policy folder; empty: the embedded defaults
 	// Shadow makes the policy set observe only: refusals are logged, and
 	// the statements run. For trying a new policy set on live traffic.
-	Shadow  bool     `yaml:"shadow,omitempty"`
-	Targets []Target `yaml:"targets"`
+	Shadow bool `yaml:"shadow,omitempty"`
+	// MaskingKeyFile holds the key of deterministic masking tokens (equal
+	// inputs give equal tokens across sessions). Without it tokens redact.
+	MaskingKeyFile string   `yaml:"masking_key_file,omitempty"`
+	Targets        []Target `yaml:"targets"`
 
 	dir string
 }

@@ -3,7 +3,9 @@ package devstack
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,20 +68,32 @@ func Init(dir string, o InitOptions) (string, error) {
 	if err := cedar.WriteDefaults(filepath.Join(dir, "policies")); err != nil {
 		return "", err
 	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(filepath.Join(dir, "keys/masking.key"), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cannot write masking key: %w", err)
+	}
 	c := &config.Config{
 		Envoy: config.Envoy{
 			Listen: o.EnvoyListen, Admin: o.EnvoyAdmin,
 			TLSCert: "tls/gateway.crt", TLSKey: "tls/gateway.key",
 			IdleTimeout: config.Duration(time.Hour),
 		},
-		ExtProc:  config.ExtProc{Listen: o.ExtProc, Address: o.ExtProcAddress},
-		JWT:      config.JWT{Issuer: DemoIssuer, Audiences: []string{DemoAudience}, JWKSFile: "keys/jwks.json", GroupsClaim: "groups"},
-		Policies: "policies",
+		ExtProc:        config.ExtProc{Listen: o.ExtProc, Address: o.ExtProcAddress},
+		JWT:            config.JWT{Issuer: DemoIssuer, Audiences: []string{DemoAudience}, JWKSFile: "keys/jwks.json", GroupsClaim: "groups"},
+		Policies:       "policies",
+		MaskingKeyFile: "keys/masking.key",
 		Targets: []config.Target{{
 			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
 			Tags: map[string]string{"env": "dev"},
 			// A local demo keeps the catalog reader's credentials here; a real
 			// deployment writes ${VAR} and sets it in sluice's environment.
+			CatalogURL: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
+		}, {
+			// The same database with content detectors on: emails, cards,
+			// keys… found in any text column are masked too.
+			Name: DemoTarget + "-scrubbed", Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
+			Tags:       map[string]string{"env": "dev", "detectors": "on"},
 			CatalogURL: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
 		}},
 	}

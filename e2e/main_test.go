@@ -49,7 +49,11 @@ permit (principal in Sluice::Group::"e2e-ddl", action in Sluice::Action::"ddl", 
 @id("e2e-connect")
 permit (principal in Sluice::Group::"e2e-ddl", action == Sluice::Action::"connect", resource);
 @id("vault-closed")
-forbid (principal, action, resource in Sluice::Schema::"demo/vault");`},
+forbid (principal, action, resource in Sluice::Schema::"demo/vault");
+@id("tokens-may-group")
+permit (principal, action == Sluice::Action::"use_masked", resource)
+when { resource.hasTag("mask") && resource.getTag("mask") == "token" };`,
+			"e2e.entities.json": `[{"uid": {"type": "Sluice::Column", "id": "demo/public.visits.visitor_email"}, "attrs": {}, "parents": [], "tags": {"pii": "email", "mask": "token"}}]`},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot start the stack (run scripts/setup first): %v\n", err)
@@ -110,9 +114,13 @@ func agentConnect(t *testing.T, sub string, groups []string) string {
 	return stack.AgentURL(freeConnect(t, tf))
 }
 
-// freeConnect starts `sluice connect` with a token file ("" for none) and
-// returns its address.
+// freeConnect starts `sluice connect` to the demo target with a token file
+// ("" for none) and returns its address.
 func freeConnect(t *testing.T, tokenFile string) string {
+	return connectTo(t, devstack.DemoTarget, tokenFile)
+}
+
+func connectTo(t *testing.T, target, tokenFile string) string {
 	t.Helper()
 	port, err := devstack.FreePort()
 	if err != nil {
@@ -120,7 +128,7 @@ func freeConnect(t *testing.T, tokenFile string) string {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	name := "connect-" + strings.ReplaceAll(t.Name(), "/", "_")
-	p, err := stack.StartConnect(context.Background(), name, devstack.DemoTarget, addr, tokenFile)
+	p, err := stack.StartConnect(context.Background(), name, target, addr, tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,9 +70,22 @@ func NewServer(cfg Config) *Server {
 
 // Process handles one tunnel. It never ends the stream with OK while the
 // tunnel lives: Envoy would pass the rest of the tunnel through unchecked.
-func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
 	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger}
 	defer t.trace.close()
+	defer func() {
+		if c, ok := t.sess.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}()
+	// A bug in one session must not take the server down; its tunnel is
+	// reset (Envoy fails closed) and the others go on.
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("session panicked; tunnel reset", "panic", r)
+			err = status.Error(codes.Internal, "sluice session failed")
+		}
+	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {

@@ -15,13 +15,19 @@ import (
 // executable comments /*! … */) and reports the same account as
 // AnalyzePostgres. database is the session's default database; cat, when
 // given, holds "database.table" → columns.
-func AnalyzeMySQL(sql, database string, cat Catalog) Analysis {
+func AnalyzeMySQL(sql, database string, cat Catalog) (a Analysis) {
+	// The TiDB parser panics on some literals (e.g. very long decimals); a
+	// statement sluice cannot parse is refused, never a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			a = Analysis{Err: fmt.Errorf("cannot parse statement: parser failed: %v", r)}
+		}
+	}()
 	p := parser.New()
 	stmts, _, err := p.ParseSQL(mariadbExecutableComments(sql))
 	if err != nil {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
-	var a Analysis
 	for _, s := range stmts {
 		st, err := analyzeMyStatement(s, database, cat)
 		if err != nil {

@@ -195,6 +195,9 @@ func copyEscape(v []byte) string {
 // ("detector" counts content-detector matches).
 func (s *Session) MaskStats() map[string]int { return s.stats }
 
+// Close reports the session's masking counts.
+func (s *Session) Close() { s.logMasking() }
+
 func (s *Session) logMasking() {
 	if len(s.stats) > 0 {
 		s.log.Info("values masked", "counts", fmt.Sprint(map[string]int(s.stats)))
