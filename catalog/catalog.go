@@ -19,8 +19,15 @@ import (
 	"github.com/sluicedb/sluice/policy"
 )
 
+// Snapshot is what a loader reads: relations with their columns, and tags
+// from column comments.
+type Snapshot struct {
+	Relations map[string][]string
+	Tags      map[string]map[string]string
+}
+
 // Loader reads a catalog snapshot from a database.
-type Loader func(ctx context.Context) (map[string][]string, error)
+type Loader func(ctx context.Context) (Snapshot, error)
 
 // Source holds a target's current snapshot and refreshes it periodically and
 // on demand. Until the first load succeeds it holds an empty snapshot, so
@@ -69,16 +76,18 @@ func (s *Source) Refresh() policy.Catalog {
 
 func (s *Source) reload(ctx context.Context) error {
 	s.last = time.Now()
-	rels, err := s.load(ctx)
+	snap, err := s.load(ctx)
 	if err != nil {
 		return err
 	}
-	gen := fingerprint(rels)
+	gen := fingerprint(snap)
 	if gen == s.cur.Load().Gen {
 		return nil
 	}
-	s.cur.Store(policy.NewStaticCatalog(gen, rels))
-	s.log.Info("catalog loaded", "target", s.name, "relations", len(rels))
+	c := policy.NewStaticCatalog(gen, snap.Relations)
+	c.Tags = snap.Tags
+	s.cur.Store(c)
+	s.log.Info("catalog loaded", "target", s.name, "relations", len(snap.Relations), "tagged_columns", len(snap.Tags))
 	return nil
 }
 
@@ -102,15 +111,25 @@ func (s *Source) Run(ctx context.Context, every time.Duration) {
 }
 
 // fingerprint identifies a snapshot's content; 0 is reserved for empty.
-func fingerprint(rels map[string][]string) uint64 {
-	keys := make([]string, 0, len(rels))
-	for k := range rels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+func fingerprint(snap Snapshot) uint64 {
 	h := fnv.New64a()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%s(%v)", k, rels[k])
+	for _, m := range []map[string][]string{snap.Relations} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(h, "%s(%v)", k, m[k])
+		}
+	}
+	tkeys := make([]string, 0, len(snap.Tags))
+	for k := range snap.Tags {
+		tkeys = append(tkeys, k)
+	}
+	sort.Strings(tkeys)
+	for _, k := range tkeys {
+		fmt.Fprintf(h, "%s%v", k, snap.Tags[k])
 	}
 	return h.Sum64() | 1
 }
@@ -118,6 +137,8 @@ func fingerprint(rels map[string][]string) uint64 {
 const pgQuery = `
 SELECT n.nspname, c.relname,
        coalesce(array_agg(a.attname::text ORDER BY a.attnum)
+                FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'),
+       coalesce(array_agg(coalesce(pg_catalog.col_description(c.oid, a.attnum), '') ORDER BY a.attnum)
                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}')
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -128,28 +149,34 @@ GROUP BY 1, 2`
 
 // Postgres loads relations and columns from a PostgreSQL database.
 func Postgres(url string) Loader {
-	return func(ctx context.Context) (map[string][]string, error) {
+	return func(ctx context.Context) (Snapshot, error) {
+		var snap Snapshot
 		conn, err := pgx.Connect(ctx, url)
 		if err != nil {
-			return nil, fmt.Errorf("cannot connect for the catalog: %w", err)
+			return snap, fmt.Errorf("cannot connect for the catalog: %w", err)
 		}
 		defer conn.Close(ctx)
 		rows, err := conn.Query(ctx, pgQuery)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read the catalog: %w", err)
+			return snap, fmt.Errorf("cannot read the catalog: %w", err)
 		}
-		out := map[string][]string{}
+		snap.Relations, snap.Tags = map[string][]string{}, map[string]map[string]string{}
 		for rows.Next() {
 			var schema, rel string
-			var cols []string
-			if err := rows.Scan(&schema, &rel, &cols); err != nil {
-				return nil, fmt.Errorf("cannot read the catalog: %w", err)
+			var cols, comments []string
+			if err := rows.Scan(&schema, &rel, &cols, &comments); err != nil {
+				return snap, fmt.Errorf("cannot read the catalog: %w", err)
 			}
-			out[schema+"."+rel] = slices.Clip(cols)
+			snap.Relations[schema+"."+rel] = slices.Clip(cols)
+			for i, c := range comments {
+				if tags := policy.ParseTagComment(c); tags != nil && i < len(cols) {
+					snap.Tags[schema+"."+rel+"."+cols[i]] = tags
+				}
+			}
 		}
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("cannot read the catalog: %w", err)
+			return snap, fmt.Errorf("cannot read the catalog: %w", err)
 		}
-		return out, nil
+		return snap, nil
 	}
 }

@@ -164,3 +164,19 @@ func TestDetectorsOnAndOff(t *testing.T) {
 	}
 	t.Logf("detectors on: %s", strings.TrimSpace(on))
 }
+
+func TestTagsFromColumnComments(t *testing.T) {
+	ctx := context.Background()
+	if err := stack.PG.Exec(ctx, devstack.DemoDatabase, `
+	  DROP TABLE IF EXISTS staff;
+	  CREATE TABLE staff (id int, name text, phone text);
+	  ALTER TABLE staff OWNER TO agent;
+	  COMMENT ON COLUMN staff.phone IS 'work phone sluice:pii=phone';
+	  INSERT INTO staff VALUES (1, 'Ada', '415-555-0100');`); err != nil {
+		t.Fatal(err)
+	}
+	out, err := psql(t, stack.AgentURL(""), "SELECT name, phone FROM staff")
+	if err != nil || strings.Contains(out, "415-555-0100") || !strings.Contains(out, "********0100") || !strings.Contains(out, "Ada") {
+		t.Fatalf("phone tagged by its column comment: %v\n%s", err, out)
+	}
+}

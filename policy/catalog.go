@@ -39,10 +39,40 @@ var ErrUnknownRelation = errors.New("relation is not in the catalog")
 // systemSchemas are searched before the search_path in PostgreSQL.
 var systemSchemas = []string{"pg_catalog"}
 
+// ColumnTagger is a catalog that also knows column tags, read from the
+// database's column comments (e.g. COMMENT ON COLUMN … IS 'sluice:pii=email').
+// Entity files take precedence over them.
+type ColumnTagger interface {
+	ColumnTags(schema, relation, column string) map[string]string
+}
+
+// ParseTagComment reads sluice tags from a column comment: words of the form
+// sluice:name or sluice:name=value ("sluice:pii" tags pii as "yes").
+func ParseTagComment(comment string) map[string]string {
+	var tags map[string]string
+	for _, w := range strings.Fields(comment) {
+		rest, ok := strings.CutPrefix(w, "sluice:")
+		if !ok || rest == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(rest, "=")
+		if !ok {
+			v = "yes"
+		}
+		if tags == nil {
+			tags = map[string]string{}
+		}
+		tags[k] = strings.Trim(v, ",;")
+	}
+	return tags
+}
+
 // StaticCatalog is a fixed catalog snapshot.
 type StaticCatalog struct {
 	Gen       uint64
 	Relations map[string][]string // "schema.relation" → columns
+	// Tags are column tags from comments: "schema.relation.column" → tags.
+	Tags map[string]map[string]string
 	byName    map[string][]string // relation → schemas, built by NewStaticCatalog
 }
 
@@ -79,6 +109,11 @@ func (c *StaticCatalog) SchemasWith(rel string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// ColumnTags implements ColumnTagger.
+func (c *StaticCatalog) ColumnTags(schema, rel, col string) map[string]string {
+	return c.Tags[schema+"."+rel+"."+col]
 }
 
 // Generation implements Catalog.

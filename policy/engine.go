@@ -386,7 +386,22 @@ func (a *Authorizer) expand(c Column, set *cedar.Set) []Column {
 func (a *Authorizer) columnUID(c Column, ents *overlay) cedargo.EntityUID {
 	table := a.resource(Object{Kind: ObjectTable, Schema: c.Schema, Name: c.Table}, ents)
 	uid := cedargo.NewEntityUID(cedar.TypeColumn, cedargo.String(a.target.Name+"/"+c.Schema+"."+c.Table+"."+c.Name))
+	_, declared := ents.base[uid]
 	ents.ensure(uid, table)
+	if !declared && a.catalog != nil {
+		// Tags from column comments, where entity files say nothing.
+		if tg, ok := a.catalog.Current().(ColumnTagger); ok {
+			if tags := tg.ColumnTags(c.Schema, c.Table, c.Name); len(tags) > 0 {
+				e := ents.local[uid]
+				rm := cedargo.RecordMap{}
+				for k, v := range tags {
+					rm[cedargo.String(k)] = cedargo.String(v)
+				}
+				e.Tags = cedargo.NewRecord(rm)
+				ents.local[uid] = e
+			}
+		}
+	}
 	return uid
 }
 

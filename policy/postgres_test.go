@@ -79,4 +79,3 @@ func TestAnalyzePostgresRefusesWhatItCannotRead(t *testing.T) {
 		}
 	}
 }
-
