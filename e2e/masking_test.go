@@ -25,25 +25,28 @@ func noPII(t *testing.T, what, out string) {
 	}
 }
 
+// shapes are the query shapes of DESIGN.md §2 over the tagged columns.
+var shapes = []struct {
+	sql  string
+	want []string // masked forms or untouched values that must appear
+}{
+	{"SELECT id, name, email, ssn FROM customers WHERE id <= 2 ORDER BY id", []string{"Customer 1", "c***@example.com", "*******6789"}},
+	{"SELECT * FROM customers WHERE id <= 2 ORDER BY id", []string{"Customer 2", "c***@example.com", "*******6789"}},
+	{"SELECT lower(email) AS e, upper(ssn) AS s FROM customers WHERE id <= 2", []string{"c***@example.com", "*******6789"}},
+	{"SELECT row_to_json(c) AS j FROM customers c WHERE id <= 2", nil},
+	{"SELECT c AS whole FROM customers c WHERE id <= 2", nil},
+	{"SELECT string_agg(email, ',') AS all_emails FROM customers WHERE id <= 2", nil},
+	{"SELECT max(ssn) AS m, count(*) AS n FROM customers WHERE id <= 2", []string{" 2\n"}},
+	{"SELECT x FROM (SELECT email AS x FROM customers WHERE id <= 2) s", []string{"c***@example.com"}},
+	{"WITH e AS (SELECT email, name FROM customers WHERE id <= 2) SELECT * FROM e", []string{"c***@example.com", "Customer 1"}},
+	{"SELECT name FROM customers WHERE id = 1 UNION ALL SELECT email FROM customers WHERE id = 2", nil},
+	{"SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.id <= 2", []string{"c***@example.com"}},
+	{"SELECT (SELECT ssn FROM customers WHERE id = o.customer_id) AS s FROM orders o WHERE o.customer_id <= 2", []string{"*******6789"}},
+	{"COPY (SELECT id, email FROM customers WHERE id <= 2) TO STDOUT", []string{"c***@example.com"}},
+}
+
 func TestMaskingEveryQueryShapeWithPsql(t *testing.T) {
-	for _, tc := range []struct {
-		sql  string
-		want []string // masked forms or untouched values that must appear
-	}{
-		{"SELECT id, name, email, ssn FROM customers WHERE id <= 2 ORDER BY id", []string{"Customer 1", "c***@example.com", "*******6789"}},
-		{"SELECT * FROM customers WHERE id <= 2 ORDER BY id", []string{"Customer 2", "c***@example.com", "*******6789"}},
-		{"SELECT lower(email) AS e, upper(ssn) AS s FROM customers WHERE id <= 2", []string{"c***@example.com", "*******6789"}},
-		{"SELECT row_to_json(c) AS j FROM customers c WHERE id <= 2", nil},
-		{"SELECT c AS whole FROM customers c WHERE id <= 2", nil},
-		{"SELECT string_agg(email, ',') AS all_emails FROM customers WHERE id <= 2", nil},
-		{"SELECT max(ssn) AS m, count(*) AS n FROM customers WHERE id <= 2", []string{" 2\n"}},
-		{"SELECT x FROM (SELECT email AS x FROM customers WHERE id <= 2) s", []string{"c***@example.com"}},
-		{"WITH e AS (SELECT email, name FROM customers WHERE id <= 2) SELECT * FROM e", []string{"c***@example.com", "Customer 1"}},
-		{"SELECT name FROM customers WHERE id = 1 UNION ALL SELECT email FROM customers WHERE id = 2", nil},
-		{"SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.id <= 2", []string{"c***@example.com"}},
-		{"SELECT (SELECT ssn FROM customers WHERE id = o.customer_id) AS s FROM orders o WHERE o.customer_id <= 2", []string{"*******6789"}},
-		{"COPY (SELECT id, email FROM customers WHERE id <= 2) TO STDOUT", []string{"c***@example.com"}},
-	} {
+	for _, tc := range shapes {
 		out, err := psql(t, stack.AgentURL(""), tc.sql)
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", tc.sql, err, out)
@@ -59,6 +62,53 @@ func TestMaskingEveryQueryShapeWithPsql(t *testing.T) {
 
 func TestMaskingWithPgxTextAndBinary(t *testing.T) {
 	ctx := context.Background()
+	// Every shape, with the extended protocol (binary results where pgx asks
+	// for them) and the simple protocol (text).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		cfg, err := pgx.ParseConfig(stack.AgentURL(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = mode
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range shapes {
+			if strings.HasPrefix(tc.sql, "COPY") {
+				continue
+			}
+			rows, err := c.Query(ctx, tc.sql)
+			if err != nil {
+				t.Fatalf("%v %s: %v", mode, tc.sql, err)
+			}
+			var out strings.Builder
+			binary := false
+			for rows.Next() {
+				for i, v := range rows.RawValues() {
+					if rows.FieldDescriptions()[i].Format == 1 {
+						binary = true
+					}
+					out.Write(v)
+					out.WriteByte('|')
+				}
+				out.WriteByte('\n')
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatalf("%v %s: %v", mode, tc.sql, err)
+			}
+			noPII(t, mode.String()+" "+tc.sql, out.String())
+			for _, w := range tc.want {
+				if w != " 2\n" && !strings.Contains(out.String(), w) {
+					t.Errorf("%v %s: lacks %q:\n%s", mode, tc.sql, w, out.String())
+				}
+			}
+			if mode == pgx.QueryExecModeCacheStatement && strings.HasPrefix(tc.sql, "SELECT id, name") && !binary {
+				t.Errorf("expected binary results in %v", mode)
+			}
+		}
+		c.Close(ctx)
+	}
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeDescribeExec} {
 		cfg, err := pgx.ParseConfig(stack.AgentURL(""))
 		if err != nil {
