@@ -6,7 +6,10 @@
 // cached on their own.
 package policy
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // ObjectKind is the kind of resource a request is about.
 type ObjectKind int
@@ -82,4 +85,27 @@ type Analysis struct {
 	// Err is set when the SQL did not parse or holds something the analyzer
 	// does not understand; such SQL is refused.
 	Err error
+}
+
+// collector accumulates a statement's account; both analyzers embed it.
+type collector struct {
+	st Statement
+}
+
+func (c *collector) add(action string, o Object) {
+	r := Request{Action: action, Object: o}
+	for _, have := range c.st.Requests {
+		if have == r {
+			return
+		}
+	}
+	c.st.Requests = append(c.st.Requests, r)
+}
+
+func (c *collector) use(cols ...Column) {
+	for _, col := range cols {
+		if !slices.Contains(c.st.Uses, col) {
+			c.st.Uses = append(c.st.Uses, col)
+		}
+	}
 }

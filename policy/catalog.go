@@ -72,8 +72,8 @@ type StaticCatalog struct {
 	Gen       uint64
 	Relations map[string][]string // "schema.relation" → columns
 	// Tags are column tags from comments: "schema.relation.column" → tags.
-	Tags map[string]map[string]string
-	byName    map[string][]string // relation → schemas, built by NewStaticCatalog
+	Tags   map[string]map[string]string
+	byName map[string][]string // relation → schemas, built by NewStaticCatalog
 }
 
 // NewStaticCatalog indexes relations ("schema.relation" → columns).

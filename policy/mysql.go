@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -89,9 +88,9 @@ func mariadbExecutableComments(sql string) string {
 }
 
 type myAnalyzer struct {
-	db       string
-	cat      Catalog
-	st       Statement
+	db  string
+	cat Catalog
+	collector
 	assigned map[*ast.TableName]bool
 	work     *int
 }
@@ -110,21 +109,6 @@ func analyzeMyStatementWork(n ast.StmtNode, db string, cat Catalog, work *int) (
 		return Statement{}, err
 	}
 	return a.st, nil
-}
-
-func (a *myAnalyzer) add(action string, o Object) {
-	r := Request{Action: action, Object: o}
-	if !slices.Contains(a.st.Requests, r) {
-		a.st.Requests = append(a.st.Requests, r)
-	}
-}
-
-func (a *myAnalyzer) use(cols ...Column) {
-	for _, c := range cols {
-		if !slices.Contains(a.st.Uses, c) {
-			a.st.Uses = append(a.st.Uses, c)
-		}
-	}
 }
 
 // table resolves a table name: unqualified names belong to the session's

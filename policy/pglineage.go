@@ -196,25 +196,9 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 			return nil, err
 		}
 	}
-	var outs []Output
-	for _, t := range sel.TargetList {
-		rt := t.GetResTarget()
-		if rt == nil {
-			continue
-		}
-		if cr := rt.Val.GetColumnRef(); cr != nil && isStar(cr) {
-			cols, err := a.star(cr, sc)
-			if err != nil {
-				return nil, err
-			}
-			outs = append(outs, cols...)
-			continue
-		}
-		src, err := a.expr(rt.Val, sc)
-		if err != nil {
-			return nil, err
-		}
-		outs = append(outs, Output{Name: outputName(rt), Sources: src})
+	outs, err := a.targetList(sel.TargetList, sc)
+	if err != nil {
+		return nil, err
 	}
 	steer := []*pg.Node{sel.WhereClause, sel.HavingClause}
 	steer = append(steer, sel.GroupClause...)
@@ -616,7 +600,8 @@ func (a *pgAnalyzer) targetScope(rv *pg.RangeVar, action string, parent *scope) 
 	return sc, a.rel(action, rv)
 }
 
-func (a *pgAnalyzer) returning(list []*pg.Node, sc *scope) ([]Output, error) {
+// targetList traces a SELECT list or RETURNING list.
+func (a *pgAnalyzer) targetList(list []*pg.Node, sc *scope) ([]Output, error) {
 	var outs []Output
 	for _, t := range list {
 		rt := t.GetResTarget()
@@ -667,7 +652,7 @@ func (a *pgAnalyzer) insertIn(s *pg.InsertStmt, parent *scope) ([]Output, error)
 			return nil, err
 		}
 	}
-	return a.returning(s.ReturningList, tsc)
+	return a.targetList(s.ReturningList, tsc)
 }
 
 func mustTable(a *pgAnalyzer, rv *pg.RangeVar) Object {
@@ -708,7 +693,7 @@ func (a *pgAnalyzer) updateIn(s *pg.UpdateStmt, parent *scope) ([]Output, error)
 		return nil, err
 	}
 	a.st.Bounded = s.WhereClause != nil
-	return a.returning(s.ReturningList, tsc)
+	return a.targetList(s.ReturningList, tsc)
 }
 
 func (a *pgAnalyzer) deleteIn(s *pg.DeleteStmt, parent *scope) ([]Output, error) {
@@ -729,7 +714,7 @@ func (a *pgAnalyzer) deleteIn(s *pg.DeleteStmt, parent *scope) ([]Output, error)
 		return nil, err
 	}
 	a.st.Bounded = s.WhereClause != nil
-	return a.returning(s.ReturningList, tsc)
+	return a.targetList(s.ReturningList, tsc)
 }
 
 // merge analyzes MERGE: its WHEN clauses say which writes it makes; the ON
@@ -770,7 +755,7 @@ func (a *pgAnalyzer) merge(m *pg.MergeStmt) error {
 			return err
 		}
 	}
-	outs, err := a.returning(m.ReturningList, tsc)
+	outs, err := a.targetList(m.ReturningList, tsc)
 	a.st.Outputs = outs
 	return err
 }

@@ -34,8 +34,8 @@ func AnalyzePostgres(sql string, cat Catalog) Analysis {
 
 // pgAnalyzer collects the requests of one statement.
 type pgAnalyzer struct {
-	cat      Catalog
-	st       Statement
+	cat Catalog
+	collector
 	assigned map[*pg.RangeVar]bool // relations already accounted for
 	work     *int                  // query blocks analyzed, shared with nested analyses
 }
@@ -54,23 +54,6 @@ func analyzePGStatementWork(n *pg.Node, cat Catalog, work *int) (Statement, erro
 		return Statement{}, err
 	}
 	return a.st, nil
-}
-
-func (a *pgAnalyzer) add(action string, o Object) {
-	for _, r := range a.st.Requests {
-		if r.Action == action && r.Object == o {
-			return
-		}
-	}
-	a.st.Requests = append(a.st.Requests, Request{Action: action, Object: o})
-}
-
-func (a *pgAnalyzer) use(cols ...Column) {
-	for _, c := range cols {
-		if !slices.Contains(a.st.Uses, c) {
-			a.st.Uses = append(a.st.Uses, c)
-		}
-	}
 }
 
 // table resolves a relation reference against the catalog.
