@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/connector"
 	"github.com/sluicedb/sluice/devstack"
@@ -68,6 +70,10 @@ func envoyCmd(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flags("envoy bootstrap", stderr)
 	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
 	out := fs.String("out", "", "write here instead of standard output")
+	xds := fs.Bool("xds", false, "a minimal bootstrap that takes listeners, routes, clusters and certificates from sluice serve's ADS")
+	node := fs.String("node", "sluice-envoy", "with --xds: this Envoy's node id")
+	admin := fs.String("admin", "", "with --xds: admin address (default: the config's)")
+	listen := fs.String("listen", "", "with --xds: this Envoy's tunnel listener (default: the config's)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -75,7 +81,12 @@ func envoyCmd(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	b, err := envoy.Bootstrap(c)
+	var b *bootstrapv3.Bootstrap
+	if *xds {
+		b, err = envoy.XDSBootstrap(c, *node, *admin, *listen)
+	} else {
+		b, err = envoy.Bootstrap(c)
+	}
 	if err != nil {
 		return err
 	}

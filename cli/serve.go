@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,17 +75,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	for _, t := range c.Targets {
-		if t.CatalogURL == "" || t.Protocol != "postgres" {
-			continue
-		}
-		src := catalog.NewSource(t.Name, catalog.Postgres(os.ExpandEnv(t.CatalogURL)), log)
-		engine.SetCatalog(t.Name, src)
-		go src.Run(ctx, 30*time.Second)
+	catalogs := map[string]bool{}
+	startCatalogs(ctx, c, engine, catalogs, log)
+	live := &liveTargets{}
+	live.p.Store(c)
+	xds := envoy.NewXDS(log)
+	if err := xds.Update(c); err != nil {
+		return fmt.Errorf("cannot build the xds snapshot: %w", err)
 	}
 	srv := extproc.NewServer(extproc.Config{
 		Logger:  log,
-		Targets: c,
+		Targets: live,
 		Policy:  engine,
 		Protocols: map[string]extproc.NewSessionFunc{
 			"postgres": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
@@ -102,6 +103,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	extprocv3.RegisterExternalProcessorServer(g, srv)
+	// The same server answers ADS, for Envoys started with
+	// `sluice envoy bootstrap --xds`.
+	xds.Register(ctx, g)
+	go watchConfig(ctx, *cfgPath, c, func(next *config.Config) error {
+		if err := xds.Update(next); err != nil {
+			return err
+		}
+		live.p.Store(next)
+		startCatalogs(ctx, next, engine, catalogs, log)
+		return nil
+	}, log)
 	l, err := net.Listen("tcp", c.ExtProc.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", c.ExtProc.Listen, err)
@@ -181,4 +193,65 @@ func folderStamp(dir string) string {
 		}
 	}
 	return b.String()
+}
+
+// liveTargets is the current configuration's targets.
+type liveTargets struct{ p atomic.Pointer[config.Config] }
+
+func (l *liveTargets) Target(name string) (session.Target, bool) { return l.p.Load().Target(name) }
+
+// startCatalogs starts a catalog source for each target that has none yet.
+func startCatalogs(ctx context.Context, c *config.Config, engine *policy.Engine, started map[string]bool, log *slog.Logger) {
+	for _, t := range c.Targets {
+		if t.CatalogURL == "" || t.Protocol != "postgres" || started[t.Name] {
+			continue
+		}
+		started[t.Name] = true
+		src := catalog.NewSource(t.Name, catalog.Postgres(os.ExpandEnv(t.CatalogURL)), log)
+		engine.SetCatalog(t.Name, src)
+		go src.Run(ctx, 30*time.Second)
+	}
+}
+
+// watchConfig applies changes to the config file (and to the certificate
+// it names) without a restart. An invalid file is refused with a clear
+// error and everything stays as it was.
+func watchConfig(ctx context.Context, path string, c *config.Config, apply func(*config.Config) error, log *slog.Logger) {
+	stamp := func(c *config.Config) string {
+		return fileStamp(path) + fileStamp(c.Path(c.Envoy.TLSCert)) + fileStamp(c.Path(c.Envoy.TLSKey))
+	}
+	last := stamp(c)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s := stamp(c); s == last {
+			continue
+		} else {
+			last = s
+		}
+		next, err := config.Load(path)
+		if err == nil {
+			err = apply(next)
+		}
+		if err != nil {
+			log.Error("config change refused; keeping the current configuration", "err", err)
+			continue
+		}
+		c = next
+		last = stamp(c)
+		log.Info("configuration applied", "targets", len(c.Targets))
+	}
+}
+
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return path + ":missing;"
+	}
+	return fmt.Sprintf("%s:%d:%d;", path, fi.Size(), fi.ModTime().UnixNano())
 }

@@ -355,3 +355,42 @@ func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
 	s.extra = append(s.extra, conn)
 	return addr, conn.WaitTCP(ctx, addr)
 }
+
+// StartXDSEnvoy starts an Envoy from `sluice envoy bootstrap --xds` with its
+// own node id, admin port and tunnel listener, and waits for the listener
+// that sluice serves it over ADS.
+func (s *Stack) StartXDSEnvoy(ctx context.Context, node string) (*Process, string, error) {
+	p, err := ports(2)
+	if err != nil {
+		return nil, "", err
+	}
+	listen := loop(p[1])
+	path := filepath.Join(s.Dir, "envoy-"+node+".json")
+	gen, err := StartProcess(s.Dir, "bootstrap-"+node, s.Binary, "envoy", "bootstrap", "--xds", "--config", s.ConfigPath,
+		"--node", node, "--admin", loop(p[0]), "--listen", listen, "--out", path)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := <-gen.done; err != nil {
+		b, _ := os.ReadFile(gen.LogPath)
+		return nil, "", fmt.Errorf("cannot render xds bootstrap: %w: %s", err, b)
+	}
+	gen.done <- nil
+	e, err := StartProcess(s.Dir, "envoy-"+node, s.EnvoyBin, "-c", path, "--disable-hot-restart", "-l", "info")
+	if err != nil {
+		return nil, "", err
+	}
+	s.extra = append(s.extra, e)
+	return e, listen, e.WaitTCP(ctx, listen)
+}
+
+// StartConnectVia starts `sluice connect` through a given gateway listener.
+func (s *Stack) StartConnectVia(ctx context.Context, name, gateway, target, listen, tokenFile string) (*Process, error) {
+	p, err := StartProcess(s.Dir, name, s.Binary, "connect", "--gateway", gateway, "--target", target, "--listen", listen,
+		"--ca", s.Config.Path("tls/ca.crt"), "--token-file", tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	s.extra = append(s.extra, p)
+	return p, p.WaitTCP(ctx, listen)
+}

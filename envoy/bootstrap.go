@@ -63,7 +63,7 @@ func BaselineBootstrap(c *config.Config) (*bootstrapv3.Bootstrap, error) {
 }
 
 func bootstrap(c *config.Config, withExtProc bool) (*bootstrapv3.Bootstrap, error) {
-	l, err := listener(c, withExtProc)
+	l, err := listener(c, withExtProc, false)
 	if err != nil {
 		return nil, err
 	}
@@ -104,12 +104,30 @@ func JSON(m proto.Message) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// Listener is the TLS listener terminating agents' CONNECT tunnels.
+// Listener is the TLS listener terminating agents' CONNECT tunnels, with its
+// routes and certificate inline (static bootstrap).
 func Listener(c *config.Config) (*listenerv3.Listener, error) {
-	return listener(c, true)
+	return listener(c, true, false)
 }
 
-func listener(c *config.Config, withExtProc bool) (*listenerv3.Listener, error) {
+// DynamicListener is the same listener for xDS: routes come by RDS and the
+// certificate by SDS, so changing targets or rotating the certificate does
+// not replace the listener (which would drain live tunnels).
+func DynamicListener(c *config.Config) (*listenerv3.Listener, error) {
+	return listener(c, true, true)
+}
+
+// CertSecret names the gateway certificate served by SDS.
+const CertSecret = "sluice_gateway_cert"
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func listener(c *config.Config, withExtProc, dynamic bool) (*listenerv3.Listener, error) {
 	addr, err := socketAddress(c.Envoy.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("envoy.listen: %w", err)
@@ -154,6 +172,11 @@ func listener(c *config.Config, withExtProc bool) (*listenerv3.Listener, error) 
 			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: c.Path(c.Envoy.TLSKey)}},
 		}},
 	}}
+	if dynamic {
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: RouteName, ConfigSource: adsSource()}}
+		tls.CommonTlsContext.TlsCertificates = nil
+		tls.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: CertSecret, SdsConfig: adsSource()}}
+	}
 	return &listenerv3.Listener{
 		Name:    ListenerName,
 		Address: addr,

@@ -73,3 +73,10 @@ func TestBaselineHasNoExtProc(t *testing.T) {
 		t.Fatal("baseline must keep jwt_authn and drop ext_proc")
 	}
 }
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
