@@ -51,7 +51,7 @@ type ColumnTagger interface {
 func ParseTagComment(comment string) map[string]string {
 	var tags map[string]string
 	for _, w := range strings.Fields(comment) {
-		rest, ok := strings.CutPrefix(w, "sluice:")
+		rest, ok := strings.CutPrefix(strings.TrimRight(w, ",;."), "sluice:")
 		if !ok || rest == "" {
 			continue
 		}
@@ -62,7 +62,7 @@ func ParseTagComment(comment string) map[string]string {
 		if tags == nil {
 			tags = map[string]string{}
 		}
-		tags[k] = strings.Trim(v, ",;")
+		tags[k] = v
 	}
 	return tags
 }
