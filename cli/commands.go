@@ -193,7 +193,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 Try:
   SELECT name FROM customers LIMIT 3;          -- allowed (policy analysts-read)
   DROP TABLE customers;                        -- refused (policy no-ddl), SQLSTATE 42501
-  SELECT email, ssn FROM customers LIMIT 3;    -- allowed; pii columns are marked for masking
+  SELECT name, email, ssn FROM customers LIMIT 3;  -- pii columns come back masked
+  SELECT id FROM customers WHERE email LIKE 'c%%'; -- refused: a masked column used as a filter
   SELECT pg_read_file('/etc/passwd');          -- refused (policy no-admin)
 
 Envoy: %[3]s (bootstrap %[1]s/envoy.json)   sluice serve: %[4]s
