@@ -5,6 +5,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql" // the MySQL catalog reader
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicedb/sluice/policy"
@@ -178,5 +180,36 @@ func Postgres(url string) Loader {
 			return snap, fmt.Errorf("cannot read the catalog: %w", err)
 		}
 		return snap, nil
+	}
+}
+
+// MySQL loads tables and columns from information_schema (MySQL, MariaDB).
+func MySQL(dsn string) Loader {
+	return func(ctx context.Context) (Snapshot, error) {
+		var snap Snapshot
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			return snap, fmt.Errorf("cannot open the catalog connection: %w", err)
+		}
+		defer db.Close()
+		rows, err := db.QueryContext(ctx, `SELECT table_schema, table_name, column_name, column_comment
+			FROM information_schema.columns ORDER BY table_schema, table_name, ordinal_position`)
+		if err != nil {
+			return snap, fmt.Errorf("cannot read the catalog: %w", err)
+		}
+		defer rows.Close()
+		snap.Relations, snap.Tags = map[string][]string{}, map[string]map[string]string{}
+		for rows.Next() {
+			var schema, table, col, comment string
+			if err := rows.Scan(&schema, &table, &col, &comment); err != nil {
+				return snap, fmt.Errorf("cannot read the catalog: %w", err)
+			}
+			k := schema + "." + table
+			snap.Relations[k] = append(snap.Relations[k], col)
+			if tags := policy.ParseTagComment(comment); tags != nil {
+				snap.Tags[k+"."+col] = tags
+			}
+		}
+		return snap, rows.Err()
 	}
 }

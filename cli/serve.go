@@ -24,6 +24,7 @@ import (
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/envoy"
 	"github.com/sluicedb/sluice/extproc"
+	"github.com/sluicedb/sluice/extproc/mysql"
 	"github.com/sluicedb/sluice/extproc/postgres"
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/mask"
@@ -90,6 +91,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Protocols: map[string]extproc.NewSessionFunc{
 			"postgres": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
 				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker})
+			},
+			"mysql": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
+				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker})
 			},
 		},
 		PayloadKey: envoy.PayloadKey,
@@ -203,11 +207,15 @@ func (l *liveTargets) Target(name string) (session.Target, bool) { return l.p.Lo
 // startCatalogs starts a catalog source for each target that has none yet.
 func startCatalogs(ctx context.Context, c *config.Config, engine *policy.Engine, started map[string]bool, log *slog.Logger) {
 	for _, t := range c.Targets {
-		if t.CatalogURL == "" || t.Protocol != "postgres" || started[t.Name] {
+		if t.CatalogURL == "" || started[t.Name] {
 			continue
 		}
 		started[t.Name] = true
-		src := catalog.NewSource(t.Name, catalog.Postgres(os.ExpandEnv(t.CatalogURL)), log)
+		load := catalog.Postgres(os.ExpandEnv(t.CatalogURL))
+		if t.Protocol == "mysql" {
+			load = catalog.MySQL(os.ExpandEnv(t.CatalogURL))
+		}
+		src := catalog.NewSource(t.Name, load, log)
 		engine.SetCatalog(t.Name, src)
 		go src.Run(ctx, 30*time.Second)
 	}

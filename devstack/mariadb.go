@@ -87,6 +87,9 @@ func (m *MariaDB) root(db string) (*sql.DB, error) {
 	return sql.Open("mysql", c.FormatDSN())
 }
 
+// Root opens a root connection to db over the server's socket.
+func (m *MariaDB) Root(db string) (*sql.DB, error) { return m.root(db) }
+
 // Exec runs SQL (several statements allowed) as root.
 func (m *MariaDB) Exec(ctx context.Context, q string) error {
 	db, err := m.root("")

@@ -25,6 +25,9 @@ import (
 //go:embed demo.sql
 var demoSQL string
 
+//go:embed demo-mysql.sql
+var demoMySQL string
+
 // Demo database names and the agent's database credentials (passed through
 // to PostgreSQL until credential brokering lands).
 const (
@@ -40,6 +43,7 @@ const (
 // InitOptions shape a generated configuration folder.
 type InitOptions struct {
 	PostgresAddr string // the demo target's address
+	MariaDBAddr  string // when set, a MySQL demo target too
 	Database     string // the demo target's database (default sluice_demo)
 	EnvoyListen  string
 	EnvoyAdmin   string
@@ -97,6 +101,13 @@ func Init(dir string, o InitOptions) (string, error) {
 			CatalogURL: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
 		}},
 	}
+	if o.MariaDBAddr != "" {
+		c.Targets = append(c.Targets, config.Target{
+			Name: DemoTarget + "-mysql", Protocol: "mysql", Address: o.MariaDBAddr, Database: DemoDatabase,
+			Tags:       map[string]string{"env": "dev"},
+			CatalogURL: fmt.Sprintf("%s:%s@tcp(%s)/%s", AgentDBUser, AgentDBPass, o.MariaDBAddr, DemoDatabase),
+		})
+	}
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := c.Write(path); err != nil {
 		return "", err
@@ -123,6 +134,7 @@ type Stack struct {
 	ConfigPath  string
 	Config      *config.Config
 	PG          *Postgres
+	Maria       *MariaDB
 	Envoy       *Process
 	Serve       *Process
 	Connect     *Process
@@ -160,7 +172,7 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ports(6)
+	p, err := ports(7)
 	if err != nil {
 		return nil, err
 	}
@@ -177,9 +189,16 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err := SeedDemo(ctx, s.PG); err != nil {
 		return nil, err
 	}
+	o.Logger.Info("starting mariadb", "port", p[6])
+	if s.Maria, err = StartMariaDB(ctx, filepath.Join(o.Dir, "mariadb"), p[6]); err != nil {
+		return nil, err
+	}
+	if err := SeedDemoMySQL(ctx, s.Maria); err != nil {
+		return nil, err
+	}
 	cfgDir := filepath.Join(o.Dir, "config")
 	if s.ConfigPath, err = Init(cfgDir, InitOptions{
-		PostgresAddr: s.PG.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]),
+		PostgresAddr: s.PG.Addr(), MariaDBAddr: s.Maria.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]),
 	}); err != nil {
 		return nil, err
 	}
@@ -239,6 +258,23 @@ func SeedDemo(ctx context.Context, pg *Postgres) error {
 	// The agent's role owns the data, so the database alone would let it
 	// drop tables: only sluice stands in the way.
 	return pg.Exec(ctx, DemoDatabase, "SET ROLE "+AgentDBUser+";\n"+demoSQL)
+}
+
+// SeedDemoMySQL creates the agent's user and the demo database in MariaDB.
+// The agent may do anything there: only sluice stands in the way.
+func SeedDemoMySQL(ctx context.Context, m *MariaDB) error {
+	err := m.Exec(ctx, fmt.Sprintf(`CREATE DATABASE IF NOT EXISTS %[1]s;
+CREATE USER IF NOT EXISTS '%[2]s'@'%%' IDENTIFIED BY '%[3]s';
+GRANT ALL ON %[1]s.* TO '%[2]s'@'%%';`, DemoDatabase, AgentDBUser, AgentDBPass))
+	if err != nil {
+		return err
+	}
+	return m.Exec(ctx, "USE "+DemoDatabase+";\n"+demoMySQL)
+}
+
+// MySQLURL is a go-sql-driver DSN for the agent through addr.
+func (s *Stack) MySQLDSN(addr string) string {
+	return fmt.Sprintf("%s:%s@tcp(%s)/%s?maxAllowedPacket=0", AgentDBUser, AgentDBPass, addr, DemoDatabase)
 }
 
 // MintToken signs an agent token with the local key.
@@ -312,6 +348,9 @@ func (s *Stack) Close() error {
 	}
 	if s.PG != nil {
 		errs = append(errs, s.PG.Stop())
+	}
+	if s.Maria != nil {
+		errs = append(errs, s.Maria.Stop())
 	}
 	return errors.Join(errs...)
 }

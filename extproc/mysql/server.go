@@ -1,0 +1,420 @@
+package mysql
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/mask"
+	"github.com/sluicedb/sluice/policy"
+)
+
+type respKind int
+
+const (
+	respNone    respKind = iota // no answer expected
+	respOther                   // passed through as is
+	respResult                  // OK, ERR or result sets (COM_QUERY, COM_STMT_EXECUTE)
+	respPrepare                 // COM_STMT_PREPARE_OK and definitions
+)
+
+type respState int
+
+const (
+	stStart   respState = iota // OK, ERR, LOCAL INFILE or a column count
+	stColumns                  // column definitions
+	stColEOF                   // EOF after the definitions
+	stRows                     // rows until EOF/OK
+	stDone
+)
+
+// response tracks the answer to the command in flight.
+type response struct {
+	kind   respKind
+	dec    policy.Decision
+	binary bool   // binary result rows (COM_STMT_EXECUTE)
+	sql    string // COM_STMT_PREPARE
+	state  respState
+	stmt   int // which statement of a multi-statement answers now
+	cols   []column
+	left   int
+	plan   map[int]policy.MaskedColumn
+	inRow  bool // inside a row of 16 MB or more, passed through
+}
+
+type column struct {
+	typ     byte
+	charset uint16
+}
+
+// MySQL column types whose values are strings in both protocols.
+func (c column) text() bool {
+	switch c.typ {
+	case 15, 253, 254, 249, 250, 251, 252:
+		return c.charset != 63 // binary collation: bytes, not text
+	}
+	return false
+}
+
+func (s *Session) serverPacket(p phys, out *session.Output) error {
+	switch s.phase {
+	case phaseGreeting:
+		return s.greeting(p, out)
+	case phaseHandshake:
+		out.ToClient = append(out.ToClient, p.raw...)
+		return nil
+	case phaseAuth:
+		out.ToClient = append(out.ToClient, p.raw...)
+		if p.cont || len(p.payload) == 0 {
+			return nil
+		}
+		switch p.payload[0] {
+		case 0x00:
+			s.phase = phaseCommand
+		case 0xFF:
+		case 0xFE: // auth switch: the client answers
+			s.authTurn = true
+		case 0x01: // more auth data; 0x03 is caching_sha2's fast-auth success
+			s.authTurn = !(len(p.payload) == 2 && p.payload[1] == 0x03)
+		default:
+			s.authTurn = true
+		}
+		return nil
+	}
+	return s.responsePacket(p, out)
+}
+
+// greeting clears capabilities sluice cannot allow: TLS inside the tunnel,
+// compression, LOCAL INFILE and query attributes.
+func (s *Session) greeting(p phys, out *session.Output) error {
+	b := append([]byte(nil), p.payload...)
+	if len(b) > 0 && b[0] == 0xFF {
+		out.ToClient = append(out.ToClient, p.raw...)
+		return nil
+	}
+	if len(b) < 1 || b[0] != 10 {
+		return &ProtocolError{"not a protocol 10 handshake"}
+	}
+	i := bytes.IndexByte(b[1:], 0)
+	if i < 0 {
+		return &ProtocolError{"malformed handshake"}
+	}
+	pos := 1 + i + 1 + 4 + 8 + 1
+	if len(b) < pos+2 {
+		return &ProtocolError{"malformed handshake"}
+	}
+	lo := binary.LittleEndian.Uint16(b[pos:])
+	binary.LittleEndian.PutUint16(b[pos:], lo&^uint16(clearedCapabilities&0xFFFF))
+	if len(b) >= pos+7 {
+		hi := binary.LittleEndian.Uint16(b[pos+5:])
+		binary.LittleEndian.PutUint16(b[pos+5:], hi&^uint16(clearedCapabilities>>16))
+		s.deprecateEOF = hi&uint16(capDeprecateEOF>>16) != 0
+	}
+	if len(b) >= pos+18 {
+		// MariaDB's extended capabilities (metadata caching, bulk
+		// operations, progress reports) change the packet layout: offer none.
+		copy(b[pos+14:pos+18], []byte{0, 0, 0, 0})
+	}
+	out.ToClient, _ = appendPacket(out.ToClient, b, p.seq)
+	s.phase = phaseHandshake
+	return nil
+}
+
+func (s *Session) eofLike(b []byte) bool {
+	return len(b) > 0 && b[0] == 0xFE && len(b) < 0xFFFFFF && (s.deprecateEOF && s.caps&capDeprecateEOF != 0 || len(b) < 9)
+}
+
+// statusOf reads the server status flags of an OK or EOF packet.
+func (s *Session) statusOf(b []byte) uint16 {
+	if len(b) == 0 {
+		return 0
+	}
+	if b[0] == 0xFE && len(b) < 9 { // classic EOF: warnings(2) status(2)
+		if len(b) >= 5 {
+			return binary.LittleEndian.Uint16(b[3:])
+		}
+		return 0
+	}
+	r := b[1:]
+	for range 2 { // affected rows, last insert id
+		_, n, _, ok := lenenc(r)
+		if !ok {
+			return 0
+		}
+		r = r[n:]
+	}
+	if len(r) < 2 {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(r)
+}
+
+func (s *Session) responsePacket(p phys, out *session.Output) error {
+	r := &s.resp
+	if r.kind != respResult && r.kind != respPrepare {
+		out.ToClient = append(out.ToClient, p.raw...)
+		return nil
+	}
+	if r.kind == respPrepare {
+		out.ToClient = append(out.ToClient, p.raw...)
+		if !p.cont && r.state == stStart && len(p.payload) >= 5 && p.payload[0] == 0x00 {
+			s.stmts[binary.LittleEndian.Uint32(p.payload[1:])] = r.sql
+			r.state = stDone
+		}
+		return nil
+	}
+	if r.state == stRows && (p.cont || r.inRow) || (r.state == stRows && len(r.plan) == 0 && !s.detect) {
+		// Rows with nothing to mask, and pieces of large rows, pass as is.
+		if !p.cont && s.eofLike(p.payload) || !p.cont && len(p.payload) > 0 && p.payload[0] == 0xFF {
+			return s.endOfRows(p, out)
+		}
+		r.inRow = p.more
+		out.ToClient = append(out.ToClient, p.raw...)
+		return nil
+	}
+	if r.state != stRows {
+		if p.cont || p.more {
+			out.ToClient = append(out.ToClient, p.raw...)
+			return nil
+		}
+		out.ToClient = append(out.ToClient, p.raw...)
+		return s.resultHeader(p.payload)
+	}
+	// A row to mask: join it, rewrite it, and send it in the same number of
+	// sequence ids when it fits, so client and server stay in step.
+	if !p.cont && (s.eofLike(p.payload) || len(p.payload) > 0 && p.payload[0] == 0xFF) {
+		return s.endOfRows(p, out)
+	}
+	done, err := s.row.add(p)
+	if err != nil {
+		return &ProtocolError{err.Error()}
+	}
+	if !done {
+		return nil
+	}
+	row, err := s.maskRow(s.row.payload)
+	if err != nil {
+		return err
+	}
+	if s.row.npkts > 1 || len(row) >= maxPayload {
+		return &ProtocolError{"masking a row of 16 MB or more is not supported"}
+	}
+	out.ToClient, _ = appendPacket(out.ToClient, row, s.row.seq)
+	return nil
+}
+
+func (s *Session) endOfRows(p phys, out *session.Output) error {
+	out.ToClient = append(out.ToClient, p.raw...)
+	r := &s.resp
+	if p.payload[0] != 0xFF && s.statusOf(p.payload)&serverMoreResults != 0 {
+		r.state, r.stmt, r.plan = stStart, r.stmt+1, nil
+		return nil
+	}
+	r.state = stDone
+	return nil
+}
+
+// resultHeader follows OK/ERR/column count and column definitions.
+func (s *Session) resultHeader(b []byte) error {
+	r := &s.resp
+	switch r.state {
+	case stStart:
+		if len(b) == 0 {
+			return &ProtocolError{"empty result packet"}
+		}
+		switch b[0] {
+		case 0x00, 0xFE:
+			if s.statusOf(b)&serverMoreResults != 0 {
+				r.stmt++
+			} else {
+				r.state = stDone
+			}
+			if r.state == stDone && s.pendingDB != "" {
+				s.cfg.Authorizer.SetDatabase(s.pendingDB)
+				s.pendingDB = ""
+			}
+			return nil
+		case 0xFF:
+			r.state = stDone
+			s.pendingDB = ""
+			return nil
+		case 0xFB:
+			// The server asks for a client file: never through the gateway.
+			return &ProtocolError{"LOCAL INFILE is refused"}
+		}
+		n, _, _, ok := lenenc(b)
+		if !ok {
+			return &ProtocolError{"malformed column count"}
+		}
+		r.cols, r.left, r.state = r.cols[:0], int(n), stColumns
+		r.plan = map[int]policy.MaskedColumn{}
+		if r.stmt < len(r.dec.Masked) {
+			for _, m := range r.dec.Masked[r.stmt] {
+				r.plan[m.Index] = m
+			}
+		}
+	case stColumns:
+		r.cols = append(r.cols, columnDef(b))
+		if r.left--; r.left == 0 {
+			r.state = stRows
+			if !s.deprecateEOF || s.caps&capDeprecateEOF == 0 {
+				r.state = stColEOF
+			}
+		}
+	case stColEOF:
+		r.state = stRows
+	}
+	return nil
+}
+
+// columnDef reads the type and character set of a column definition.
+func columnDef(b []byte) column {
+	r := b
+	for range 6 { // catalog, schema, table, org_table, name, org_name
+		n, k, _, ok := lenenc(r)
+		if !ok || uint64(len(r)) < uint64(k)+n {
+			return column{}
+		}
+		r = r[k+int(n):]
+	}
+	if len(r) < 10 {
+		return column{}
+	}
+	// length of fixed fields (0x0c), charset(2), column length(4), type(1)
+	return column{charset: binary.LittleEndian.Uint16(r[1:]), typ: r[7]}
+}
+
+// maskRow rewrites one text or binary result row.
+func (s *Session) maskRow(b []byte) ([]byte, error) {
+	r := &s.resp
+	if r.binary {
+		return s.maskBinaryRow(b)
+	}
+	out := make([]byte, 0, len(b))
+	pos := 0
+	for i := range r.cols {
+		n, k, null, ok := lenenc(b[pos:])
+		if !ok || (!null && uint64(len(b)-pos-k) < n) {
+			return nil, &ProtocolError{"malformed row"}
+		}
+		if null {
+			out = append(out, 0xFB)
+			pos += k
+			continue
+		}
+		v := b[pos+k : pos+k+int(n)]
+		pos += k + int(n)
+		nv, isNull := s.maskValue(i, v)
+		if isNull {
+			out = append(out, 0xFB)
+			continue
+		}
+		out = appendLenenc(out, uint64(len(nv)))
+		out = append(out, nv...)
+	}
+	return out, nil
+}
+
+// maskValue masks value v of column i; it reports NULL when the column's
+// type cannot carry a masked form.
+func (s *Session) maskValue(i int, v []byte) ([]byte, bool) {
+	r := &s.resp
+	col := column{}
+	if i < len(r.cols) {
+		col = r.cols[i]
+	}
+	if m, ok := r.plan[i]; ok {
+		s.stats[m.Name]++
+		strat, n, err := mask.ParseStrategy(m.Strategy)
+		if err != nil || !col.text() {
+			return nil, true
+		}
+		nv, ok := s.cfg.Masker.Text(strat, n, v)
+		return nv, !ok
+	}
+	if s.detect && col.text() {
+		nv, n := mask.Scrub(v)
+		s.stats["detector"] += n
+		return nv, false
+	}
+	return v, false
+}
+
+// fixedSize is the size of a binary-protocol value of a fixed-size type,
+// or -1 for length-prefixed ones.
+func fixedSize(typ byte) int {
+	switch typ {
+	case 1: // TINY
+		return 1
+	case 2, 13: // SHORT, YEAR
+		return 2
+	case 3, 9, 4: // LONG, INT24, FLOAT
+		return 4
+	case 8, 5: // LONGLONG, DOUBLE
+		return 8
+	case 6: // NULL
+		return 0
+	case 7, 10, 11, 12: // TIMESTAMP, DATE, TIME, DATETIME: one length byte
+		return -2
+	}
+	return -1
+}
+
+func (s *Session) maskBinaryRow(b []byte) ([]byte, error) {
+	r := &s.resp
+	nb := (len(r.cols) + 7 + 2) / 8
+	if len(b) < 1+nb || b[0] != 0x00 {
+		return nil, &ProtocolError{"malformed binary row"}
+	}
+	bitmap := append([]byte(nil), b[1:1+nb]...)
+	pos := 1 + nb
+	var vals []byte
+	for i, c := range r.cols {
+		bit := i + 2
+		if bitmap[bit/8]&(1<<(bit%8)) != 0 {
+			continue
+		}
+		var v, enc []byte
+		switch sz := fixedSize(c.typ); {
+		case sz >= 0:
+			if len(b) < pos+sz {
+				return nil, &ProtocolError{"malformed binary row"}
+			}
+			enc = b[pos : pos+sz]
+			pos += sz
+		case sz == -2:
+			if len(b) < pos+1 || len(b) < pos+1+int(b[pos]) {
+				return nil, &ProtocolError{"malformed binary row"}
+			}
+			enc = b[pos : pos+1+int(b[pos])]
+			pos += len(enc)
+		default:
+			n, k, _, ok := lenenc(b[pos:])
+			if !ok || uint64(len(b)-pos-k) < n {
+				return nil, &ProtocolError{"malformed binary row"}
+			}
+			enc = b[pos : pos+k+int(n)]
+			v = b[pos+k : pos+k+int(n)]
+			pos += k + int(n)
+		}
+		_, masked := r.plan[i]
+		if !masked && !(s.detect && c.text()) {
+			vals = append(vals, enc...)
+			continue
+		}
+		if v == nil && masked {
+			s.stats[r.plan[i].Name]++
+			bitmap[bit/8] |= 1 << (bit % 8) // a masked number or date becomes NULL
+			continue
+		}
+		nv, null := s.maskValue(i, v)
+		if null {
+			bitmap[bit/8] |= 1 << (bit % 8)
+			continue
+		}
+		vals = appendLenenc(vals, uint64(len(nv)))
+		vals = append(vals, nv...)
+	}
+	out := append([]byte{0x00}, bitmap...)
+	return append(out, vals...), nil
+}

@@ -1,0 +1,393 @@
+package mysql
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/mask"
+	"github.com/sluicedb/sluice/policy"
+)
+
+// Authorizer decides statements for one session; the default database is
+// the session's (USE, COM_INIT_DB).
+type Authorizer interface {
+	AuthorizeSQL(sql string) policy.Decision
+	SetDatabase(db string)
+}
+
+// DefaultMaxPacket bounds a command or a masked row sluice joins in memory.
+const DefaultMaxPacket = 128 << 20
+
+// Capability flags sluice changes or reads.
+const (
+	capConnectWithDB    = 1 << 3
+	capCompress         = 1 << 5
+	capLocalFiles       = 1 << 7
+	capProtocol41       = 1 << 9
+	capSSL              = 1 << 11
+	capSecureConn       = 1 << 15
+	capMultiStatements  = 1 << 16
+	capPluginAuth       = 1 << 19
+	capLenencAuthData   = 1 << 21
+	capDeprecateEOF     = 1 << 24
+	capQueryAttributes  = 1 << 27
+	serverMoreResults   = 0x0008
+	clearedCapabilities = capCompress | capLocalFiles | capSSL | capQueryAttributes
+)
+
+type phase int
+
+const (
+	phaseGreeting  phase = iota // the server speaks first
+	phaseHandshake              // awaiting the client's handshake response
+	phaseAuth                   // authentication exchange until OK or ERR
+	phaseCommand
+	phaseClosed
+)
+
+// Config is what a session needs besides the bytes.
+type Config struct {
+	Target     session.Target
+	Authorizer Authorizer
+	Logger     *slog.Logger
+	Masker     *mask.Masker
+	MaxPacket  int
+}
+
+// Session is the MySQL client/server protocol state machine of one tunnel.
+type Session struct {
+	cfg    Config
+	log    *slog.Logger
+	client framer
+	server framer
+	cmd    joiner
+	row    joiner
+	phase  phase
+
+	authTurn     bool   // the server waits for one client authentication packet
+	caps         uint32 // the client's capabilities, as forwarded
+	deprecateEOF bool
+
+	resp      response
+	stmts     map[uint32]string // prepared statement id → SQL
+	pendingDB string            // USE / COM_INIT_DB awaiting the server's OK
+	stats     map[string]int
+	detect    bool
+}
+
+// NewSession starts a session awaiting the server's greeting.
+func NewSession(cfg Config) *Session {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxPacket <= 0 {
+		cfg.MaxPacket = DefaultMaxPacket
+	}
+	if cfg.Masker == nil {
+		cfg.Masker = mask.New(nil)
+	}
+	return &Session{
+		cfg: cfg, log: cfg.Logger,
+		cmd:    joiner{max: cfg.MaxPacket},
+		row:    joiner{max: cfg.MaxPacket},
+		stmts:  map[uint32]string{},
+		stats:  map[string]int{},
+		detect: cfg.Target.Tags["detectors"] == "on",
+	}
+}
+
+// ProtocolError is a malformed or forbidden packet; the session is over.
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return "mysql protocol: " + e.Msg }
+
+// FromClient implements session.Session.
+func (s *Session) FromClient(data []byte, out *session.Output) error {
+	if s.phase == phaseClosed {
+		return nil
+	}
+	return s.fail(s.client.feed(data, func(p phys) error { return s.clientPacket(p, out) }), out)
+}
+
+// FromServer implements session.Session.
+func (s *Session) FromServer(data []byte, out *session.Output) error {
+	if s.phase == phaseClosed {
+		return nil
+	}
+	return s.fail(s.server.feed(data, func(p phys) error { return s.serverPacket(p, out) }), out)
+}
+
+// fail ends the session: the client gets an error and the server a packet
+// that makes it hang up.
+func (s *Session) fail(err error, out *session.Output) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		msg = pe.Msg
+	}
+	s.log.Warn("mysql session refused", "err", err)
+	out.ToClient, _ = appendPacket(out.ToClient, errPayload(1045, "08S01", "sluice: "+msg), s.nextClientSeq())
+	if s.phase == phaseCommand {
+		out.ToServer, _ = appendPacket(out.ToServer, []byte{0x01}, 0) // COM_QUIT
+	} else {
+		out.ToServer, _ = appendPacket(out.ToServer, []byte{0}, 1) // a malformed handshake
+	}
+	s.phase = phaseClosed
+	return err
+}
+
+func (s *Session) nextClientSeq() byte {
+	if s.phase == phaseCommand {
+		return 1
+	}
+	return 2
+}
+
+// errPayload builds an ERR packet.
+func errPayload(code uint16, state, msg string) []byte {
+	b := []byte{0xFF}
+	b = binary.LittleEndian.AppendUint16(b, code)
+	b = append(b, '#')
+	b = append(b, state...)
+	return append(b, msg...)
+}
+
+func (s *Session) clientPacket(p phys, out *session.Output) error {
+	switch s.phase {
+	case phaseGreeting:
+		return &ProtocolError{"the client spoke before the server's greeting"}
+	case phaseHandshake:
+		if p.more || p.cont {
+			return &ProtocolError{"oversized handshake response"}
+		}
+		return s.handshakeResponse(p, out)
+	case phaseAuth:
+		if !s.authTurn {
+			// Anything else here would reach the server unchecked once
+			// authentication succeeds.
+			return &ProtocolError{"unexpected client packet during authentication"}
+		}
+		s.authTurn = p.more
+		out.ToServer = append(out.ToServer, p.raw...)
+		return nil
+	}
+	if !p.cont && p.seq != 0 {
+		return &ProtocolError{fmt.Sprintf("unexpected client packet with sequence id %d", p.seq)}
+	}
+	done, err := s.cmd.add(p)
+	if err != nil {
+		return &ProtocolError{err.Error()}
+	}
+	if !done {
+		return nil
+	}
+	return s.command(s.cmd.payload, out)
+}
+
+func (s *Session) handshakeResponse(p phys, out *session.Output) error {
+	b := p.payload
+	if len(b) < 32 {
+		return &ProtocolError{"short handshake response"}
+	}
+	caps := binary.LittleEndian.Uint32(b)
+	if caps&capSSL != 0 {
+		return &ProtocolError{"TLS must not start inside the tunnel (it would hide the session from the gateway): connect without TLS to the local connector"}
+	}
+	if caps&capProtocol41 == 0 {
+		return &ProtocolError{"clients older than protocol 4.1 are not supported"}
+	}
+	caps &^= clearedCapabilities
+	s.caps = caps
+	rest := b[32:]
+	user, rest, ok := cstring(rest)
+	if !ok {
+		return &ProtocolError{"malformed handshake response"}
+	}
+	switch {
+	case caps&capLenencAuthData != 0:
+		n, k, _, ok := lenenc(rest)
+		if !ok || uint64(len(rest)) < uint64(k)+n {
+			return &ProtocolError{"malformed handshake response"}
+		}
+		rest = rest[k+int(n):]
+	case caps&capSecureConn != 0:
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return &ProtocolError{"malformed handshake response"}
+		}
+		rest = rest[1+int(rest[0]):]
+	default:
+		if _, rest, ok = cstring(rest); !ok {
+			return &ProtocolError{"malformed handshake response"}
+		}
+	}
+	var db string
+	if caps&capConnectWithDB != 0 {
+		if db, _, ok = cstring(rest); !ok {
+			return &ProtocolError{"malformed handshake response"}
+		}
+	}
+	if want := s.cfg.Target.Database; want != "" && db != "" && db != want {
+		return &ProtocolError{fmt.Sprintf("target %q serves database %q, not %q", s.cfg.Target.Name, want, db)}
+	}
+	if db == "" {
+		db = s.cfg.Target.Database
+	}
+	s.cfg.Authorizer.SetDatabase(db)
+	s.log = s.log.With("db_user", user, "database", db)
+	nb := append([]byte(nil), b...)
+	binary.LittleEndian.PutUint32(nb, caps)
+	copy(nb[28:32], []byte{0, 0, 0, 0}) // MariaDB extended capabilities: none
+	out.ToServer, _ = appendPacket(out.ToServer, nb, p.seq)
+	s.phase = phaseAuth
+	return nil
+}
+
+func cstring(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
+
+// Command bytes.
+const (
+	comQuit            = 0x01
+	comInitDB          = 0x02
+	comQuery           = 0x03
+	comFieldList       = 0x04
+	comStatistics      = 0x09
+	comPing            = 0x0e
+	comStmtPrepare     = 0x16
+	comStmtExecute     = 0x17
+	comStmtSendLong    = 0x18
+	comStmtClose       = 0x19
+	comStmtReset       = 0x1a
+	comSetOption       = 0x1b
+	comStmtFetch       = 0x1c
+	comResetConnection = 0x1f
+)
+
+func (s *Session) command(b []byte, out *session.Output) error {
+	if len(b) == 0 {
+		return &ProtocolError{"empty command"}
+	}
+	s.resp = response{}
+	forward := func(r response) {
+		s.resp = r
+		out.ToServer, _ = appendPacket(out.ToServer, b, 0)
+	}
+	switch b[0] {
+	case comQuery:
+		sql := string(b[1:])
+		d := s.authorize(sql)
+		if !d.Allowed() {
+			s.refuse(d, sql, out)
+			return nil
+		}
+		s.pendingDB = useTarget(sql)
+		forward(response{kind: respResult, dec: d})
+	case comStmtPrepare:
+		sql := string(b[1:])
+		if d := s.authorize(sql); !d.Allowed() {
+			s.refuse(d, sql, out)
+			return nil
+		}
+		forward(response{kind: respPrepare, sql: sql})
+	case comStmtExecute:
+		if len(b) < 5 {
+			return &ProtocolError{"malformed COM_STMT_EXECUTE"}
+		}
+		sql, ok := s.stmts[binary.LittleEndian.Uint32(b[1:])]
+		if !ok {
+			forward(response{kind: respOther}) // the server reports the unknown id
+			break
+		}
+		d := s.authorize(sql)
+		if !d.Allowed() {
+			s.refuse(d, sql, out)
+			return nil
+		}
+		forward(response{kind: respResult, dec: d, binary: true})
+	case comInitDB:
+		db := string(b[1:])
+		sql := "USE `" + db + "`"
+		if d := s.authorize(sql); !d.Allowed() {
+			s.refuse(d, sql, out)
+			return nil
+		}
+		s.pendingDB = db
+		forward(response{kind: respResult})
+	case comStmtClose:
+		if len(b) >= 5 {
+			delete(s.stmts, binary.LittleEndian.Uint32(b[1:]))
+		}
+		forward(response{kind: respNone})
+	case comStmtSendLong:
+		forward(response{kind: respNone})
+	case comQuit, comPing, comStatistics, comStmtReset, comSetOption, comResetConnection, comStmtFetch:
+		forward(response{kind: respOther})
+	default:
+		// COM_CHANGE_USER would switch identity under the gateway; binlog and
+		// replica commands stream the whole database; COM_FIELD_LIST,
+		// COM_PROCESS_KILL and the rest are administrative or obsolete.
+		s.refuse(policy.Decision{Reason: fmt.Sprintf("command 0x%02x is not allowed through the gateway", b[0])}, "", out)
+	}
+	return nil
+}
+
+func (s *Session) authorize(sql string) policy.Decision {
+	d := s.cfg.Authorizer.AuthorizeSQL(sql)
+	if d.Shadow {
+		s.log.Warn("shadow mode: statement would be refused", "sql", sql, "would_be", d.WouldBe.String(), "reason", d.Reason)
+	}
+	return d
+}
+
+// refuse answers a command with an ERR packet; the command never reaches
+// the server, and the client and server stay in step (the next command
+// starts a new sequence on both sides).
+func (s *Session) refuse(d policy.Decision, sql string, out *session.Output) {
+	code, state := uint16(1142), "42000"
+	msg := "sluice: " + d.Reason
+	switch {
+	case d.Unparseable:
+		code = 1064
+	case d.Outcome == policy.Approval:
+		msg += " (approval required; no approval service is configured, so it is refused)"
+	}
+	if len(d.Policies) > 0 {
+		msg += " [policies: " + d.PolicyList() + "]"
+	}
+	out.ToClient, _ = appendPacket(out.ToClient, errPayload(code, state, msg), 1)
+	s.resp = response{kind: respNone}
+	s.log.Info("statement refused", "sql", sql, "outcome", d.Outcome.String(), "reason", d.Reason, "policies", d.Policies)
+}
+
+// useTarget returns the database a USE statement switches to, if sql is one.
+func useTarget(sql string) string {
+	a := policy.AnalyzeMySQL(sql, "", nil)
+	if a.Err != nil || len(a.Statements) != 1 || a.Statements[0].Kind != "use" {
+		return ""
+	}
+	for _, r := range a.Statements[0].Requests {
+		if r.Action == "use" {
+			return r.Object.Name
+		}
+	}
+	return ""
+}
+
+// Close reports the session's masking counts.
+func (s *Session) Close() {
+	if len(s.stats) > 0 {
+		s.log.Info("values masked", "counts", fmt.Sprint(s.stats))
+	}
+}
