@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -9,8 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sluicedb/sluice/devstack"
 )
@@ -41,7 +46,7 @@ func runPgbench(ctx context.Context, args ...string) (benchResult, error) {
 	if m := failedRE.FindSubmatch(out); m != nil {
 		r.failed, _ = strconv.Atoi(string(m[1]))
 	}
-	if r.tps == 0 {
+	if r.tps == 0 && !bytes.Contains(out, []byte("transactions actually processed")) {
 		return r, fmt.Errorf("cannot read pgbench output:\n%s", out)
 	}
 	return r, nil
@@ -74,7 +79,20 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	baseline, err := st.StartBaseline(ctx)
+	gateway, err := st.StartBaseline(ctx)
+	if err != nil {
+		return err
+	}
+	connectVia := func(name, gw, target string) (string, error) {
+		port, err := devstack.FreePort()
+		if err != nil {
+			return "", err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		_, err = st.StartConnectVia(ctx, name, gw, target, addr, st.TokenFile)
+		return addr, err
+	}
+	baseline, err := connectVia("connect-baseline", gateway, devstack.DemoTarget)
 	if err != nil {
 		return err
 	}
@@ -108,5 +126,116 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// MySQL (MariaDB): point lookups by primary key from Go clients.
+	myBase, err := connectVia("connect-baseline-mysql", gateway, devstack.DemoTarget+"-mysql")
+	if err != nil {
+		return err
+	}
+	mySluice, err := connectVia("connect-mysql", st.Config.Envoy.Listen, devstack.DemoTarget+"-mysql")
+	if err != nil {
+		return err
+	}
+	myPaths := []struct{ name, dsn string }{
+		{"direct", st.Maria.DSN(devstack.AgentDBUser, devstack.AgentDBPass, devstack.DemoDatabase)},
+		{"envoy tunnel, no ext_proc", st.MySQLDSN(myBase)},
+		{"sluice", st.MySQLDSN(mySluice)},
+	}
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mysql protocol\tclients\tpath\tQPS\tmean latency ms\terrors\tQPS vs direct\tQPS vs tunnel\t\n")
+	for _, prepared := range []bool{false, true} {
+		for _, c := range []int{1, 8} {
+			var res []benchResult
+			for _, p := range myPaths {
+				fmt.Fprintf(stderr, "bench: mysql prepared=%v -c %d %s\n", prepared, c, p.name)
+				r, err := mysqlLoad(ctx, p.dsn, prepared, c, *duration)
+				if err != nil {
+					return err
+				}
+				res = append(res, r)
+			}
+			mode := "text"
+			if prepared {
+				mode = "prepared"
+			}
+			for i, p := range myPaths {
+				r := res[i]
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps)
+			}
+		}
+	}
 	return tw.Flush()
+}
+
+// mysqlLoad runs primary-key lookups on clients connections for d.
+func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d time.Duration) (benchResult, error) {
+	cfg, err := gomysql.ParseDSN(dsn)
+	if err != nil {
+		return benchResult{}, err
+	}
+	cfg.InterpolateParams = !prepared
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(clients)
+	var mu sync.Mutex
+	var done, failed int
+	var busy time.Duration
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+				return
+			}
+			defer conn.Close()
+			var stmt *sql.Stmt
+			if prepared {
+				if stmt, err = conn.PrepareContext(ctx, "SELECT total_cents FROM orders WHERE id = ?"); err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+					return
+				}
+				defer stmt.Close()
+			}
+			n, f := 0, 0
+			start := time.Now()
+			for i := w; time.Now().Before(deadline); i++ {
+				var v int
+				var err error
+				if stmt != nil {
+					err = stmt.QueryRowContext(ctx, 1+i%200).Scan(&v)
+				} else {
+					err = conn.QueryRowContext(ctx, "SELECT total_cents FROM orders WHERE id = ?", 1+i%200).Scan(&v)
+				}
+				if err != nil {
+					f++
+				} else {
+					n++
+				}
+			}
+			el := time.Since(start)
+			mu.Lock()
+			done, failed, busy = done+n, failed+f, busy+el
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r := benchResult{failed: failed, tps: float64(done) / d.Seconds()}
+	if done > 0 {
+		r.latencyMS = float64(busy.Milliseconds()) / float64(done)
+	}
+	return r, nil
 }

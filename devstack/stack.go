@@ -356,10 +356,10 @@ func (s *Stack) Close() error {
 }
 
 // StartBaseline starts a second Envoy from the same configuration but without
-// the ext_proc filter, plus a connector to it, and returns the connector's
-// address. It is for measuring sluice's own cost only.
+// the ext_proc filter and returns its tunnel listener. It is for measuring
+// sluice's own cost only.
 func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
-	p, err := ports(3)
+	p, err := ports(2)
 	if err != nil {
 		return "", err
 	}
@@ -385,14 +385,7 @@ func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
 	if err := e.WaitTCP(ctx, c.Envoy.Listen); err != nil {
 		return "", err
 	}
-	addr := loop(p[2])
-	conn, err := StartProcess(s.Dir, "connect-baseline", s.Binary, "connect", "--gateway", c.Envoy.Listen,
-		"--target", DemoTarget, "--listen", addr, "--ca", s.Config.Path("tls/ca.crt"), "--token-file", s.TokenFile)
-	if err != nil {
-		return "", err
-	}
-	s.extra = append(s.extra, conn)
-	return addr, conn.WaitTCP(ctx, addr)
+	return c.Envoy.Listen, nil
 }
 
 // StartXDSEnvoy starts an Envoy from `sluice envoy bootstrap --xds` with its
