@@ -1,0 +1,28 @@
+// Package mysql is sluice's MySQL/MariaDB client/server protocol session. It
+// is fed the tunnel's bytes as Envoy streams them and decides what each side
+// receives. Packets (3-byte length, 1-byte sequence id; a 16 MB payload
+// continues in the next packet) are framed here; sluice's own codec, since
+// no well-kept Go library for the server side is reachable.
+//
+// Packet flow (https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basics.html):
+//
+//	client                          sluice                                 server
+//	                                ◀── clears SSL, COMPRESS, LOCAL_FILES, ◀── HandshakeV10 (seq 0)
+//	                                    QUERY_ATTRIBUTES, MariaDB extensions
+//	HandshakeResponse41 (seq 1) ──▶ refuses TLS; checks the database; ─────▶ (capabilities cleared)
+//	auth switch / more data    ◀──▶ passed through, one client packet per ◀──▶ AuthSwitch, AuthMoreData
+//	                                server request; anything else refused
+//	                                ◀────────────────────────────────────── OK (command phase)
+//	COM_QUERY (seq 0) ─────────────▶ decide: allowed ───────────────────────▶ COM_QUERY
+//	ERR 1142 (seq 1) ◀───────────── decide: refused (never forwarded)
+//	                 ◀───────────── rows masked per the plan ◀───────────── column defs, rows, EOF/OK
+//	COM_STMT_PREPARE ──────────────▶ decide at prepare ─────────────────────▶ (statement id recorded)
+//	COM_STMT_EXECUTE ──────────────▶ decide again (memoized) ───────────────▶ binary rows masked
+//	COM_INIT_DB ───────────────────▶ decided as USE ────────────────────────▶ default database tracked
+//	COM_CHANGE_USER, binlog, replica, COM_FIELD_LIST, COM_PROCESS_KILL → ERR
+//
+// A refusal answers the command with one ERR packet of sequence id 1, the
+// answer the client expects; the server never sees the command, so both
+// sides start the next command at sequence 0 in step. Masked rows keep
+// their sequence ids.
+package mysql
