@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -108,5 +109,5 @@ func (m *MariaDB) Stop() error {
 	if m.proc == nil {
 		return nil
 	}
-	return m.proc.Stop()
+	return m.proc.StopWith(syscall.SIGTERM) // mariadbd shuts down on SIGTERM
 }

@@ -51,11 +51,14 @@ func (p *Process) Exited() bool {
 }
 
 // Stop sends SIGINT, then SIGKILL after a grace period, and waits.
-func (p *Process) Stop() error {
+func (p *Process) Stop() error { return p.StopWith(os.Interrupt) }
+
+// StopWith sends sig, then SIGKILL after a grace period, and waits.
+func (p *Process) StopWith(sig os.Signal) error {
 	if p.Exited() {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
+	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
 		return nil

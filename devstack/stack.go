@@ -139,6 +139,7 @@ type Stack struct {
 	Serve       *Process
 	Connect     *Process
 	ConnectAddr string // where the agent's client connects
+	MySQLAddr   string // where the agent's MySQL client connects
 	TokenFile   string
 	Binary      string
 	EnvoyBin    string
@@ -227,6 +228,10 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if !o.NoConnector {
 		s.ConnectAddr = loop(p[4])
 		if s.Connect, err = s.StartConnect(ctx, "connect", DemoTarget, s.ConnectAddr, s.TokenFile); err != nil {
+			return nil, err
+		}
+		s.MySQLAddr = loop(p[5])
+		if _, err = s.StartConnectVia(ctx, "connect-mysql", s.Config.Envoy.Listen, DemoTarget+"-mysql", s.MySQLAddr, s.TokenFile); err != nil {
 			return nil, err
 		}
 	}
