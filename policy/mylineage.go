@@ -8,23 +8,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 )
 
-// myScope is one query level of a MySQL statement.
-type myScope struct {
-	parent *myScope
-	rels   []relation
-	ctes   map[string][]Output
-}
-
-func (s *myScope) cte(name string) ([]Output, bool) {
-	for ; s != nil; s = s.parent {
-		if cols, ok := s.ctes[strings.ToLower(name)]; ok {
-			return cols, true
-		}
-	}
-	return nil, false
-}
-
-func (a *myAnalyzer) with(w *ast.WithClause, sc *myScope) error {
+func (a *myAnalyzer) with(w *ast.WithClause, sc *scope) error {
 	if w == nil {
 		return nil
 	}
@@ -68,7 +52,7 @@ func (a *myAnalyzer) with(w *ast.WithClause, sc *myScope) error {
 	return nil
 }
 
-func (a *myAnalyzer) resultSet(n ast.Node, parent *myScope) ([]Output, error) {
+func (a *myAnalyzer) resultSet(n ast.Node, parent *scope) ([]Output, error) {
 	if *a.work++; *a.work > maxWork {
 		return nil, errTooComplex
 	}
@@ -83,8 +67,8 @@ func (a *myAnalyzer) resultSet(n ast.Node, parent *myScope) ([]Output, error) {
 	return nil, fmt.Errorf("sluice does not understand a %T in a query", n)
 }
 
-func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *myScope) ([]Output, error) {
-	sc := &myScope{parent: parent}
+func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *scope) ([]Output, error) {
+	sc := &scope{parent: parent}
 	if err := a.with(s.With, sc); err != nil {
 		return nil, err
 	}
@@ -119,8 +103,8 @@ func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *myScope) ([]Output, error
 	return outs, nil
 }
 
-func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *myScope) ([]Output, error) {
-	sc := &myScope{parent: parent}
+func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *scope) ([]Output, error) {
+	sc := &scope{parent: parent}
 	if err := a.with(sel.With, sc); err != nil {
 		return nil, err
 	}
@@ -190,7 +174,7 @@ func fieldName(f *ast.SelectField) string {
 	return strings.TrimSpace(f.Text())
 }
 
-func (a *myAnalyzer) star(w *ast.WildCardField, sc *myScope) []Output {
+func (a *myAnalyzer) star(w *ast.WildCardField, sc *scope) []Output {
 	var out []Output
 	for _, r := range sc.rels {
 		if w.Table.O != "" && !strings.EqualFold(r.alias, w.Table.O) {
@@ -211,7 +195,7 @@ func myRelCols(r relation) []Output {
 	return slices.Clone(r.cols)
 }
 
-func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *myScope) error {
+func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *scope) error {
 	switch f := n.(type) {
 	case *ast.Join:
 		if f.Left != nil {
@@ -261,12 +245,12 @@ func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *myScope) error {
 	return nil
 }
 
-func (a *myAnalyzer) addTable(sc *myScope, tn *ast.TableName, alias string) error {
+func (a *myAnalyzer) addTable(sc *scope, tn *ast.TableName, alias string) error {
 	if alias == "" {
 		alias = tn.Name.O
 	}
 	if tn.Schema.O == "" {
-		if cols, ok := sc.cte(tn.Name.O); ok {
+		if cols, ok := sc.cte(strings.ToLower(tn.Name.O)); ok {
 			a.assigned[tn] = true
 			sc.rels = append(sc.rels, relation{alias: alias, cols: slices.Clone(cols)})
 			return nil
@@ -289,7 +273,7 @@ func (a *myAnalyzer) addTable(sc *myScope, tn *ast.TableName, alias string) erro
 	return nil
 }
 
-func (a *myAnalyzer) uses(sc *myScope, exprs ...ast.ExprNode) error {
+func (a *myAnalyzer) uses(sc *scope, exprs ...ast.ExprNode) error {
 	for _, e := range exprs {
 		if e == nil {
 			continue
@@ -309,7 +293,7 @@ func (a *myAnalyzer) uses(sc *myScope, exprs ...ast.ExprNode) error {
 
 // column resolves a column name through the scopes (MySQL column names are
 // case-insensitive).
-func (a *myAnalyzer) column(cn *ast.ColumnName, sc *myScope) ([]Column, error) {
+func (a *myAnalyzer) column(cn *ast.ColumnName, sc *scope) ([]Column, error) {
 	col := cn.Name.O
 	for s := sc; s != nil; s = s.parent {
 		if cn.Table.O == "" {
@@ -359,7 +343,7 @@ func (a *myAnalyzer) column(cn *ast.ColumnName, sc *myScope) ([]Column, error) {
 }
 
 // expr returns the table columns an expression's value derives from.
-func (a *myAnalyzer) expr(e ast.Node, sc *myScope) ([]Column, error) {
+func (a *myAnalyzer) expr(e ast.Node, sc *scope) ([]Column, error) {
 	var out []Column
 	var err error
 	e.Accept(&visitor{enter: func(n ast.Node) bool {
@@ -393,7 +377,7 @@ func (a *myAnalyzer) expr(e ast.Node, sc *myScope) ([]Column, error) {
 	return out, err
 }
 
-func (a *myAnalyzer) targets(refs *ast.TableRefsClause, action string, sc *myScope) error {
+func (a *myAnalyzer) targets(refs *ast.TableRefsClause, action string, sc *scope) error {
 	if refs == nil || refs.TableRefs == nil {
 		return nil
 	}
@@ -404,7 +388,7 @@ func (a *myAnalyzer) targets(refs *ast.TableRefsClause, action string, sc *mySco
 }
 
 func (a *myAnalyzer) insert(s *ast.InsertStmt) error {
-	sc := &myScope{}
+	sc := &scope{}
 	if s.Select != nil {
 		outs, err := a.resultSet(s.Select, sc)
 		if err != nil {
@@ -424,7 +408,7 @@ func (a *myAnalyzer) insert(s *ast.InsertStmt) error {
 			return err
 		}
 	}
-	tsc := &myScope{}
+	tsc := &scope{}
 	if err := a.addTable(tsc, tn, ""); err != nil {
 		return err
 	}
@@ -463,7 +447,7 @@ func firstTable(refs *ast.TableRefsClause) *ast.TableName {
 }
 
 func (a *myAnalyzer) update(s *ast.UpdateStmt) error {
-	sc := &myScope{}
+	sc := &scope{}
 	if err := a.with(s.With, sc); err != nil {
 		return err
 	}
@@ -515,7 +499,7 @@ func (a *myAnalyzer) relObject(r relation) (Object, bool) {
 }
 
 func (a *myAnalyzer) delete(s *ast.DeleteStmt) error {
-	sc := &myScope{}
+	sc := &scope{}
 	if err := a.with(s.With, sc); err != nil {
 		return err
 	}
@@ -548,7 +532,7 @@ func (a *myAnalyzer) delete(s *ast.DeleteStmt) error {
 	return nil
 }
 
-func myFindRel(sc *myScope, alias string) (relation, bool) {
+func myFindRel(sc *scope, alias string) (relation, bool) {
 	for _, r := range sc.rels {
 		if strings.EqualFold(r.alias, alias) {
 			return r, true

@@ -241,7 +241,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 			a.add(mySetAction(v), target)
 			if v.Value != nil {
 				// A value stored in a variable can be read back unmasked.
-				src, err := a.expr(v.Value, &myScope{})
+				src, err := a.expr(v.Value, &scope{})
 				if err != nil {
 					return err
 				}
@@ -286,7 +286,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 	case *ast.DoStmt:
 		// DO evaluates expressions: their functions are checked by walk.
 		for _, e := range s.Exprs {
-			src, err := a.expr(e, &myScope{})
+			src, err := a.expr(e, &scope{})
 			if err != nil {
 				return err
 			}

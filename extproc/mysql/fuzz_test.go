@@ -36,26 +36,6 @@ func FuzzSession(f *testing.F) {
 				_ = s.FromServer(ev.Data, &out)
 			}
 		}
-		if cut < 0 {
-			cut = -cut
-		}
-		feed := func(b []byte, fromClient bool) {
-			for len(b) > 0 {
-				n := min(len(b), cut%23+1)
-				out.Reset()
-				var err error
-				if fromClient {
-					err = s.FromClient(b[:n], &out)
-				} else {
-					err = s.FromServer(b[:n], &out)
-				}
-				if err != nil && s.phase != phaseClosed {
-					t.Fatalf("error %v but session not closed", err)
-				}
-				b = b[n:]
-			}
-		}
-		feed(client, true)
-		feed(server, false)
+		tracetest.Feed(t, s, client, server, cut, func() bool { return s.phase == phaseClosed })
 	})
 }

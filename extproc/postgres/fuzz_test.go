@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/extproc/tracetest"
 )
 
 // FuzzSession feeds arbitrary bytes to both directions of a ready session:
@@ -21,27 +22,7 @@ func FuzzSession(f *testing.F) {
 		start := enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "app"}})
 		_ = s.FromClient(start, &out)
 		_ = s.FromServer(enc(t, &pgproto3.AuthenticationOk{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}), &out)
-		if cut < 0 {
-			cut = -cut
-		}
-		feed := func(b []byte, fromClient bool) {
-			for len(b) > 0 {
-				n := min(len(b), cut%17+1)
-				out.Reset()
-				var err error
-				if fromClient {
-					err = s.FromClient(b[:n], &out)
-				} else {
-					err = s.FromServer(b[:n], &out)
-				}
-				if err != nil && s.phase != phaseClosed {
-					t.Fatalf("error %v but session not closed", err)
-				}
-				b = b[n:]
-			}
-		}
-		feed(client, true)
-		feed(server, false)
+		tracetest.Feed(t, s, client, server, cut, func() bool { return s.phase == phaseClosed })
 	})
 }
 

@@ -142,3 +142,34 @@ func EverySplit(t *testing.T, tr Trace, newSession func() session.Session, norma
 	check("one byte per chunk", ByteAtATime(tr.Events))
 	t.Logf("%d events, %d bytes: identical at all %d splits and byte by byte", len(tr.Events), total, total-1)
 }
+
+// Feed gives s the client bytes, then the server bytes, in chunks of
+// 1..chunk bytes, and fails if an error leaves the session open (closed
+// reports whether the session has ended).
+func Feed(t *testing.T, s session.Session, client, server []byte, chunk int, closed func() bool) {
+	t.Helper()
+	if chunk < 0 {
+		chunk = -chunk
+	}
+	var out session.Output
+	for _, dir := range []struct {
+		b          []byte
+		fromClient bool
+	}{{client, true}, {server, false}} {
+		b := dir.b
+		for len(b) > 0 {
+			n := min(len(b), chunk%23+1)
+			out.Reset()
+			var err error
+			if dir.fromClient {
+				err = s.FromClient(b[:n], &out)
+			} else {
+				err = s.FromServer(b[:n], &out)
+			}
+			if err != nil && !closed() {
+				t.Fatalf("error %v but session not closed", err)
+			}
+			b = b[n:]
+		}
+	}
+}
