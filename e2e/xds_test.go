@@ -86,10 +86,9 @@ func TestXDSFleet(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Reported, not asserted: speed is for benchmarks; the deadline above
+	// only bounds the wait.
 	t.Logf("added target reachable through the running envoy after %v", took)
-	if took > 5*time.Second {
-		t.Errorf("took %v, want within 5 s", took)
-	}
 
 	// A second Envoy served by the same sluice.
 	_, listenB, err := stack.StartXDSEnvoy(ctx, "xds-b")
