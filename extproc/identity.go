@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
@@ -24,6 +25,9 @@ func identityFrom(req *extprocv3.ProcessingRequest, payloadKey, groupsKey string
 		return session.Identity{}, errors.New("token has no sub claim")
 	}
 	id := session.Identity{Subject: sub, Claims: claims}
+	if exp, ok := claims["exp"].(float64); ok {
+		id.Expiry = time.Unix(int64(exp), 0)
+	}
 	switch g := claims[groupsKey].(type) {
 	case nil:
 	case string:

@@ -14,6 +14,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -73,6 +75,7 @@ func NewServer(cfg Config) *Server {
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
 	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger}
 	defer t.trace.close()
+	defer t.stopTimer()
 	defer func() {
 		if c, ok := t.sess.(interface{ Close() }); ok {
 			c.Close()
@@ -95,7 +98,9 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 			}
 			return fmt.Errorf("cannot receive from envoy: %w", err)
 		}
+		t.mu.Lock()
 		done, err := t.handle(req)
+		t.mu.Unlock()
 		if err != nil {
 			t.log.Error("tunnel failed", "err", err)
 			return status.Error(codes.Internal, err.Error())
@@ -106,8 +111,11 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 	}
 }
 
-// tunnel is the state of one stream.
+// tunnel is the state of one stream. mu serializes the stream loop and the
+// token-expiry timer, which both use the session and send on the stream.
 type tunnel struct {
+	mu     sync.Mutex
+	timer  *time.Timer
 	srv    *Server
 	stream extprocv3.ExternalProcessor_ProcessServer
 	log    *slog.Logger
@@ -188,6 +196,9 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		return true, t.refuse(typev3.StatusCode_Forbidden, "sluice: "+d.Reason)
 	}
 	t.sess = newSession(target, auth, t.log)
+	if !id.Expiry.IsZero() {
+		t.timer = time.AfterFunc(time.Until(id.Expiry), t.expire)
+	}
 	if dir := t.srv.cfg.TraceDir; dir != "" {
 		tr, err := openTrace(dir, headers["x-request-id"], TraceHeader{
 			Target: target.Name, Protocol: target.Protocol, Agent: id.Subject, Groups: id.Groups, Database: target.Database,
@@ -289,4 +300,37 @@ func (t *tunnel) send(resp *extprocv3.ProcessingResponse) error {
 		return fmt.Errorf("cannot send to envoy: %w", err)
 	}
 	return nil
+}
+
+func (t *tunnel) stopTimer() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+// expire ends the session when the agent's token expires: the client gets
+// a clear protocol error, the database a hang-up, and the agent must
+// reconnect with a fresh token.
+func (t *tunnel) expire() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.sess.(session.Expirer)
+	if !ok {
+		return
+	}
+	t.log.Info("token expired; ending the session")
+	t.out.Reset()
+	e.Expire("the agent's token expired: reconnect with a fresh token", &t.out)
+	if len(t.out.ToServer) > 0 {
+		if err := t.sendBody(true, t.out.ToServer, false); err != nil {
+			t.log.Warn("cannot end the session toward the database", "err", err)
+		}
+	}
+	if len(t.out.ToClient) > 0 && t.clientOpen {
+		if err := t.sendBody(false, t.out.ToClient, false); err != nil {
+			t.log.Warn("cannot tell the client its token expired", "err", err)
+		}
+	}
 }

@@ -391,3 +391,17 @@ func (s *Session) Close() {
 		s.log.Info("values masked", "counts", fmt.Sprint(s.stats))
 	}
 }
+
+// Expire ends the session: an ERR to the client, COM_QUIT to the server.
+func (s *Session) Expire(reason string, out *session.Output) {
+	if s.phase == phaseClosed {
+		return
+	}
+	out.ToClient, _ = appendPacket(out.ToClient, errPayload(1045, "28000", "sluice: "+reason), 0)
+	if s.phase == phaseCommand {
+		out.ToServer, _ = appendPacket(out.ToServer, []byte{comQuit}, 0)
+	} else {
+		out.ToServer, _ = appendPacket(out.ToServer, []byte{0}, 1)
+	}
+	s.phase = phaseClosed
+}

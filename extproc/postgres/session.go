@@ -675,3 +675,15 @@ func (s *Session) copyPlan(head *op) *rowPlan {
 	p.copyText = true
 	return p
 }
+
+// Expire ends the session: FATAL to the client, Terminate to the server.
+func (s *Session) Expire(reason string, out *session.Output) {
+	if s.phase == phaseClosed {
+		return
+	}
+	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
+		Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "28000", Message: "sluice: " + reason,
+	})
+	out.ToServer = s.appendHangup(out.ToServer)
+	s.phase = phaseClosed
+}

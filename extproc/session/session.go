@@ -3,12 +3,16 @@
 // It has no behaviour, so both sides can import it without a cycle.
 package session
 
+import "time"
+
 // Identity is the authenticated agent behind a tunnel, taken from the JWT
 // claims that Envoy's jwt_authn filter validated.
 type Identity struct {
 	Subject string         // the JWT sub claim
 	Groups  []string       // from the configured groups claim
 	Claims  map[string]any // every claim, for policies and audit
+	// Expiry is the token's exp: the session may not outlive it.
+	Expiry time.Time
 }
 
 // Target is a configured database a tunnel may reach.
@@ -29,6 +33,12 @@ type Output struct {
 func (o *Output) Reset() {
 	o.ToServer = o.ToServer[:0]
 	o.ToClient = o.ToClient[:0]
+}
+
+// Expirer is a session that can end itself when the agent's token expires:
+// it writes a protocol error for the client and a hang-up for the server.
+type Expirer interface {
+	Expire(reason string, out *Output)
 }
 
 // Session is one database connection's wire-protocol state machine. It is fed
