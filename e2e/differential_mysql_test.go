@@ -53,33 +53,9 @@ func TestDifferentialMariaDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	cat := policy.NewStaticCatalog(1, cf.Catalog["demo-mysql"])
-	roles := map[string]string{"analyst": "corpus_analyst", "migrator": "corpus_migrator"}
-	var allowedOK, writeRefused, disagreements int
-	for _, r := range cf.Run(set) {
-		role, ok := roles[r.Case.As]
-		if !ok {
-			continue
-		}
-		a := policy.AnalyzeMySQL(r.Case.SQL, "sluice_demo", cat)
-		if r.Decision.Outcome == policy.Allow {
-			if err := myRunAs(ctx, m, role, r.Case.SQL, r.Case.As == "migrator"); err != nil {
-				disagreements++
-				t.Errorf("sluice allows %s %q, MariaDB refuses: %v", r.Case.As, r.Case.SQL, err)
-			} else {
-				allowedOK++
-			}
-		}
-		if r.Case.As == "analyst" && a.Err == nil && classedWrite(a) {
-			if err := myRunAs(ctx, m, role, r.Case.SQL, true); err == nil {
-				disagreements++
-				t.Errorf("sluice classes %q as a write or DDL, but MariaDB ran it for a read-only role", r.Case.SQL)
-			} else {
-				writeRefused++
-			}
-		}
-	}
-	t.Logf("MariaDB corpus: %d allowed statements accepted by the database, %d write/DDL statements refused to a read-only role, %d disagreements",
-		allowedOK, writeRefused, disagreements)
+	compareWithDatabase(t, "MariaDB", cf, set,
+		func(sql string) policy.Analysis { return policy.AnalyzeMySQL(sql, "sluice_demo", cat) },
+		func(role, sql string, rollback bool) error { return myRunAs(ctx, m, role, sql, rollback) })
 }
 
 func myRunAs(ctx context.Context, m *devstack.MariaDB, role, q string, rollback bool) error {

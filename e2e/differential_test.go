@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/policy"
 )
 
@@ -76,6 +77,18 @@ func TestDifferentialPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	cat := policy.NewStaticCatalog(1, cf.Catalog["demo"])
+	compareWithDatabase(t, "PostgreSQL", cf, set,
+		func(sql string) policy.Analysis { return policy.AnalyzePostgres(sql, cat) },
+		func(role, sql string, rollback bool) error { return runAs(ctx, role, sql, rollback) })
+}
+
+// compareWithDatabase runs every analyst and migrator case against the
+// database under roles named corpus_<principal>: what sluice allows must
+// run (writes inside a rolled-back transaction), and what it classes as a
+// write or DDL must fail for the read-only analyst role.
+func compareWithDatabase(t *testing.T, db string, cf *policy.CaseFile, set *cedar.Set,
+	analyze func(string) policy.Analysis, run func(role, sql string, rollback bool) error) {
+	t.Helper()
 	roles := map[string]string{"analyst": "corpus_analyst", "migrator": "corpus_migrator"}
 	var allowedOK, writeRefused, disagreements int
 	for _, r := range cf.Run(set) {
@@ -83,28 +96,25 @@ func TestDifferentialPostgres(t *testing.T) {
 		if !ok || strings.TrimSpace(r.Case.SQL) == "" {
 			continue
 		}
-		a := policy.AnalyzePostgres(r.Case.SQL, cat)
-		allowed := r.Decision.Outcome == policy.Allow
-		if allowed {
-			// Writes run in a transaction that is rolled back.
-			if err := runAs(ctx, role, r.Case.SQL, r.Case.As == "migrator"); err != nil {
+		if r.Decision.Outcome == policy.Allow {
+			if err := run(role, r.Case.SQL, r.Case.As == "migrator"); err != nil {
 				disagreements++
-				t.Errorf("sluice allows %s %q, PostgreSQL refuses: %v", r.Case.As, r.Case.SQL, err)
+				t.Errorf("sluice allows %s %q, %s refuses: %v", r.Case.As, r.Case.SQL, db, err)
 			} else {
 				allowedOK++
 			}
 		}
-		if r.Case.As == "analyst" && a.Err == nil && classedWrite(a) {
-			if err := runAs(ctx, role, r.Case.SQL, true); err == nil {
+		if a := analyze(r.Case.SQL); r.Case.As == "analyst" && a.Err == nil && classedWrite(a) {
+			if err := run(role, r.Case.SQL, true); err == nil {
 				disagreements++
-				t.Errorf("sluice classes %q as a write or DDL, but PostgreSQL ran it for a read-only role", r.Case.SQL)
+				t.Errorf("sluice classes %q as a write or DDL, but %s ran it for a read-only role", r.Case.SQL, db)
 			} else {
 				writeRefused++
 			}
 		}
 	}
-	t.Logf("PostgreSQL corpus: %d allowed statements accepted by the database, %d write/DDL statements refused to a read-only role, %d disagreements",
-		allowedOK, writeRefused, disagreements)
+	t.Logf("%s corpus: %d allowed statements accepted by the database, %d write/DDL statements refused to a read-only role, %d disagreements",
+		db, allowedOK, writeRefused, disagreements)
 }
 
 // runAs runs sql as role in a fresh connection, inside a transaction that is

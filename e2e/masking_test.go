@@ -65,15 +65,7 @@ func TestMaskingWithPgxTextAndBinary(t *testing.T) {
 	// Every shape, with the extended protocol (binary results where pgx asks
 	// for them) and the simple protocol (text).
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
-		cfg, err := pgx.ParseConfig(stack.AgentURL(""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.DefaultQueryExecMode = mode
-		c, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := pgxConnect(t, mode)
 		for _, tc := range shapes {
 			if strings.HasPrefix(tc.sql, "COPY") {
 				continue
@@ -110,15 +102,7 @@ func TestMaskingWithPgxTextAndBinary(t *testing.T) {
 		c.Close(ctx)
 	}
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeDescribeExec} {
-		cfg, err := pgx.ParseConfig(stack.AgentURL(""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.DefaultQueryExecMode = mode
-		c, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := pgxConnect(t, mode)
 		rows, err := c.Query(ctx, "SELECT id, name, email, ssn, length(ssn) FROM customers WHERE id <= $1 ORDER BY id", 2)
 		if err != nil {
 			t.Fatal(err)
@@ -229,4 +213,19 @@ func TestTagsFromColumnComments(t *testing.T) {
 	if err != nil || strings.Contains(out, "415-555-0100") || !strings.Contains(out, "********0100") || !strings.Contains(out, "Ada") {
 		t.Fatalf("phone tagged by its column comment: %v\n%s", err, out)
 	}
+}
+
+// pgxConnect opens a pgx connection through the demo connector in mode.
+func pgxConnect(t *testing.T, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(stack.AgentURL(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -286,18 +286,23 @@ func Clusters(c *config.Config) ([]*clusterv3.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extproc.address: %w", err)
 	}
-	ep.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+	ep.TypedExtensionProtocolOptions = grpcUpstream()
+	out = append(out, ep)
+	return out, nil
+}
+
+// grpcUpstream makes a cluster speak HTTP/2 to sluice's gRPC server, with
+// keepalive pings no more often than the server permits (see serve).
+func grpcUpstream() map[string]*anypb.Any {
+	return map[string]*anypb.Any{
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpv3.HttpProtocolOptions{
 			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
-					// sluice's gRPC server permits pings this often (see serve).
 					ConnectionKeepalive: &corev3.KeepaliveSettings{Interval: durationpb.New(20 * time.Second), Timeout: durationpb.New(5 * time.Second)},
 				}},
 			}},
 		}),
 	}
-	out = append(out, ep)
-	return out, nil
 }
 
 func staticCluster(name, address string, connectTimeout time.Duration) (*clusterv3.Cluster, error) {

@@ -8,45 +8,24 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 )
 
+// with registers a WITH clause's CTEs in sc (MySQL names fold case).
 func (a *myAnalyzer) with(w *ast.WithClause, sc *scope) error {
 	if w == nil {
 		return nil
 	}
-	if sc.ctes == nil {
-		sc.ctes = map[string][]Output{}
-	}
 	for _, cte := range w.CTEs {
-		name := strings.ToLower(cte.Name.O)
-		sc.ctes[name] = nil
-		for i := 0; i < 10; i++ {
-			outs, err := a.resultSet(cte.Query.Query, sc)
-			if err != nil {
-				if i == 0 && w.IsRecursive {
-					// Seed with the first SELECT of the recursive union.
-					if so, ok := cte.Query.Query.(*ast.SetOprStmt); ok && len(so.SelectList.Selects) > 0 {
-						if seed, err2 := a.resultSet(so.SelectList.Selects[0].(ast.ResultSetNode), sc); err2 == nil {
-							sc.ctes[name] = seed
-							continue
-						}
-					}
-				}
-				return err
-			}
-			for j := range outs {
-				if j < len(cte.ColNameList) {
-					outs[j].Name = cte.ColNameList[j].O
-				}
-			}
-			prev := sc.ctes[name]
-			if len(prev) == len(outs) {
-				for j := range outs {
-					outs[j].Sources = union(outs[j].Sources, prev[j].Sources...)
-				}
-			}
-			sc.ctes[name] = outs
-			if !w.IsRecursive || equalLineage(prev, outs) {
-				break
-			}
+		var aliases []string
+		for _, c := range cte.ColNameList {
+			aliases = append(aliases, c.O)
+		}
+		var seed func() ([]Output, error)
+		if so, ok := cte.Query.Query.(*ast.SetOprStmt); w.IsRecursive && ok && so.SelectList != nil && len(so.SelectList.Selects) > 0 {
+			seed = func() ([]Output, error) { return a.resultSet(so.SelectList.Selects[0], sc) }
+		}
+		if err := sc.defineCTE(strings.ToLower(cte.Name.O), aliases, w.IsRecursive, seed, func() ([]Output, error) {
+			return a.resultSet(cte.Query.Query, sc)
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -377,14 +356,12 @@ func (a *myAnalyzer) expr(e ast.Node, sc *scope) ([]Column, error) {
 	return out, err
 }
 
-func (a *myAnalyzer) targets(refs *ast.TableRefsClause, action string, sc *scope) error {
+// tableRefs adds the tables an UPDATE or DELETE names to sc.
+func (a *myAnalyzer) tableRefs(refs *ast.TableRefsClause, sc *scope) error {
 	if refs == nil || refs.TableRefs == nil {
 		return nil
 	}
-	if err := a.fromItem(refs.TableRefs, sc); err != nil {
-		return err
-	}
-	return nil
+	return a.fromItem(refs.TableRefs, sc)
 }
 
 func (a *myAnalyzer) insert(s *ast.InsertStmt) error {
@@ -451,7 +428,7 @@ func (a *myAnalyzer) update(s *ast.UpdateStmt) error {
 	if err := a.with(s.With, sc); err != nil {
 		return err
 	}
-	if err := a.targets(s.TableRefs, "update", sc); err != nil {
+	if err := a.tableRefs(s.TableRefs, sc); err != nil {
 		return err
 	}
 	// The tables assigned to are written; all tables named are read.
@@ -503,7 +480,7 @@ func (a *myAnalyzer) delete(s *ast.DeleteStmt) error {
 	if err := a.with(s.With, sc); err != nil {
 		return err
 	}
-	if err := a.targets(s.TableRefs, "delete", sc); err != nil {
+	if err := a.tableRefs(s.TableRefs, sc); err != nil {
 		return err
 	}
 	if s.IsMultiTable && s.Tables != nil {

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -417,5 +416,3 @@ type visitor struct{ enter func(ast.Node) bool }
 
 func (v *visitor) Enter(n ast.Node) (ast.Node, bool) { return n, !v.enter(n) }
 func (v *visitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
-
-var errNoCatalog = errors.New("no catalog")

@@ -66,9 +66,6 @@ func (a *pgAnalyzer) with(w *pg.WithClause, sc *scope) error {
 	if w == nil {
 		return nil
 	}
-	if sc.ctes == nil {
-		sc.ctes = map[string][]Output{}
-	}
 	for _, n := range w.Ctes {
 		cte := n.GetCommonTableExpr()
 		if cte == nil {
@@ -78,41 +75,57 @@ func (a *pgAnalyzer) with(w *pg.WithClause, sc *scope) error {
 		for _, c := range cte.Aliascolnames {
 			aliases = append(aliases, c.GetString_().GetSval())
 		}
-		sc.ctes[cte.Ctename] = nil
+		var seed func() ([]Output, error)
 		if sel := cte.Ctequery.GetSelectStmt(); w.Recursive && sel != nil && sel.Larg != nil {
-			// Seed a recursive CTE with its non-recursive term.
-			seed, err := a.selectStmt(sel.Larg, sc)
-			if err != nil {
-				return err
-			}
-			for j := range seed {
-				if j < len(aliases) {
-					seed[j].Name = aliases[j]
-				}
-			}
-			sc.ctes[cte.Ctename] = seed
+			seed = func() ([]Output, error) { return a.selectStmt(sel.Larg, sc) }
 		}
-		// A recursive CTE reads itself: iterate until its lineage is stable.
-		for i := 0; i < 10; i++ {
-			outs, err := a.query(cte.Ctequery, sc)
-			if err != nil {
-				return err
+		if err := sc.defineCTE(cte.Ctename, aliases, w.Recursive, seed, func() ([]Output, error) {
+			return a.query(cte.Ctequery, sc)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// defineCTE registers a CTE in sc: a recursive one is seeded with its
+// non-recursive term, then its body is analyzed until its lineage is stable
+// (the body reads the CTE itself); aliases rename its columns.
+func (sc *scope) defineCTE(name string, aliases []string, recursive bool, seed, body func() ([]Output, error)) error {
+	if sc.ctes == nil {
+		sc.ctes = map[string][]Output{}
+	}
+	rename := func(outs []Output) []Output {
+		for j := range outs {
+			if j < len(aliases) {
+				outs[j].Name = aliases[j]
 			}
+		}
+		return outs
+	}
+	sc.ctes[name] = nil
+	if seed != nil {
+		outs, err := seed()
+		if err != nil {
+			return err
+		}
+		sc.ctes[name] = rename(outs)
+	}
+	for i := 0; i < 10; i++ {
+		outs, err := body()
+		if err != nil {
+			return err
+		}
+		outs = rename(outs)
+		prev := sc.ctes[name]
+		if len(prev) == len(outs) {
 			for j := range outs {
-				if j < len(aliases) {
-					outs[j].Name = aliases[j]
-				}
+				outs[j].Sources = union(outs[j].Sources, prev[j].Sources...)
 			}
-			prev := sc.ctes[cte.Ctename]
-			if len(prev) == len(outs) {
-				for j := range outs {
-					outs[j].Sources = union(outs[j].Sources, prev[j].Sources...)
-				}
-			}
-			sc.ctes[cte.Ctename] = outs
-			if !w.Recursive || equalLineage(prev, outs) {
-				break
-			}
+		}
+		sc.ctes[name] = outs
+		if !recursive || equalLineage(prev, outs) {
+			return nil
 		}
 	}
 	return nil
@@ -673,48 +686,38 @@ func (a *pgAnalyzer) setList(list []*pg.Node, sc *scope) error {
 }
 
 func (a *pgAnalyzer) updateIn(s *pg.UpdateStmt, parent *scope) ([]Output, error) {
-	sc := &scope{parent: parent}
-	if err := a.with(s.WithClause, sc); err != nil {
-		return nil, err
-	}
-	tsc, err := a.targetScope(s.Relation, "update", sc)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range s.FromClause {
-		if err := a.fromItem(f, tsc); err != nil {
-			return nil, err
-		}
-	}
-	if err := a.setList(s.TargetList, tsc); err != nil {
-		return nil, err
-	}
-	if err := a.uses(tsc, s.WhereClause); err != nil {
-		return nil, err
-	}
-	a.st.Bounded = s.WhereClause != nil
-	return a.targetList(s.ReturningList, tsc)
+	return a.writeIn(parent, s.WithClause, s.Relation, "update", s.FromClause, s.TargetList, s.WhereClause, s.ReturningList)
 }
 
 func (a *pgAnalyzer) deleteIn(s *pg.DeleteStmt, parent *scope) ([]Output, error) {
+	return a.writeIn(parent, s.WithClause, s.Relation, "delete", s.UsingClause, nil, s.WhereClause, s.ReturningList)
+}
+
+// writeIn analyzes UPDATE and DELETE: the relation written, the others read
+// (FROM or USING), the SET expressions, WHERE, and RETURNING.
+func (a *pgAnalyzer) writeIn(parent *scope, with *pg.WithClause, rel *pg.RangeVar, action string,
+	from, set []*pg.Node, where *pg.Node, returning []*pg.Node) ([]Output, error) {
 	sc := &scope{parent: parent}
-	if err := a.with(s.WithClause, sc); err != nil {
+	if err := a.with(with, sc); err != nil {
 		return nil, err
 	}
-	tsc, err := a.targetScope(s.Relation, "delete", sc)
+	tsc, err := a.targetScope(rel, action, sc)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range s.UsingClause {
+	for _, f := range from {
 		if err := a.fromItem(f, tsc); err != nil {
 			return nil, err
 		}
 	}
-	if err := a.uses(tsc, s.WhereClause); err != nil {
+	if err := a.setList(set, tsc); err != nil {
 		return nil, err
 	}
-	a.st.Bounded = s.WhereClause != nil
-	return a.targetList(s.ReturningList, tsc)
+	if err := a.uses(tsc, where); err != nil {
+		return nil, err
+	}
+	a.st.Bounded = where != nil
+	return a.targetList(returning, tsc)
 }
 
 // merge analyzes MERGE: its WHEN clauses say which writes it makes; the ON

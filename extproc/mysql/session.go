@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/mask"
@@ -292,7 +293,9 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(d, sql, out)
 			return nil
 		}
-		s.pendingDB = useTarget(sql)
+		if slices.Contains(d.Kinds, "use") {
+			s.pendingDB = useTarget(sql) // only then is it worth reading the name
+		}
 		forward(response{kind: respResult, dec: d})
 	case comStmtPrepare:
 		sql := string(b[1:])

@@ -185,15 +185,10 @@ func (s *Session) rewriteCopyRow(dst, body []byte, p *rowPlan) []byte {
 	return dst
 }
 
-// copyEscape escapes what a masked value might introduce into COPY text.
-func copyEscape(v []byte) string {
-	r := strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r")
-	return r.Replace(string(v))
-}
+// copyEscaper escapes what a masked value might introduce into COPY text.
+var copyEscaper = strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r")
 
-// MaskStats reports how many values were masked, per result column name
-// ("detector" counts content-detector matches).
-func (s *Session) MaskStats() map[string]int { return s.stats }
+func copyEscape(v []byte) string { return copyEscaper.Replace(string(v)) }
 
 // Close reports the session's masking counts.
 func (s *Session) Close() { s.logMasking() }

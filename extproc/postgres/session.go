@@ -101,15 +101,11 @@ type Session struct {
 	cur        *rowPlan            // simple protocol: the result being returned
 	stats      maskStats
 	detect     bool
-	txStatus   byte
 
 	// poisonName names a prepared statement that cannot exist; describing it
 	// makes the server fail in place of a refused message, so the server
 	// itself aborts the transaction and skips to Sync as PostgreSQL would.
 	poisonName string
-	// sslAnswers counts 'N' answers owed to SSLRequest/GSSENCRequest.
-	sslAnswers int
-	scratch    []byte
 }
 
 // NewSession starts a session in the startup phase.
@@ -181,8 +177,6 @@ func (s *Session) FromClient(data []byte, out *session.Output) error {
 
 // FromServer implements session.Session.
 func (s *Session) FromServer(data []byte, out *session.Output) error {
-	// The server's first bytes open the response direction; owed SSL answers
-	// were already queued toward the client, in order, by clientFrame.
 	if s.phase == phaseClosed {
 		return nil
 	}
@@ -491,7 +485,6 @@ func (s *Session) serverFrame(f frame, out *session.Output) error {
 				return &ProtocolError{"malformed ReadyForQuery from the server"}
 			}
 			s.phase = phaseReady
-			s.txStatus = f.body[0]
 		case 'K':
 			var m pgproto3.BackendKeyData
 			if err := m.Decode(f.body); err == nil {
@@ -556,7 +549,6 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		if len(f.body) != 1 {
 			return &ProtocolError{"malformed ReadyForQuery from the server"}
 		}
-		s.txStatus = f.body[0]
 		s.cur = nil
 		// Pop through the op this answers; anything before it was skipped.
 		for len(s.ops) > 0 {
@@ -630,9 +622,6 @@ func (s *Session) appendError(dst []byte, e *pgproto3.ErrorResponse) []byte {
 	dst, _ = e.Encode(dst)
 	return dst
 }
-
-// TxStatus is the transaction status of the last ReadyForQuery.
-func (s *Session) TxStatus() byte { return s.txStatus }
 
 // rowDescription records result column types, and starts the row plan of a
 // simple-protocol result.
