@@ -103,7 +103,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	paths := []struct{ name, url string }{
 		{"direct", direct},
-		{"envoy tunnel, no ext_proc", st.AgentURL(baseline)},
+		// The bare tunnel has no sluice to log in: the client brings the
+		// password of the user sluice logs in as for the bench's agent.
+		{"envoy tunnel, no ext_proc", fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.ReaderDBUser, devstack.ReaderDBPass, baseline, devstack.DemoDatabase)},
 		{"sluice", st.AgentURL("")},
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -140,7 +142,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	myPaths := []struct{ name, dsn string }{
 		{"direct", st.Maria.DSN(devstack.AgentDBUser, devstack.AgentDBPass, devstack.DemoDatabase)},
-		{"envoy tunnel, no ext_proc", st.MySQLDSN(myBase)},
+		{"envoy tunnel, no ext_proc", fmt.Sprintf("%s:%s@tcp(%s)/%s?maxAllowedPacket=0", devstack.ReaderDBUser, devstack.ReaderDBPass, myBase, devstack.DemoDatabase)},
 		{"sluice", st.MySQLDSN(mySluice)},
 	}
 	fmt.Fprintln(stdout)

@@ -189,7 +189,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, `sluice demo is running (logs in %[1]s).
 
   agent connection:  psql '%[2]s'
-                     mysql --skip-ssl -h 127.0.0.1 -P %[6]s -u agent -p%[7]s sluice_demo
+                     mysql --skip-ssl -h 127.0.0.1 -P %[6]s sluice_demo
+                     (no database password: sluice logs in for the agent)
 
 Try:
   SELECT name FROM customers LIMIT 3;          -- allowed (policy analysts-read)
@@ -202,7 +203,7 @@ Envoy: %[3]s (bootstrap %[1]s/envoy.json)   sluice serve: %[4]s
 Policies: %[5]s — edit them and send SIGHUP to sluice serve to reload.
 Press Ctrl-C to stop.
 `, abs, st.AgentURL(""), st.Config.Envoy.Listen, st.Config.ExtProc.Listen, st.Config.Path(st.Config.Policies),
-		strings.TrimPrefix(st.MySQLAddr, "127.0.0.1:"), devstack.AgentDBPass)
+		strings.TrimPrefix(st.MySQLAddr, "127.0.0.1:"))
 	<-ctx.Done()
 	return nil
 }

@@ -98,6 +98,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		},
 		PayloadKey: envoy.PayloadKey,
 		GroupsKey:  c.JWT.GroupsClaim,
+		Audiences:  c.JWT.Audiences,
 		TraceDir:   *traceDir,
 	})
 	g := grpc.NewServer(

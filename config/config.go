@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -55,10 +57,15 @@ type ExtProc struct {
 
 // JWT is the identity provider whose tokens agents present.
 type JWT struct {
-	Issuer      string   `yaml:"issuer"`
-	Audiences   []string `yaml:"audiences"`
-	JWKSFile    string   `yaml:"jwks_file"`
-	GroupsClaim string   `yaml:"groups_claim"`
+	Issuer    string   `yaml:"issuer"`
+	Audiences []string `yaml:"audiences"`
+	// The issuer's keys: a local JWKS file, or the issuer's JWKS URL (Envoy
+	// fetches it and refreshes it every 5 minutes). Exactly one is set.
+	JWKSFile string `yaml:"jwks_file,omitempty"`
+	JWKSURI  string `yaml:"jwks_uri,omitempty"`
+	// JWKSCAFile verifies an https JWKS URL's server (default: the system's CAs).
+	JWKSCAFile  string `yaml:"jwks_ca_file,omitempty"`
+	GroupsClaim string `yaml:"groups_claim"`
 }
 
 // Target is a database agents may reach.
@@ -71,6 +78,23 @@ type Target struct {
 	// CatalogURL is how sluice reads the target's relations and columns
 	// (${VAR} references are expanded from the environment).
 	CatalogURL string `yaml:"catalog_url,omitempty"`
+	// Credentials are the database logins sluice performs for agents, so
+	// that agents never hold a database password. The first entry whose
+	// groups meet the agent's is used: list the least-privileged first.
+	// Without credentials the agent's client authenticates itself.
+	Credentials []Credential `yaml:"credentials,omitempty"`
+}
+
+// Credential is one database login, for agents in the listed groups.
+type Credential struct {
+	Groups []string `yaml:"groups,omitempty"` // empty: any agent
+	User   string   `yaml:"user"`
+	// The password comes from a file (its first line) or an environment
+	// variable, never from this file, so configs can live in version control.
+	PasswordFile string `yaml:"password_file,omitempty"`
+	PasswordEnv  string `yaml:"password_env,omitempty"`
+
+	password session.Secret
 }
 
 // Duration is a time.Duration written as "90s" or "1h".
@@ -108,6 +132,9 @@ func Load(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config %s: %w", path, err)
 	}
+	if err := c.loadSecrets(); err != nil {
+		return nil, fmt.Errorf("invalid config %s: %w", path, err)
+	}
 	return &c, nil
 }
 
@@ -136,8 +163,16 @@ func (c *Config) Validate() error {
 	if c.Envoy.TLSCert == "" || c.Envoy.TLSKey == "" {
 		errs = append(errs, errors.New("envoy.tls_cert and envoy.tls_key are required: tokens never cross the network in clear"))
 	}
-	if c.JWT.Issuer == "" || len(c.JWT.Audiences) == 0 || c.JWT.JWKSFile == "" {
-		errs = append(errs, errors.New("jwt.issuer, jwt.audiences and jwt.jwks_file are required"))
+	if c.JWT.Issuer == "" || len(c.JWT.Audiences) == 0 {
+		errs = append(errs, errors.New("jwt.issuer and jwt.audiences are required"))
+	}
+	if (c.JWT.JWKSFile == "") == (c.JWT.JWKSURI == "") {
+		errs = append(errs, errors.New("set exactly one of jwt.jwks_file and jwt.jwks_uri"))
+	}
+	if u := c.JWT.JWKSURI; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("jwt.jwks_uri %q must be an http(s) URL", u))
+		}
 	}
 	if len(c.Targets) == 0 {
 		errs = append(errs, errors.New("no targets"))
@@ -157,6 +192,43 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(t.Address); err != nil {
 			errs = append(errs, fmt.Errorf("target %q: address: %w", t.Name, err))
 		}
+		for j, cr := range t.Credentials {
+			if cr.User == "" {
+				errs = append(errs, fmt.Errorf("target %q: credentials[%d]: user is required", t.Name, j))
+			}
+			if (cr.PasswordFile == "") == (cr.PasswordEnv == "") {
+				errs = append(errs, fmt.Errorf("target %q: credentials[%d]: set exactly one of password_file and password_env", t.Name, j))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadSecrets reads the credentials' passwords. A missing one fails the
+// load: sluice would otherwise fail every session later, less clearly.
+func (c *Config) loadSecrets() error {
+	var errs []error
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		for j := range t.Credentials {
+			cr := &t.Credentials[j]
+			if cr.PasswordEnv != "" {
+				v, ok := os.LookupEnv(cr.PasswordEnv)
+				if !ok {
+					errs = append(errs, fmt.Errorf("target %q: credentials[%d]: environment variable %s is not set", t.Name, j, cr.PasswordEnv))
+				}
+				cr.password = session.Secret(v)
+				continue
+			}
+			b, err := os.ReadFile(c.Path(cr.PasswordFile))
+			if err != nil {
+				// The error names the file, never its content.
+				errs = append(errs, fmt.Errorf("target %q: credentials[%d]: cannot read password file: %w", t.Name, j, err))
+				continue
+			}
+			line, _, _ := strings.Cut(string(b), "\n")
+			cr.password = session.Secret(strings.TrimSuffix(line, "\r"))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -173,7 +245,11 @@ func (c *Config) Path(p string) string {
 func (c *Config) Target(name string) (session.Target, bool) {
 	for _, t := range c.Targets {
 		if t.Name == name {
-			return session.Target{Name: t.Name, Protocol: t.Protocol, Database: t.Database, Tags: t.Tags}, true
+			st := session.Target{Name: t.Name, Protocol: t.Protocol, Database: t.Database, Tags: t.Tags}
+			for _, cr := range t.Credentials {
+				st.Logins = append(st.Logins, session.Login{Groups: cr.Groups, User: cr.User, Password: cr.password})
+			}
+			return st, true
 		}
 	}
 	return session.Target{}, false

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicedb/sluice/extproc/session"
 )
 
 const good = `envoy: {listen: "127.0.0.1:10000", admin: "127.0.0.1:9901", tls_cert: tls/c.crt, tls_key: tls/c.key}
@@ -56,5 +60,77 @@ func TestLoadRejects(t *testing.T) {
 		} else {
 			t.Logf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "reader.pw"), []byte("pw-from-file\nignored\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_TEST_PW", "pw-from-env")
+	cfg := strings.Replace(good, "database: app}", `database: app,
+      credentials: [{groups: [analysts], user: reader, password_file: reader.pw}, {user: owner, password_env: SLUICE_TEST_PW}]}`, 1)
+	p := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := c.Target("demo")
+	for groups, want := range map[string]string{"analysts": "reader:pw-from-file", "other": "owner:pw-from-env"} {
+		l, err := tg.LoginFor([]string{groups})
+		if err != nil || l.User+":"+l.Password.Reveal() != want {
+			t.Errorf("%s: %+v %v", groups, l, err)
+		}
+	}
+	// A secret never prints, however it is formatted.
+	l, _ := tg.LoginFor([]string{"analysts"})
+	for _, s := range []string{fmt.Sprint(l), fmt.Sprintf("%+v %#v %s %q", *l, *l, l.Password, l.Password)} {
+		if strings.Contains(s, "pw-from") {
+			t.Errorf("secret printed: %s", s)
+		}
+	}
+	js, _ := json.Marshal(l)
+	if strings.Contains(string(js), "pw-from") {
+		t.Errorf("secret marshalled: %s", js)
+	}
+
+	for name, edit := range map[string]string{
+		"missing file": "password_file: reader.pw}",
+		"unset env":    "password_env: SLUICE_TEST_PW}",
+		"both sources": "password_file: reader.pw}",
+		"no user":      "user: reader,",
+	} {
+		var s string
+		switch name {
+		case "missing file":
+			s = strings.Replace(cfg, edit, "password_file: nowhere.pw}", 1)
+		case "unset env":
+			s = strings.Replace(cfg, edit, "password_env: SLUICE_TEST_UNSET}", 1)
+		case "both sources":
+			s = strings.Replace(cfg, edit, "password_file: reader.pw, password_env: SLUICE_TEST_PW}", 1)
+		case "no user":
+			s = strings.Replace(cfg, edit, "", 1)
+		default:
+			continue
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "pw-from") {
+			t.Errorf("%s: error shows the secret: %v", name, err)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	// Groups listed, none of the agent's: no login, an error.
+	only := session.Target{Name: "x", Logins: []session.Login{{Groups: []string{"analysts"}, User: "r"}}}
+	if _, err := only.LoginFor([]string{"ops"}); err == nil {
+		t.Error("a login for a group the agent is not in")
 	}
 }

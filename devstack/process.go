@@ -17,7 +17,8 @@ type Process struct {
 	Name    string
 	LogPath string
 	cmd     *exec.Cmd
-	done    chan error
+	done    chan struct{} // closed when the process has ended
+	err     error         // its exit status, once done is closed
 }
 
 // StartProcess starts bin with args, logging to dir/name.log.
@@ -34,16 +35,22 @@ func StartProcess(dir, name, bin string, args ...string) (*Process, error) {
 		f.Close()
 		return nil, fmt.Errorf("cannot start %s: %w", name, err)
 	}
-	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); f.Close() }()
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); f.Close(); close(p.done) }()
 	return p, nil
+}
+
+// Wait waits for the process to end and returns its exit status. Any number
+// of callers may wait.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.err
 }
 
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {
-	case err := <-p.done:
-		p.done <- err
+	case <-p.done:
 		return true
 	default:
 		return false

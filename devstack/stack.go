@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/envoy"
@@ -25,16 +27,24 @@ import (
 //go:embed demo.sql
 var demoSQL string
 
+// demoReaderSQL creates the read-only user; docker-compose.yaml runs it too.
+//
+//go:embed demo-reader.sql
+var demoReaderSQL string
+
 //go:embed demo-mysql.sql
 var demoMySQL string
 
-// Demo database names and the agent's database credentials (passed through
-// to PostgreSQL until credential brokering lands).
+// Demo database names and the database users sluice logs in as for agents
+// (agents themselves hold no database password): migrators as the data's
+// owner, analysts as a read-only user.
 const (
 	DemoTarget     = "demo"
 	DemoDatabase   = "sluice_demo"
 	AgentDBUser    = "agent"
 	AgentDBPass    = "agent-dev-password"
+	ReaderDBUser   = "sluice_reader"
+	ReaderDBPass   = "reader-dev-password"
 	DemoIssuer     = "https://sluice.local"
 	DemoAudience   = "sluice"
 	SigningKeyFile = "keys/signing.jwk"
@@ -72,10 +82,20 @@ func Init(dir string, o InitOptions) (string, error) {
 	if err := cedar.WriteDefaults(filepath.Join(dir, "policies")); err != nil {
 		return "", err
 	}
+	for file, pw := range map[string]string{"keys/db-agent.password": AgentDBPass, "keys/db-reader.password": ReaderDBPass} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(pw+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("cannot write database password: %w", err)
+		}
+	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	if err := os.WriteFile(filepath.Join(dir, "keys/masking.key"), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("cannot write masking key: %w", err)
+	}
+	// Least-privileged first: an agent in both groups logs in as the reader.
+	logins := []config.Credential{
+		{Groups: []string{"analysts"}, User: ReaderDBUser, PasswordFile: "keys/db-reader.password"},
+		{Groups: []string{"migrators"}, User: AgentDBUser, PasswordFile: "keys/db-agent.password"},
 	}
 	c := &config.Config{
 		Envoy: config.Envoy{
@@ -92,20 +112,23 @@ func Init(dir string, o InitOptions) (string, error) {
 			Tags: map[string]string{"env": "dev"},
 			// A local demo keeps the catalog reader's credentials here; a real
 			// deployment writes ${VAR} and sets it in sluice's environment.
-			CatalogURL: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
+			CatalogURL:  fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
+			Credentials: logins,
 		}, {
 			// The same database with content detectors on: emails, cards,
 			// keys… found in any text column are masked too.
 			Name: DemoTarget + "-scrubbed", Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
-			Tags:       map[string]string{"env": "dev", "detectors": "on"},
-			CatalogURL: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
+			Tags:        map[string]string{"env": "dev", "detectors": "on"},
+			CatalogURL:  fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, o.PostgresAddr, cmp.Or(o.Database, DemoDatabase)),
+			Credentials: logins,
 		}},
 	}
 	if o.MariaDBAddr != "" {
 		c.Targets = append(c.Targets, config.Target{
 			Name: DemoTarget + "-mysql", Protocol: "mysql", Address: o.MariaDBAddr, Database: DemoDatabase,
-			Tags:       map[string]string{"env": "dev"},
-			CatalogURL: fmt.Sprintf("%s:%s@tcp(%s)/%s", AgentDBUser, AgentDBPass, o.MariaDBAddr, DemoDatabase),
+			Tags:        map[string]string{"env": "dev"},
+			CatalogURL:  fmt.Sprintf("%s:%s@tcp(%s)/%s", AgentDBUser, AgentDBPass, o.MariaDBAddr, DemoDatabase),
+			Credentials: logins,
 		})
 	}
 	path := filepath.Join(dir, "sluice.yaml")
@@ -262,7 +285,11 @@ func SeedDemo(ctx context.Context, pg *Postgres) error {
 	}
 	// The agent's role owns the data, so the database alone would let it
 	// drop tables: only sluice stands in the way.
-	return pg.Exec(ctx, DemoDatabase, "SET ROLE "+AgentDBUser+";\n"+demoSQL)
+	if err := pg.Exec(ctx, DemoDatabase, "SET ROLE "+AgentDBUser+";\n"+demoSQL); err != nil {
+		return err
+	}
+	// Tests also create tables as the superuser: the reader sees those too.
+	return pg.Exec(ctx, DemoDatabase, demoReaderSQL+"\nALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT ON TABLES TO "+ReaderDBUser+";")
 }
 
 // SeedDemoMySQL creates the agent's user and the demo database in MariaDB.
@@ -270,16 +297,19 @@ func SeedDemo(ctx context.Context, pg *Postgres) error {
 func SeedDemoMySQL(ctx context.Context, m *MariaDB) error {
 	err := m.Exec(ctx, fmt.Sprintf(`CREATE DATABASE IF NOT EXISTS %[1]s;
 CREATE USER IF NOT EXISTS '%[2]s'@'%%' IDENTIFIED BY '%[3]s';
-GRANT ALL ON %[1]s.* TO '%[2]s'@'%%';`, DemoDatabase, AgentDBUser, AgentDBPass))
+GRANT ALL ON %[1]s.* TO '%[2]s'@'%%';
+CREATE USER IF NOT EXISTS '%[4]s'@'%%' IDENTIFIED BY '%[5]s';
+GRANT SELECT ON %[1]s.* TO '%[4]s'@'%%';`, DemoDatabase, AgentDBUser, AgentDBPass, ReaderDBUser, ReaderDBPass))
 	if err != nil {
 		return err
 	}
 	return m.Exec(ctx, "USE "+DemoDatabase+";\n"+demoMySQL)
 }
 
-// MySQLURL is a go-sql-driver DSN for the agent through addr.
+// MySQLDSN is a go-sql-driver DSN for the agent through addr: no password,
+// since sluice logs in to the database for the agent.
 func (s *Stack) MySQLDSN(addr string) string {
-	return fmt.Sprintf("%s:%s@tcp(%s)/%s?maxAllowedPacket=0", AgentDBUser, AgentDBPass, addr, DemoDatabase)
+	return fmt.Sprintf("%s@tcp(%s)/%s?maxAllowedPacket=0", AgentDBUser, addr, DemoDatabase)
 }
 
 // MintToken signs an agent token with the local key.
@@ -305,10 +335,7 @@ func (s *Stack) StartEnvoy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for !gen.Exited() {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := <-gen.done; err != nil {
+	if err := gen.Wait(); err != nil {
 		b, _ := os.ReadFile(gen.LogPath)
 		return fmt.Errorf("cannot render envoy bootstrap: %w: %s", err, b)
 	}
@@ -335,12 +362,13 @@ func (s *Stack) StartConnect(ctx context.Context, name, target, listen, tokenFil
 	return p, p.WaitTCP(ctx, listen)
 }
 
-// AgentURL is the URL an agent's client uses through the connector.
+// AgentURL is the URL an agent's client uses through the connector. It
+// holds no password: sluice logs in to the database for the agent.
 func (s *Stack) AgentURL(addr string) string {
 	if addr == "" {
 		addr = s.ConnectAddr
 	}
-	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", AgentDBUser, AgentDBPass, addr, DemoDatabase)
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", AgentDBUser, addr, DemoDatabase)
 }
 
 // Close stops everything it started.
@@ -364,13 +392,27 @@ func (s *Stack) Close() error {
 // the ext_proc filter and returns its tunnel listener. It is for measuring
 // sluice's own cost only.
 func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
+	return s.startEnvoyFrom(ctx, "envoy-baseline", s.Config, envoy.BaselineBootstrap)
+}
+
+// StartEnvoyWith starts another gateway Envoy, on its own ports, from the
+// stack's configuration as changed by edit (e.g. another JWKS source). It
+// uses the running sluice serve.
+func (s *Stack) StartEnvoyWith(ctx context.Context, name string, edit func(*config.Config)) (string, error) {
+	c := *s.Config
+	c.JWT.Audiences = append([]string(nil), c.JWT.Audiences...)
+	edit(&c)
+	return s.startEnvoyFrom(ctx, name, &c, envoy.Bootstrap)
+}
+
+func (s *Stack) startEnvoyFrom(ctx context.Context, name string, base *config.Config, render func(*config.Config) (*bootstrapv3.Bootstrap, error)) (string, error) {
 	p, err := ports(2)
 	if err != nil {
 		return "", err
 	}
-	c := *s.Config
+	c := *base
 	c.Envoy.Listen, c.Envoy.Admin = loop(p[0]), loop(p[1])
-	b, err := envoy.BaselineBootstrap(&c)
+	b, err := render(&c)
 	if err != nil {
 		return "", err
 	}
@@ -378,11 +420,11 @@ func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(s.Dir, "envoy-baseline.json")
+	path := filepath.Join(s.Dir, name+".json")
 	if err := os.WriteFile(path, js, 0o644); err != nil {
-		return "", fmt.Errorf("cannot write baseline bootstrap: %w", err)
+		return "", fmt.Errorf("cannot write %s bootstrap: %w", name, err)
 	}
-	e, err := StartProcess(s.Dir, "envoy-baseline", s.EnvoyBin, "-c", path, "--disable-hot-restart", "-l", "warning")
+	e, err := StartProcess(s.Dir, name, s.EnvoyBin, "-c", path, "--disable-hot-restart", "-l", "warning")
 	if err != nil {
 		return "", err
 	}
@@ -408,11 +450,10 @@ func (s *Stack) StartXDSEnvoy(ctx context.Context, node string) (*Process, strin
 	if err != nil {
 		return nil, "", err
 	}
-	if err := <-gen.done; err != nil {
+	if err := gen.Wait(); err != nil {
 		b, _ := os.ReadFile(gen.LogPath)
 		return nil, "", fmt.Errorf("cannot render xds bootstrap: %w: %s", err, b)
 	}
-	gen.done <- nil
 	e, err := StartProcess(s.Dir, "envoy-"+node, s.EnvoyBin, "-c", path, "--disable-hot-restart", "-l", "info")
 	if err != nil {
 		return nil, "", err

@@ -19,6 +19,12 @@ import (
 // the connector would, and returns the status and body.
 func connectStatus(t *testing.T, authority, token string) (int, string) {
 	t.Helper()
+	return connectStatusAt(t, stack.Config.Envoy.Listen, authority, token)
+}
+
+// connectStatusAt opens a raw CONNECT through the gateway at gw.
+func connectStatusAt(t *testing.T, gw, authority, token string) (int, string) {
+	t.Helper()
 	pem, err := os.ReadFile(stack.Config.Path("tls/ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +36,7 @@ func connectStatus(t *testing.T, authority, token string) (int, string) {
 	defer pw.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+stack.Config.Envoy.Listen, pr)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+gw, pr)
 	req.Host = authority
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

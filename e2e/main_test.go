@@ -89,7 +89,7 @@ func dumpLogs(dir string) {
 // psql runs the stock psql client with the given URL and commands.
 func psql(t *testing.T, url string, commands ...string) (string, error) {
 	t.Helper()
-	args := []string{url, "-X", "-v", "VERBOSITY=verbose"}
+	args := []string{url, "-X", "-w", "-v", "VERBOSITY=verbose"} // -w: never prompt for a password
 	for _, c := range commands {
 		args = append(args, "-c", c)
 	}

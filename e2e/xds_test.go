@@ -24,7 +24,7 @@ func TestXDSFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = stack.PG.Exec(ctx, "postgres", "CREATE DATABASE sluice_second OWNER agent")
-	if err := stack.PG.Exec(ctx, "sluice_second", "SET ROLE agent; CREATE TABLE IF NOT EXISTS planets (name text); INSERT INTO planets VALUES ('mars')"); err != nil {
+	if err := stack.PG.Exec(ctx, "sluice_second", "SET ROLE agent; CREATE TABLE IF NOT EXISTS planets (name text); INSERT INTO planets VALUES ('mars'); GRANT SELECT ON planets TO "+devstack.ReaderDBUser); err != nil {
 		t.Fatal(err)
 	}
 	original, err := os.ReadFile(stack.ConfigPath)
@@ -73,7 +73,7 @@ func TestXDSFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	secondA := via("connect-xds-a-second", listenA, "second")
-	url := fmt.Sprintf("postgres://%s:%s@%s/sluice_second?sslmode=disable", devstack.AgentDBUser, devstack.AgentDBPass, secondA)
+	url := fmt.Sprintf("postgres://%s@%s/sluice_second?sslmode=disable", devstack.AgentDBUser, secondA)
 	var took time.Duration
 	for {
 		out, err := psql(t, url, "SELECT name FROM planets")
@@ -95,7 +95,7 @@ func TestXDSFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := psql(t, fmt.Sprintf("postgres://%s:%s@%s/sluice_second?sslmode=disable", devstack.AgentDBUser, devstack.AgentDBPass, via("connect-xds-b-second", listenB, "second")), "SELECT name FROM planets")
+	out, err := psql(t, fmt.Sprintf("postgres://%s@%s/sluice_second?sslmode=disable", devstack.AgentDBUser, via("connect-xds-b-second", listenB, "second")), "SELECT name FROM planets")
 	if err != nil || !strings.Contains(out, "mars") {
 		t.Fatalf("through the second envoy: %v\n%s", err, out)
 	}

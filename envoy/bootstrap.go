@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -221,26 +223,96 @@ func jwtFilter(c *config.Config) *jwtv3.JwtAuthentication {
 	connect := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}}
 	other := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	req := &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_ProviderName{ProviderName: JWTProvider}}
+	provider := &jwtv3.JwtProvider{
+		// No audiences here: sluice checks them, so that a token for
+		// another audience is a 401 like any other invalid token, where
+		// jwt_authn would answer 403.
+		Issuer: c.JWT.Issuer,
+		FromHeaders: []*jwtv3.JwtHeader{
+			{Name: "authorization", ValuePrefix: "Bearer "},
+			{Name: "proxy-authorization", ValuePrefix: "Bearer "},
+		},
+		Forward:           false,
+		PayloadInMetadata: PayloadKey,
+		ClockSkewSeconds:  30,
+	}
+	setJWKS(provider, c)
 	return &jwtv3.JwtAuthentication{
-		Providers: map[string]*jwtv3.JwtProvider{JWTProvider: {
-			Issuer:    c.JWT.Issuer,
-			Audiences: c.JWT.Audiences,
-			JwksSourceSpecifier: &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
-				Specifier: &corev3.DataSource_Filename{Filename: c.Path(c.JWT.JWKSFile)},
-			}},
-			FromHeaders: []*jwtv3.JwtHeader{
-				{Name: "authorization", ValuePrefix: "Bearer "},
-				{Name: "proxy-authorization", ValuePrefix: "Bearer "},
-			},
-			Forward:           false,
-			PayloadInMetadata: PayloadKey,
-			ClockSkewSeconds:  30,
-		}},
+		Providers: map[string]*jwtv3.JwtProvider{JWTProvider: provider},
 		Rules: []*jwtv3.RequirementRule{
 			{Match: connect, RequirementType: &jwtv3.RequirementRule_Requires{Requires: req}},
 			{Match: other, RequirementType: &jwtv3.RequirementRule_Requires{Requires: req}},
 		},
 	}
+}
+
+// JWKSCluster is the cluster through which Envoy fetches the issuer's keys.
+const JWKSCluster = "sluice_jwks"
+
+// setJWKS sets the issuer's key set: a local file, or the issuer's JWKS URL
+// fetched through JWKSCluster, cached and refetched in the background.
+func setJWKS(p *jwtv3.JwtProvider, c *config.Config) {
+	if c.JWT.JWKSURI == "" {
+		p.JwksSourceSpecifier = &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
+			Specifier: &corev3.DataSource_Filename{Filename: c.Path(c.JWT.JWKSFile)},
+		}}
+		return
+	}
+	p.JwksSourceSpecifier = &jwtv3.JwtProvider_RemoteJwks{RemoteJwks: &jwtv3.RemoteJwks{
+		HttpUri: &corev3.HttpUri{
+			Uri:              c.JWT.JWKSURI,
+			HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: JWKSCluster},
+			Timeout:          durationpb.New(5 * time.Second),
+		},
+		CacheDuration: durationpb.New(5 * time.Minute),
+		// Fetch when Envoy starts, not on the first agent's request, and
+		// keep the last good keys if a refetch fails. The listener opens
+		// without waiting for the keys (until they arrive every token is
+		// refused with 401): a listener update must not hang on the issuer.
+		AsyncFetch:  &jwtv3.JwksAsyncFetch{FastListener: true, FailedRefetchDuration: durationpb.New(10 * time.Second)},
+		RetryPolicy: &corev3.RetryPolicy{NumRetries: wrapperspb.UInt32(3)},
+	}}
+}
+
+// jwksCluster reaches the JWKS URL's host, over TLS for https URLs, checking
+// the server's certificate against jwks_ca_file or the system's CAs.
+func jwksCluster(c *config.Config) (*clusterv3.Cluster, error) {
+	u, err := url.Parse(c.JWT.JWKSURI)
+	if err != nil {
+		return nil, fmt.Errorf("jwt.jwks_uri: %w", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	cl, err := staticCluster(JWKSCluster, net.JoinHostPort(u.Hostname(), port), 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("jwt.jwks_uri: %w", err)
+	}
+	if u.Scheme != "https" {
+		return cl, nil
+	}
+	ca := c.Path(c.JWT.JWKSCAFile)
+	if ca == "" {
+		ca = "/etc/ssl/certs/ca-certificates.crt"
+	}
+	san := &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: u.Hostname()}}}
+	if net.ParseIP(u.Hostname()) != nil {
+		san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	}
+	cl.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{
+			Sni: u.Hostname(),
+			CommonTlsContext: &tlsv3.CommonTlsContext{ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{
+				ValidationContext: &tlsv3.CertificateValidationContext{
+					TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: ca}},
+					MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+				},
+			}},
+		}),
+	}}
+	return cl, nil
 }
 
 func extProcFilter() *extprocv3.ExternalProcessor {
@@ -288,6 +360,13 @@ func Clusters(c *config.Config) ([]*clusterv3.Cluster, error) {
 	}
 	ep.TypedExtensionProtocolOptions = grpcUpstream()
 	out = append(out, ep)
+	if c.JWT.JWKSURI != "" {
+		jc, err := jwksCluster(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, jc)
+	}
 	return out, nil
 }
 

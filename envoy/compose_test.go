@@ -21,6 +21,7 @@ func TestComposeMatchesTestedSetup(t *testing.T) {
 		Services map[string]struct {
 			Image   string   `yaml:"image"`
 			Command []string `yaml:"command"`
+			Volumes []string `yaml:"volumes"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(b, &compose); err != nil {
@@ -40,5 +41,13 @@ func TestComposeMatchesTestedSetup(t *testing.T) {
 	if !strings.Contains(strings.Join(compose.Services["envoy"].Command, " "), "/etc/sluice/envoy.json") ||
 		!strings.Contains(strings.Join(compose.Services["init"].Command, " "), "sluice envoy bootstrap --config /etc/sluice/sluice.yaml --out /etc/sluice/envoy.json") {
 		t.Error("compose must run the bootstrap that `sluice envoy bootstrap` renders")
+	}
+	// The demo target's credentials name the read-only user the devstack
+	// creates: compose's PostgreSQL must create it the same way.
+	vols := strings.Join(compose.Services["postgres"].Volumes, " ")
+	for _, f := range []string{"./devstack/demo.sql:", "./devstack/demo-reader.sql:"} {
+		if !strings.Contains(vols, f) {
+			t.Errorf("compose's PostgreSQL does not run %s", f)
+		}
 	}
 }

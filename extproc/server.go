@@ -51,6 +51,10 @@ type Config struct {
 	Protocols  map[string]NewSessionFunc // by session.Target.Protocol
 	PayloadKey string                    // jwt_authn payload_in_metadata key
 	GroupsKey  string                    // claim holding the agent's groups
+	// Audiences are the token audiences accepted. sluice checks them, not
+	// jwt_authn, so that a token for another audience gets a 401 (as an
+	// unauthenticated request) rather than jwt_authn's 403.
+	Audiences []string
 	// TraceDir, when set, receives a wire trace per tunnel (raw traffic:
 	// for debugging and replay tests only).
 	TraceDir string
@@ -173,7 +177,7 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	if headers[":method"] != "CONNECT" {
 		return true, t.refuse(typev3.StatusCode_MethodNotAllowed, "sluice carries database tunnels: use CONNECT")
 	}
-	id, err := identityFrom(req, t.srv.cfg.PayloadKey, t.srv.cfg.GroupsKey)
+	id, err := identityFrom(req, t.srv.cfg.PayloadKey, t.srv.cfg.GroupsKey, t.srv.cfg.Audiences)
 	if err != nil {
 		return true, t.refuse(typev3.StatusCode_Unauthorized, err.Error())
 	}
@@ -195,6 +199,15 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		t.log.Info("connect refused", "reason", d.Reason)
 		return true, t.refuse(typev3.StatusCode_Forbidden, "sluice: "+d.Reason)
 	}
+	login, err := target.LoginFor(id.Groups)
+	if err != nil {
+		t.log.Info("connect refused", "reason", err)
+		return true, t.refuse(typev3.StatusCode_Forbidden, "sluice: "+err.Error())
+	}
+	target.Login = login
+	if login != nil {
+		t.log = t.log.With("db_login", login.User)
+	}
 	t.sess = newSession(target, auth, t.log)
 	if !id.Expiry.IsZero() {
 		t.timer = time.AfterFunc(time.Until(id.Expiry), t.expire)
@@ -208,7 +221,7 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		}
 		t.trace = tr
 	}
-	t.log.Info("session opened", "groups", id.Groups)
+	t.log.Info("session opened", "groups", id.Groups, "acting_for", id.ActingFor)
 	return false, t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{}}})
 }
@@ -250,6 +263,9 @@ func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 	eos := b.EndOfStream
 	if t.trace != nil {
 		ev := TraceEvent{FromClient: fromClient, Data: b.Body, EOS: eos, ToServer: t.out.ToServer, ToClient: t.out.ToClient}
+		if t.out.Sensitive {
+			ev.ToServer, ev.Redacted = nil, true // a brokered login's credentials
+		}
 		if err != nil {
 			ev.Err = err.Error()
 		}

@@ -36,12 +36,15 @@ func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
 		t.Fatal(err)
 	}
 	srv := extproc.NewServer(extproc.Config{
-		Targets: targets{"demo": {Name: "demo", Protocol: "postgres"}},
-		Policy:  policy.NewEngine(set),
+		Targets: targets{
+			"demo":   {Name: "demo", Protocol: "postgres"},
+			"locked": {Name: "locked", Protocol: "postgres", Logins: []session.Login{{Groups: []string{"migrators"}, User: "owner"}}},
+		},
+		Policy: policy.NewEngine(set),
 		Protocols: map[string]extproc.NewSessionFunc{"postgres": func(tg session.Target, a *policy.Authorizer, l *slog.Logger) session.Session {
 			return postgres.NewSession(postgres.Config{Target: tg, Authorizer: a, Logger: l})
 		}},
-		PayloadKey: "jwt_payload", GroupsKey: "groups",
+		PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},
 	})
 	l := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
@@ -64,6 +67,9 @@ func headers(authority string, claims map[string]any) *extprocv3.ProcessingReque
 		}},
 	}}}
 	if claims != nil {
+		if _, ok := claims["aud"]; !ok {
+			claims["aud"] = []any{"other", "sluice"}
+		}
 		payload, _ := structpb.NewStruct(claims)
 		req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 			extproc.JWTNamespace: {Fields: map[string]*structpb.Value{"jwt_payload": structpb.NewStructValue(payload)}},
@@ -105,6 +111,9 @@ func TestRefusedAtHeaders(t *testing.T) {
 		"unknown target": {headers("other:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}}), typev3.StatusCode_NotFound},
 		"no connect":     {headers("demo", map[string]any{"sub": "a", "groups": []any{"strangers"}}), typev3.StatusCode_Forbidden},
 		"bad groups":     {headers("demo", map[string]any{"sub": "a", "groups": 7.0}), typev3.StatusCode_Unauthorized},
+		"wrong audience": {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "aud": "other"}), typev3.StatusCode_Unauthorized},
+		"no audience":    {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "aud": nil}), typev3.StatusCode_Unauthorized},
+		"no db login":    {headers("locked", map[string]any{"sub": "a", "groups": []any{"analysts"}}), typev3.StatusCode_Forbidden},
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp := roundTrip(t, open(t, c), tc.req)

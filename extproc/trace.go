@@ -19,6 +19,9 @@ type TraceEvent struct {
 	ToServer   []byte `json:"to_server,omitempty"`
 	ToClient   []byte `json:"to_client,omitempty"`
 	Err        string `json:"err,omitempty"`
+	// Redacted: ToServer held credentials sluice sent for a brokered login
+	// and was left out.
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // TraceHeader is a trace file's first line.

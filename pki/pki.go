@@ -34,7 +34,9 @@ func Generate(dir string, hosts []string, validity time.Duration) (Files, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return f, fmt.Errorf("cannot create %s: %w", dir, err)
 	}
-	now := time.Now().Add(-time.Hour)
+	// Valid from an hour ago (clock skew) for validity from now.
+	now := time.Now()
+	notBefore := now.Add(-time.Hour)
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return f, fmt.Errorf("cannot generate CA key: %w", err)
@@ -42,7 +44,7 @@ func Generate(dir string, hosts []string, validity time.Duration) (Files, error)
 	caTmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "sluice local CA"},
-		NotBefore:             now,
+		NotBefore:             notBefore,
 		NotAfter:              now.Add(validity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -60,7 +62,7 @@ func Generate(dir string, hosts []string, validity time.Duration) (Files, error)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "sluice gateway"},
-		NotBefore:    now,
+		NotBefore:    notBefore,
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

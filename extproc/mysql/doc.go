@@ -13,6 +13,16 @@
 //	auth switch / more data    ◀──▶ passed through, one client packet per ◀──▶ AuthSwitch, AuthMoreData
 //	                                server request; anything else refused
 //	                                ◀────────────────────────────────────── OK (command phase)
+//
+//	with a brokered login (the target holds credentials for the agent's groups):
+//	                                keeps the greeting's scramble and plugin ◀── HandshakeV10
+//	HandshakeResponse41 (seq 1) ──▶ user := the login's user, auth data := ──▶ HandshakeResponse41
+//	(no password)                   native_password or caching_sha2 proof
+//	                                answers AuthSwitch itself (seq n+1) ◀──▶ AuthSwitchRequest (seq n)
+//	                                caching_sha2 full auth: asks for the ◀──▶ AuthMoreData 0x04, PEM key
+//	                                RSA key, sends the password RSA-OAEP'd
+//	OK / ERR (seq 2) ◀────────────── renumbered to the client's next seq ◀── OK / ERR (seq n)
+//	(any client packet before that ends the session)
 //	COM_QUERY (seq 0) ─────────────▶ decide: allowed ───────────────────────▶ COM_QUERY
 //	ERR 1142 (seq 1) ◀───────────── decide: refused (never forwarded)
 //	                 ◀───────────── rows masked per the plan ◀───────────── column defs, rows, EOF/OK

@@ -64,6 +64,19 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		out.ToClient = append(out.ToClient, p.raw...)
 		return nil
 	case phaseAuth:
+		if s.login != nil {
+			toClient, done, err := s.login.serverAuth(p, out)
+			if err != nil {
+				return err
+			}
+			if done {
+				s.phase = phaseCommand
+			} else if len(toClient) > 0 {
+				s.log.Warn("the database refused sluice's login", "db_user", s.login.login.User)
+			}
+			out.ToClient = append(out.ToClient, toClient...)
+			return nil
+		}
 		out.ToClient = append(out.ToClient, p.raw...)
 		if p.cont || len(p.payload) == 0 {
 			return nil
@@ -114,6 +127,23 @@ func (s *Session) greeting(p phys, out *session.Output) error {
 		// MariaDB's extended capabilities (metadata caching, bulk
 		// operations, progress reports) change the packet layout: offer none.
 		copy(b[pos+14:pos+18], []byte{0, 0, 0, 0})
+	}
+	if l := s.cfg.Target.Login; l != nil {
+		scramble, plugin := greetingAuth(b, pos)
+		capLo := uint32(lo)
+		var capHi uint32
+		if len(b) >= pos+7 {
+			capHi = uint32(binary.LittleEndian.Uint16(b[pos+5:]))
+		}
+		if c := capLo | capHi<<16; c&capPluginAuth == 0 || c&capSecureConn == 0 {
+			return &ProtocolError{"the database does not support pluggable authentication, which sluice's login needs"}
+		}
+		s.login = &brokeredLogin{login: l, scramble: scramble, plugin: plugin}
+		if plugin != pluginNative && plugin != pluginCachingSHA2 {
+			// Answer with native_password: a server whose user needs another
+			// plugin asks for it with an auth switch.
+			s.login.plugin = pluginNative
+		}
 	}
 	out.ToClient, _ = appendPacket(out.ToClient, b, p.seq)
 	s.phase = phaseHandshake

@@ -68,8 +68,9 @@ type Session struct {
 	row    joiner
 	phase  phase
 
-	authTurn     bool   // the server waits for one client authentication packet
-	caps         uint32 // the client's capabilities, as forwarded
+	login        *brokeredLogin // nil: the client authenticates itself
+	authTurn     bool           // the server waits for one client authentication packet
+	caps         uint32         // the client's capabilities, as forwarded
 	deprecateEOF bool
 
 	resp      response
@@ -169,6 +170,9 @@ func (s *Session) clientPacket(p phys, out *session.Output) error {
 		}
 		return s.handshakeResponse(p, out)
 	case phaseAuth:
+		if s.login != nil {
+			return &ProtocolError{"sluice logs in to the database for the agent: the client sends no password"}
+		}
 		if !s.authTurn {
 			// Anything else here would reach the server unchecked once
 			// authentication succeeds.
@@ -192,11 +196,11 @@ func (s *Session) clientPacket(p phys, out *session.Output) error {
 }
 
 func (s *Session) handshakeResponse(p phys, out *session.Output) error {
-	b := p.payload
-	if len(b) < 32 {
-		return &ProtocolError{"short handshake response"}
+	h, err := parseHandshake(p.payload)
+	if err != nil {
+		return err
 	}
-	caps := binary.LittleEndian.Uint32(b)
+	caps := h.caps
 	if caps&capSSL != 0 {
 		return &ProtocolError{"TLS must not start inside the tunnel (it would hide the session from the gateway): connect without TLS to the local connector"}
 	}
@@ -205,34 +209,7 @@ func (s *Session) handshakeResponse(p phys, out *session.Output) error {
 	}
 	caps &^= clearedCapabilities
 	s.caps = caps
-	rest := b[32:]
-	user, rest, ok := cstring(rest)
-	if !ok {
-		return &ProtocolError{"malformed handshake response"}
-	}
-	switch {
-	case caps&capLenencAuthData != 0:
-		n, k, _, ok := lenenc(rest)
-		if !ok || uint64(len(rest)) < uint64(k)+n {
-			return &ProtocolError{"malformed handshake response"}
-		}
-		rest = rest[k+int(n):]
-	case caps&capSecureConn != 0:
-		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
-			return &ProtocolError{"malformed handshake response"}
-		}
-		rest = rest[1+int(rest[0]):]
-	default:
-		if _, rest, ok = cstring(rest); !ok {
-			return &ProtocolError{"malformed handshake response"}
-		}
-	}
-	var db string
-	if caps&capConnectWithDB != 0 {
-		if db, _, ok = cstring(rest); !ok {
-			return &ProtocolError{"malformed handshake response"}
-		}
-	}
+	db := h.db
 	if want := s.cfg.Target.Database; want != "" && db != "" && db != want {
 		return &ProtocolError{fmt.Sprintf("target %q serves database %q, not %q", s.cfg.Target.Name, want, db)}
 	}
@@ -240,12 +217,23 @@ func (s *Session) handshakeResponse(p phys, out *session.Output) error {
 		db = s.cfg.Target.Database
 	}
 	s.cfg.Authorizer.SetDatabase(db)
-	s.log = s.log.With("db_user", user, "database", db)
-	nb := append([]byte(nil), b...)
+	s.phase = phaseAuth
+	if s.login != nil {
+		b, err := s.login.brokeredResponse(h, caps)
+		if err != nil {
+			return err
+		}
+		s.login.clientSeq = p.seq + 1
+		s.log = s.log.With("db_user", s.login.login.User, "client_user", h.user, "database", db)
+		out.ToServer, _ = appendPacket(out.ToServer, b, p.seq)
+		out.Sensitive = true
+		return nil
+	}
+	s.log = s.log.With("db_user", h.user, "database", db)
+	nb := append([]byte(nil), p.payload...)
 	binary.LittleEndian.PutUint32(nb, caps)
 	copy(nb[28:32], []byte{0, 0, 0, 0}) // MariaDB extended capabilities: none
 	out.ToServer, _ = appendPacket(out.ToServer, nb, p.seq)
-	s.phase = phaseAuth
 	return nil
 }
 

@@ -11,6 +11,17 @@
 //	                              ◀── Authentication*, ParameterStatus, BackendKeyData
 //	PasswordMessage / SASL* ────▶ only 'p' messages until ready ───▶ (passed through)
 //	                              ◀────────────────────────────────── ReadyForQuery
+//
+//	with a brokered login (the target holds credentials for the agent's groups):
+//	StartupMessage ─────────────▶ user := the login's user ────────▶ StartupMessage
+//	                              ◀────────── AuthenticationSASL (SCRAM-SHA-256) / MD5Password
+//	                              SASLInitialResponse ─────────────▶ (xdg-go/scram client)
+//	                              ◀────────────────────────────────── AuthenticationSASLContinue
+//	                              SASLResponse (client proof) ─────▶
+//	                              ◀────────────────────────────────── AuthenticationSASLFinal
+//	                              checks the server's signature
+//	AuthenticationOk ◀─────────── ◀────────────────────────────────── AuthenticationOk, …, ReadyForQuery
+//	(the client is never asked for a password; any it sends ends the session)
 //	Query ──────────────────────▶ decide: allowed ─────────────────▶ Query
 //	                              decide: refused ─▶ Describe(S, "sluice: refused …") + Sync
 //	ErrorResponse 42501 + RFQ ◀── replaces the server's 26000 ◀────── ErrorResponse + RFQ

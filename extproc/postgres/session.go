@@ -101,6 +101,7 @@ type Session struct {
 	cur        *rowPlan            // simple protocol: the result being returned
 	stats      maskStats
 	detect     bool
+	login      *brokeredLogin // nil: the client authenticates itself
 
 	// poisonName names a prepared statement that cannot exist; describing it
 	// makes the server fail in place of a refused message, so the server
@@ -226,6 +227,9 @@ func (s *Session) clientFrame(f frame, out *session.Output) error {
 		if f.typ != 'p' {
 			return &ProtocolError{fmt.Sprintf("unexpected message %q during authentication", f.typ)}
 		}
+		if s.login != nil {
+			return &ProtocolError{"sluice logs in to the database for the agent: the client sends no password"}
+		}
 		out.ToServer = append(out.ToServer, f.raw...)
 		return nil
 	case phaseReady:
@@ -259,9 +263,19 @@ func (s *Session) startupFrame(f frame, out *session.Output) error {
 	if err := s.checkStartup(sm.Parameters); err != nil {
 		return err
 	}
+	s.client.startup = false
+	if l := s.cfg.Target.Login; l != nil {
+		var err error
+		if out.ToServer, err = startupWithLogin(&sm, l, out.ToServer); err != nil {
+			return &ProtocolError{fmt.Sprintf("cannot rewrite startup message: %v", err)}
+		}
+		s.login = &brokeredLogin{login: l}
+		s.log = s.log.With("db_user", l.User, "client_user", sm.Parameters["user"], "database", sm.Parameters["database"])
+		s.phase = phaseAuth
+		return nil
+	}
 	s.log = s.log.With("db_user", sm.Parameters["user"], "database", sm.Parameters["database"])
 	out.ToServer = append(out.ToServer, f.raw...)
-	s.client.startup = false
 	s.phase = phaseAuth
 	return nil
 }
@@ -480,6 +494,17 @@ func (s *Session) serverFrame(f frame, out *session.Output) error {
 	switch s.phase {
 	case phaseAuth:
 		switch f.typ {
+		case 'R':
+			if s.login != nil {
+				forward, err := s.login.serverAuth(f.body, out)
+				if err != nil || !forward {
+					return err
+				}
+			}
+		case 'E':
+			if s.login != nil {
+				s.log.Warn("the database refused sluice's login", "db_user", s.login.login.User)
+			}
 		case 'Z':
 			if len(f.body) != 1 {
 				return &ProtocolError{"malformed ReadyForQuery from the server"}

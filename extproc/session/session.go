@@ -3,14 +3,21 @@
 // It has no behaviour, so both sides can import it without a cycle.
 package session
 
-import "time"
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
 
 // Identity is the authenticated agent behind a tunnel, taken from the JWT
 // claims that Envoy's jwt_authn filter validated.
 type Identity struct {
-	Subject string         // the JWT sub claim
-	Groups  []string       // from the configured groups claim
-	Claims  map[string]any // every claim, for policies and audit
+	Subject string   // the JWT sub claim
+	Groups  []string // from the configured groups claim
+	// ActingFor is the human the agent acts for (the act.sub claim).
+	ActingFor string
+	Claims    map[string]any // every claim, for policies and audit
 	// Expiry is the token's exp: the session may not outlive it.
 	Expiry time.Time
 }
@@ -21,18 +28,72 @@ type Target struct {
 	Protocol string // "postgres" or "mysql"
 	Database string // when set, the only database a client may open
 	Tags     map[string]string
+	// Logins are the database credentials sluice holds for this target,
+	// least-privileged first. Empty: the client authenticates itself.
+	Logins []Login
+	// Login is the one chosen for this session's agent (nil: the client
+	// authenticates itself).
+	Login *Login
 }
+
+// Login is a database user sluice authenticates as on an agent's behalf.
+type Login struct {
+	Groups   []string // agents in any of these groups; empty: any agent
+	User     string
+	Password Secret
+}
+
+// LoginFor picks the first login whose groups meet the agent's, so the
+// least-privileged one listed first wins. A target without logins needs
+// none (nil, nil); one with logins but none for these groups is an error.
+func (t Target) LoginFor(groups []string) (*Login, error) {
+	if len(t.Logins) == 0 {
+		return nil, nil
+	}
+	for i := range t.Logins {
+		l := &t.Logins[i]
+		if len(l.Groups) == 0 || slices.ContainsFunc(l.Groups, func(g string) bool { return slices.Contains(groups, g) }) {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("target %q has no database login for groups %v", t.Name, groups)
+}
+
+// Secret is a credential. It prints, logs and marshals as "[redacted]";
+// only Reveal gives the value, at the point of use.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return redacted }
+
+// GoString implements fmt.GoStringer.
+func (Secret) GoString() string { return redacted }
+
+// LogValue implements slog.LogValuer.
+func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText implements encoding.TextMarshaler (JSON, YAML).
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // Output collects what a session sends after consuming one chunk.
 type Output struct {
 	ToServer []byte
 	ToClient []byte
+	// Sensitive marks ToServer as credential material (a brokered login):
+	// it reaches the database but no trace, log or recording.
+	Sensitive bool
 }
 
 // Reset empties the output, keeping its buffers.
 func (o *Output) Reset() {
 	o.ToServer = o.ToServer[:0]
 	o.ToClient = o.ToClient[:0]
+	o.Sensitive = false
 }
 
 // Expirer is a session that can end itself when the agent's token expires:
