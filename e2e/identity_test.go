@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -72,6 +73,20 @@ func TestTokenExpiryEndsSession(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
+	// A MySQL session on the same token.
+	db, err := sql.Open("mysql", stack.MySQLDSN(connectTo(t, mysqlTarget, tf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	my, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer my.Close()
+	if err := my.QueryRowContext(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(6 * time.Second)
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -79,7 +94,13 @@ func TestTokenExpiryEndsSession(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "token expired") {
 		t.Fatalf("query after the token expired: %v", err)
 	}
-	t.Logf("after expiry: %v", err)
+	t.Logf("postgres after expiry: %v", err)
+	// go-sql-driver reads the ERR sluice sent when the token expired.
+	err = my.QueryRowContext(qctx, "SELECT count(*) FROM orders").Scan(&n)
+	if err == nil || !strings.Contains(err.Error(), "token expired") {
+		t.Fatalf("mysql query after the token expired: %v", err)
+	}
+	t.Logf("mysql after expiry: %v", err)
 	// The connector reads the token file per connection: a fresh token works.
 	fresh, _ := stack.MintToken("short-lived", []string{"analysts"}, time.Hour)
 	if err := os.WriteFile(tf, []byte(fresh), 0o600); err != nil {
