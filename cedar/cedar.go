@@ -26,6 +26,7 @@ const Namespace = "Sluice"
 // Entity types.
 const (
 	TypeAgent    cedargo.EntityType = Namespace + "::Agent"
+	TypeUser     cedargo.EntityType = Namespace + "::User"
 	TypeGroup    cedargo.EntityType = Namespace + "::Group"
 	TypeTarget   cedargo.EntityType = Namespace + "::Target"
 	TypeSchema   cedargo.EntityType = Namespace + "::Schema"

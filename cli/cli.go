@@ -29,6 +29,10 @@ Usage:
                                                  mint a short-lived agent token (local key)
   sluice policy validate [--config FILE | --dir DIR]   check policies and entities against the schema
   sluice policy test FILE...                    run policy test cases (non-zero exit on a mismatch)
+  sluice approvals list|show ID|approve ID|deny ID [--config F] [--token-file F] [--scope once|fingerprint --minutes N] [--comment C]
+                                                 decide statements waiting for a human (approvers' OIDC token)
+  sluice audit verify [--config F | --store URL]   check every session's hash chain
+  sluice sessions list | show ID [--config F]     sessions and their statements, from the audit trail
   sluice demo      [--dir DIR]                   run the whole data path locally with demo data
   sluice bench     [--dir DIR] [--duration 10s]  pgbench direct vs Envoy tunnel vs sluice
 `
@@ -53,6 +57,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCmd(rest, stdout, stderr)
 	case "policy":
 		return policyCmd(rest, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, rest, stdout, stderr)
+	case "sessions":
+		return sessionsCmd(ctx, rest, stdout, stderr)
+	case "approvals":
+		return approvalsCmd(ctx, rest, stdout, stderr)
 	case "demo":
 		return demo(ctx, rest, stdout, stderr)
 	case "bench":

@@ -111,6 +111,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	admin := fs.String("admin", "127.0.0.1:9901", "Envoy admin listener")
 	ep := fs.String("extproc", "127.0.0.1:9001", "sluice serve gRPC listener")
 	epAddr := fs.String("extproc-address", "", "address Envoy uses to reach sluice serve (default: --extproc)")
+	appr := fs.String("approvals", "127.0.0.1:9443", "approvals API and page (HTTPS); empty: statements needing approval are refused")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "usage: sluice init DIR [flags]")
 		return ErrUsage
@@ -120,7 +121,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path, err := devstack.Init(dir, devstack.InitOptions{
-		PostgresAddr: *pg, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep, ExtProcAddress: *epAddr,
+		PostgresAddr: *pg, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep, ExtProcAddress: *epAddr, Approvals: *appr,
 	})
 	if err != nil {
 		return err

@@ -84,22 +84,40 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := xds.Update(c); err != nil {
 		return fmt.Errorf("cannot build the xds snapshot: %w", err)
 	}
+	approvals, err := startApprovals(ctx, c, engine, log)
+	if err != nil {
+		return err
+	}
+	auditSink, auditHealth, closeAudit, err := openAudit(ctx, c, os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	var approver extproc.Approver
+	if approvals != nil {
+		approver = approvals
+	}
 	srv := extproc.NewServer(extproc.Config{
 		Logger:  log,
 		Targets: live,
 		Policy:  engine,
 		Protocols: map[string]extproc.NewSessionFunc{
-			"postgres": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
-				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker})
+			"postgres": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, l *slog.Logger) session.Session {
+				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
 			},
-			"mysql": func(t session.Target, auth *policy.Authorizer, l *slog.Logger) session.Session {
-				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker})
+			"mysql": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, _ session.Observer, l *slog.Logger) session.Session {
+				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr})
 			},
 		},
-		PayloadKey: envoy.PayloadKey,
-		GroupsKey:  c.JWT.GroupsClaim,
-		Audiences:  c.JWT.Audiences,
-		TraceDir:   *traceDir,
+		Approvals:     approver,
+		AsyncGroups:   c.Approvals.AsyncGroups,
+		Audit:         auditSink,
+		AuditHealth:   auditHealth,
+		AuditFailOpen: c.Audit.FailOpen,
+		PayloadKey:    envoy.PayloadKey,
+		GroupsKey:     c.JWT.GroupsClaim,
+		Audiences:     c.JWT.Audiences,
+		TraceDir:      *traceDir,
 	})
 	g := grpc.NewServer(
 		// Envoy pings every 20s on the ext_proc cluster; a stricter policy
@@ -143,6 +161,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("cannot serve: %w", err)
 	case <-ctx.Done():
 	}
+	// Held statements end with a clear error (their requests stay pending);
+	// give those errors a moment to reach the clients.
+	srv.Shutdown()
+	time.Sleep(300 * time.Millisecond)
 	// Tunnels can live for hours: give them a moment, then cut them. Envoy
 	// resets the cut tunnels, so nothing passes unchecked.
 	done := make(chan struct{})

@@ -32,8 +32,50 @@ type Config struct {
 	// inputs give equal tokens across sessions). Without it tokens redact.
 	MaskingKeyFile string   `yaml:"masking_key_file,omitempty"`
 	Targets        []Target `yaml:"targets"`
+	// Approvals hold statements whose policy outcome is "approval" for a
+	// human's decision. Without approvals.listen they are refused.
+	Approvals Approvals `yaml:"approvals,omitempty"`
+	// Audit is where the hash-chained audit events go.
+	Audit Audit `yaml:"audit,omitempty"`
 
 	dir string
+}
+
+// Audit configures the evidence trail.
+type Audit struct {
+	// Store is a SQLite file (relative to this file's folder; default
+	// audit.db) or a postgres:// URL (${VAR} expanded); "off" records none.
+	Store string `yaml:"store,omitempty"`
+	// JSONL also writes each event as a JSON line to this file ("-" for
+	// standard output), for SIEM ingestion.
+	JSONL string `yaml:"jsonl,omitempty"`
+	// FailOpen keeps admitting sessions while the audit trail fails
+	// (default: refuse them).
+	FailOpen bool `yaml:"fail_open,omitempty"`
+}
+
+// Approvals configures just-in-time approval.
+type Approvals struct {
+	// Listen is where sluice serves the approvals API and page over HTTPS
+	// (with the gateway's certificate).
+	Listen string `yaml:"listen,omitempty"`
+	// Store is a SQLite file (relative to this file's folder) or a
+	// postgres:// URL (${VAR} expanded) shared by several sluice replicas.
+	Store string `yaml:"store,omitempty"`
+	// Timeout bounds a held statement's wait (default 5m); Envoy's idle
+	// timeout must exceed it.
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// Validity is how long an approval stays valid for resubmission
+	// (async mode, or after a restart); default 15m.
+	Validity Duration `yaml:"validity,omitempty"`
+	// AsyncGroups are agents that must not block: they get an immediate
+	// error naming the request, and resubmit once it is approved.
+	AsyncGroups []string `yaml:"async_groups,omitempty"`
+	// WebhookURL receives a Slack-compatible message per request.
+	WebhookURL string `yaml:"webhook_url,omitempty"`
+	// PageURL is the page's address as approvers reach it (for links);
+	// default https://<listen>/.
+	PageURL string `yaml:"page_url,omitempty"`
 }
 
 // Envoy is the gateway listener that agents connect to.
@@ -148,6 +190,21 @@ func (c *Config) applyDefaults() {
 	if c.ExtProc.Address == "" {
 		c.ExtProc.Address = c.ExtProc.Listen
 	}
+	if c.Approvals.Timeout == 0 {
+		c.Approvals.Timeout = Duration(5 * time.Minute)
+	}
+	if c.Approvals.Validity == 0 {
+		c.Approvals.Validity = Duration(15 * time.Minute)
+	}
+	if c.Audit.Store == "" {
+		c.Audit.Store = "audit.db"
+	}
+	if c.Approvals.Store == "" {
+		c.Approvals.Store = "approvals.db"
+	}
+	if c.Approvals.PageURL == "" && c.Approvals.Listen != "" {
+		c.Approvals.PageURL = "https://" + c.Approvals.Listen + "/"
+	}
 }
 
 var targetName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -172,6 +229,15 @@ func (c *Config) Validate() error {
 	if u := c.JWT.JWKSURI; u != "" {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
 			errs = append(errs, fmt.Errorf("jwt.jwks_uri %q must be an http(s) URL", u))
+		}
+	}
+	if a := c.Approvals; a.Listen != "" {
+		if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("approvals.listen: %w", err))
+		}
+		if a.Timeout >= c.Envoy.IdleTimeout {
+			errs = append(errs, fmt.Errorf("approvals.timeout (%s) must be shorter than envoy.idle_timeout (%s): Envoy would cut held statements",
+				time.Duration(a.Timeout), time.Duration(c.Envoy.IdleTimeout)))
 		}
 	}
 	if len(c.Targets) == 0 {
@@ -231,6 +297,27 @@ func (c *Config) loadSecrets() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AuditStore is the audit store's URL or SQLite path, resolved ("" if off).
+func (c *Config) AuditStore() string {
+	if c.Audit.Store == "off" {
+		return ""
+	}
+	s := os.ExpandEnv(c.Audit.Store)
+	if strings.Contains(s, "://") {
+		return s
+	}
+	return c.Path(s)
+}
+
+// ApprovalStore is the approvals store's URL or SQLite path, resolved.
+func (c *Config) ApprovalStore() string {
+	s := os.ExpandEnv(c.Approvals.Store)
+	if strings.Contains(s, "://") {
+		return s
+	}
+	return c.Path(s)
 }
 
 // Path resolves a path from the file against the file's folder.

@@ -61,6 +61,8 @@ type InitOptions struct {
 	// ExtProcAddress is how Envoy reaches sluice when that differs from
 	// ExtProc (e.g. a service name under docker compose).
 	ExtProcAddress string
+	// Approvals is where sluice serves the approvals API and page.
+	Approvals string
 }
 
 // Init writes a complete local configuration into dir: sluice.yaml, a CA and
@@ -107,6 +109,10 @@ func Init(dir string, o InitOptions) (string, error) {
 		JWT:            config.JWT{Issuer: DemoIssuer, Audiences: []string{DemoAudience}, JWKSFile: "keys/jwks.json", GroupsClaim: "groups"},
 		Policies:       "policies",
 		MaskingKeyFile: "keys/masking.key",
+		// Held statements wait up to 4 minutes for a human (Envoy's idle
+		// timeout, an hour, stays above it).
+		Approvals: config.Approvals{Listen: o.Approvals, Store: "approvals.db", Timeout: config.Duration(4 * time.Minute),
+			AsyncGroups: []string{"async-agents"}},
 		Targets: []config.Target{{
 			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
 			Tags: map[string]string{"env": "dev"},
@@ -196,7 +202,7 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ports(7)
+	p, err := ports(8)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +228,7 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	cfgDir := filepath.Join(o.Dir, "config")
 	if s.ConfigPath, err = Init(cfgDir, InitOptions{
-		PostgresAddr: s.PG.Addr(), MariaDBAddr: s.Maria.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]),
+		PostgresAddr: s.PG.Addr(), MariaDBAddr: s.Maria.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]), Approvals: loop(p[7]),
 	}); err != nil {
 		return nil, err
 	}
@@ -370,6 +376,9 @@ func (s *Stack) AgentURL(addr string) string {
 	}
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", AgentDBUser, addr, DemoDatabase)
 }
+
+// Adopt makes the stack stop p when it closes.
+func (s *Stack) Adopt(p *Process) { s.extra = append(s.extra, p) }
 
 // Close stops everything it started.
 func (s *Stack) Close() error {

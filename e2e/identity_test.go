@@ -235,7 +235,10 @@ func TestNoPasswordInLogsOrRecordings(t *testing.T) {
 		t.Fatal("the scan misses a planted secret")
 	}
 	var scanned int
-	for _, pattern := range []string{"*.log", "traces/*.jsonl"} {
+	// Logs, wire traces, and the audit and approval stores (SQLite files
+	// and their write-ahead logs).
+	patterns := []string{"*.log", "traces/*.jsonl", "config/*.db", "config/*.db-wal"}
+	for _, pattern := range patterns {
 		m, _ := filepath.Glob(filepath.Join(stack.Dir, pattern))
 		scanned += len(m)
 	}
@@ -243,7 +246,7 @@ func TestNoPasswordInLogsOrRecordings(t *testing.T) {
 		t.Fatalf("only %d log and trace files to scan", scanned)
 	}
 	var found []string
-	for _, pattern := range []string{"*.log", "traces"} {
+	for _, pattern := range append(patterns[:1:1], append([]string{"traces"}, patterns[2:]...)...) {
 		m, _ := filepath.Glob(filepath.Join(stack.Dir, pattern))
 		for _, p := range m {
 			found = append(found, findSecrets(t, p, secrets)...)
@@ -252,7 +255,7 @@ func TestNoPasswordInLogsOrRecordings(t *testing.T) {
 	if len(found) > 0 {
 		t.Fatalf("database passwords found:\n%s", strings.Join(found, "\n"))
 	}
-	t.Logf("%d log and trace files hold no database password", scanned)
+	t.Logf("%d log, trace, audit and approval files hold no database password", scanned)
 }
 
 // Envoy fetches the issuer's keys from its JWKS URL (https, verified against

@@ -53,7 +53,8 @@ forbid (principal, action, resource in Sluice::Schema::"demo/vault");
 @id("tokens-may-group")
 permit (principal, action == Sluice::Action::"use_masked", resource)
 when { resource.hasTag("mask") && resource.getTag("mask") == "token" };`,
-			"e2e.entities.json": `[{"uid": {"type": "Sluice::Column", "id": "demo/public.visits.visitor_email"}, "attrs": {}, "parents": [], "tags": {"pii": "email", "mask": "token"}}]`},
+			"e2e-approvals.cedar": carefulPolicy,
+			"e2e.entities.json":   `[{"uid": {"type": "Sluice::Column", "id": "demo/public.visits.visitor_email"}, "attrs": {}, "parents": [], "tags": {"pii": "email", "mask": "token"}}]`},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot start the stack (run scripts/setup first): %v\n", err)

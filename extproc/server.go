@@ -9,10 +9,12 @@
 package extproc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluicedb/sluice/approval"
+	"github.com/sluicedb/sluice/audit"
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/policy"
 )
@@ -40,8 +44,18 @@ type Policy interface {
 	Session(id session.Identity, t session.Target) *policy.Authorizer
 }
 
-// NewSessionFunc starts a wire-protocol session for an admitted tunnel.
-type NewSessionFunc func(t session.Target, auth *policy.Authorizer, log *slog.Logger) session.Session
+// NewSessionFunc starts a wire-protocol session for an admitted tunnel;
+// appr is nil when no approval service is configured.
+type NewSessionFunc func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, log *slog.Logger) session.Session
+
+// Approver records approval requests and waits for humans' decisions
+// (approval.Service).
+type Approver interface {
+	Grant(ctx context.Context, agent, target, sql, fingerprint string) (*approval.Request, error)
+	Submit(ctx context.Context, r *approval.Request) error
+	Wait(ctx context.Context, id string) (*approval.Request, error)
+	Timeout() time.Duration
+}
 
 // Config wires a Server.
 type Config struct {
@@ -58,27 +72,52 @@ type Config struct {
 	// TraceDir, when set, receives a wire trace per tunnel (raw traffic:
 	// for debugging and replay tests only).
 	TraceDir string
+	// Approvals holds statements whose outcome is "approval" for a human;
+	// nil refuses them. Agents in AsyncGroups are not held: they get an
+	// immediate error naming the request and resubmit once it is approved.
+	Approvals   Approver
+	AsyncGroups []string
+	// Audit receives the hash-chained audit events of every session; nil
+	// records none. AuditHealth, when set and failing, refuses new sessions
+	// (evidence fails closed) unless AuditFailOpen.
+	Audit         audit.Sink
+	AuditHealth   func() error
+	AuditFailOpen bool
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	cfg Config
+	cfg      Config
+	ctx      context.Context // ends when the server shuts down
+	shutdown context.CancelCauseFunc
 }
+
+// errShutdown ends held statements when sluice stops.
+var errShutdown = errors.New("sluice is shutting down")
 
 // NewServer returns a Server.
 func NewServer(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &Server{cfg: cfg, ctx: ctx, shutdown: cancel}
 }
+
+// Shutdown ends the sessions holding statements for approval with a clear
+// error (their requests stay pending and may be approved for resubmission).
+func (s *Server) Shutdown() { s.shutdown(errShutdown) }
 
 // Process handles one tunnel. It never ends the stream with OK while the
 // tunnel lives: Envoy would pass the rest of the tunnel through unchecked.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
-	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(s.ctx, func() { cancel(errShutdown) })()
+	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger, ctx: ctx}
 	defer t.trace.close()
+	defer t.closeAudit()
 	defer t.stopTimer()
 	defer func() {
 		if c, ok := t.sess.(interface{ Close() }); ok {
@@ -118,6 +157,10 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 // tunnel is the state of one stream. mu serializes the stream loop and the
 // token-expiry timer, which both use the session and send on the stream.
 type tunnel struct {
+	ctx    context.Context // ends with the stream or the server
+	id     string          // Envoy's x-request-id: the session's id
+	ident  session.Identity
+	target session.Target
 	mu     sync.Mutex
 	timer  *time.Timer
 	srv    *Server
@@ -126,6 +169,9 @@ type tunnel struct {
 	sess   session.Session
 	out    session.Output
 
+	chain         *audit.Chain
+	bytesIn       int64  // from the client
+	bytesOut      int64  // to the client
 	clientOpen    bool   // response headers answered: bytes may go to the client
 	pendingClient []byte // bytes for the client before it was open
 	reqDone       bool   // end_of_stream sent toward the server
@@ -208,7 +254,25 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	if login != nil {
 		t.log = t.log.With("db_login", login.User)
 	}
-	t.sess = newSession(target, auth, t.log)
+	t.id, t.ident, t.target = headers["x-request-id"], id, target
+	var appr session.Approvals
+	if t.srv.cfg.Approvals != nil {
+		appr = t
+	}
+	if h := t.srv.cfg.AuditHealth; h != nil && !t.srv.cfg.AuditFailOpen {
+		if err := h(); err != nil {
+			t.log.Error("audit failing; session refused", "err", err)
+			return true, t.refuse(typev3.StatusCode_ServiceUnavailable, "sluice: the audit trail is failing, so sessions are refused: "+err.Error())
+		}
+	}
+	var obs session.Observer
+	if t.srv.cfg.Audit != nil {
+		t.chain = audit.NewChain(t.srv.cfg.Audit)
+		t.audit(audit.Event{Kind: audit.KindSessionOpen, Groups: id.Groups,
+			Client: map[string]string{"source": headers["x-forwarded-for"], "user_agent": headers["user-agent"]}})
+		obs = t
+	}
+	t.sess = newSession(target, auth, appr, obs, t.log)
 	if !id.Expiry.IsZero() {
 		t.timer = time.AfterFunc(time.Until(id.Expiry), t.expire)
 	}
@@ -252,6 +316,7 @@ func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 	t.out.Reset()
 	var err error
 	if fromClient {
+		t.bytesIn += int64(len(b.Body))
 		err = t.sess.FromClient(b.Body, &t.out)
 	} else {
 		err = t.sess.FromServer(b.Body, &t.out)
@@ -259,6 +324,9 @@ func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 	if err != nil {
 		// The session has queued its protocol error and hang-up; deliver them.
 		t.log.Warn("protocol error", "from_client", fromClient, "err", err)
+	}
+	if t.out.Hold != "" {
+		go t.await(t.out.Hold)
 	}
 	eos := b.EndOfStream
 	if t.trace != nil {
@@ -276,6 +344,7 @@ func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 			return err
 		}
 	}
+	t.bytesOut += int64(len(t.out.ToClient))
 	if len(t.out.ToClient) > 0 || (!fromClient && eos) {
 		if !t.clientOpen {
 			t.pendingClient = append(t.pendingClient, t.out.ToClient...)
@@ -348,5 +417,118 @@ func (t *tunnel) expire() {
 		if err := t.sendBody(false, t.out.ToClient, false); err != nil {
 			t.log.Warn("cannot tell the client its token expired", "err", err)
 		}
+	}
+}
+
+// Ask implements session.Approvals for the tunnel's agent and target.
+func (t *tunnel) Ask(r session.HoldRequest) session.Ticket {
+	svc := t.srv.cfg.Approvals
+	fp := policy.Fingerprint(t.target.Protocol, r.SQL)
+	ctx, cancel := context.WithTimeout(t.ctx, 5*time.Second)
+	defer cancel()
+	if g, err := svc.Grant(ctx, t.ident.Subject, t.target.Name, r.SQL, fp); err != nil {
+		t.log.Error("approval store unavailable; statement refused", "err", err)
+		return session.Ticket{Message: "approval required, and the approval service is unavailable: " + err.Error()}
+	} else if g != nil {
+		return session.Ticket{ID: g.ID, Granted: true}
+	}
+	async := slices.ContainsFunc(t.ident.Groups, func(g string) bool { return slices.Contains(t.srv.cfg.AsyncGroups, g) })
+	req := &approval.Request{
+		Agent: t.ident.Subject, ActingFor: t.ident.ActingFor, Target: t.target.Name, Session: t.id,
+		Statement: r.SQL, TextHash: approval.TextHash(r.SQL), Fingerprint: fp, Policies: r.Policies, Reason: r.Reason, Mode: "hold",
+	}
+	if async {
+		req.Mode = "async"
+	}
+	if err := svc.Submit(ctx, req); err != nil {
+		t.log.Error("cannot record approval request; statement refused", "err", err)
+		return session.Ticket{Message: "approval required, and the approval service is unavailable: " + err.Error()}
+	}
+	if async {
+		return session.Ticket{ID: req.ID, Message: fmt.Sprintf("%s: approval pending, request %s; resubmit the statement once a human approves it", r.Reason, req.ID)}
+	}
+	return session.Ticket{ID: req.ID, Hold: true}
+}
+
+// await waits for the decision on a held statement and resumes the session.
+func (t *tunnel) await(id string) {
+	r, err := t.srv.cfg.Approvals.Wait(t.ctx, id)
+	v := session.Verdict{ID: id}
+	switch {
+	case err != nil && errors.Is(context.Cause(t.ctx), errShutdown):
+		v.Fatal = true
+		v.Message = fmt.Sprintf("sluice is restarting while approval request %s was pending; it stays pending: once it is approved, reconnect and resubmit the statement", id)
+	case err != nil && t.ctx.Err() != nil:
+		return // the tunnel is gone; the request stays pending
+	case err != nil:
+		v.Message = fmt.Sprintf("approval request %s failed: %v", id, err)
+	case r.Status == approval.Approved:
+		v.Approved = true
+	case r.Status == approval.Denied:
+		v.Message = fmt.Sprintf("approval request %s was denied by %s", id, r.DecidedBy)
+		if r.Comment != "" {
+			v.Message += ": " + r.Comment
+		}
+	case r.Status == approval.Expired:
+		v.Message = fmt.Sprintf("approval request %s timed out after %s without a decision", id, t.srv.cfg.Approvals.Timeout())
+	default:
+		v.Message = fmt.Sprintf("approval request %s is %s", id, r.Status)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	res, ok := t.sess.(session.Resumer)
+	if !ok {
+		return
+	}
+	t.log.Info("approval decided", "approval", id, "approved", v.Approved, "reason", v.Message)
+	t.out.Reset()
+	res.Resume(v, &t.out)
+	if t.out.Hold != "" {
+		go t.await(t.out.Hold)
+	}
+	if len(t.out.ToServer) > 0 {
+		if err := t.sendBody(true, t.out.ToServer, false); err != nil {
+			t.log.Warn("cannot send the released statement", "err", err)
+		}
+	}
+	if len(t.out.ToClient) > 0 && t.clientOpen {
+		if err := t.sendBody(false, t.out.ToClient, false); err != nil {
+			t.log.Warn("cannot answer the held statement", "err", err)
+		}
+	}
+}
+
+// audit appends an event to the session's chain. A failing sink is
+// logged: statements were already decided and answered.
+func (t *tunnel) audit(e audit.Event) {
+	if t.chain == nil {
+		return
+	}
+	e.Session, e.Agent, e.ActingFor, e.Target = t.id, t.ident.Subject, t.ident.ActingFor, t.target.Name
+	if _, err := t.chain.Append(e); err != nil {
+		t.log.Error("cannot write audit event", "kind", e.Kind, "err", err)
+	}
+}
+
+// Statement implements session.Observer: one audit event per statement,
+// its literals redacted unless the target's audit_literals tag says keep.
+func (t *tunnel) Statement(r session.StatementRecord) {
+	text := r.SQL
+	if t.target.Tags["audit_literals"] != "keep" {
+		text = policy.Normalize(t.target.Protocol, r.SQL)
+	}
+	t.audit(audit.Event{
+		Kind: audit.KindStatement, Time: r.Start.UTC(), Statement: text, Fingerprint: policy.Fingerprint(t.target.Protocol, r.SQL),
+		Decision: r.Outcome, Reason: r.Reason, Policies: r.Policies, Masked: r.Masked, Rows: r.Rows,
+		LatencyMS: float64(r.End.Sub(r.Start).Microseconds()) / 1000, Error: r.Error,
+	})
+}
+
+func (t *tunnel) closeAudit() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.chain != nil {
+		t.audit(audit.Event{Kind: audit.KindSessionClose, BytesIn: t.bytesIn, BytesOut: t.bytesOut})
+		t.chain = nil
 	}
 }

@@ -41,7 +41,7 @@ func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
 			"locked": {Name: "locked", Protocol: "postgres", Logins: []session.Login{{Groups: []string{"migrators"}, User: "owner"}}},
 		},
 		Policy: policy.NewEngine(set),
-		Protocols: map[string]extproc.NewSessionFunc{"postgres": func(tg session.Target, a *policy.Authorizer, l *slog.Logger) session.Session {
+		Protocols: map[string]extproc.NewSessionFunc{"postgres": func(tg session.Target, a *policy.Authorizer, _ session.Approvals, _ session.Observer, l *slog.Logger) session.Session {
 			return postgres.NewSession(postgres.Config{Target: tg, Authorizer: a, Logger: l})
 		}},
 		PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},

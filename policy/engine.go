@@ -139,6 +139,29 @@ func (a *Authorizer) AuthorizeConnect() Decision {
 	return Decision{Outcome: Allow, Policies: ids}
 }
 
+// AuthorizeApprove decides whether a human may decide approval requests for
+// statements on target (the approve action).
+func (e *Engine) AuthorizeApprove(subject string, groups []string, target string) Decision {
+	set := e.set.Load()
+	gs := make([]cedargo.EntityUID, 0, len(groups))
+	for _, g := range groups {
+		gs = append(gs, cedargo.NewEntityUID(cedar.TypeGroup, cedargo.String(g)))
+	}
+	user := cedargo.Entity{UID: cedargo.NewEntityUID(cedar.TypeUser, cedargo.String(subject)), Parents: cedargo.NewEntityUIDSet(gs...)}
+	tgt := cedargo.Entity{UID: cedargo.NewEntityUID(cedar.TypeTarget, cedargo.String(target)),
+		Attributes: cedargo.NewRecord(cedargo.RecordMap{"protocol": cedargo.String("")})}
+	ents := &overlay{base: set.Entities, local: map[cedargo.EntityUID]cedargo.Entity{user.UID: user, tgt.UID: tgt}}
+	act := cedar.Action("approve")
+	ok, diag := cedargo.Authorize(set.Index.For(user.UID, ancestors(set.Entities, gs), act), ents, cedargo.Request{
+		Principal: user.UID, Action: act, Resource: tgt.UID, Context: cedargo.NewRecord(nil),
+	})
+	ids := policyIDs(diag)
+	if ok != cedargo.Allow {
+		return Decision{Outcome: Deny, Reason: refusal("APPROVE", "target "+target, ids), Policies: ids}
+	}
+	return Decision{Outcome: Allow, Policies: ids}
+}
+
 // AuthorizeSQL decides a SQL string: it runs only if every request of every
 // statement in it is allowed.
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
@@ -269,6 +292,9 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 			}
 			// Refused as is: would a human's approval let it run?
 			if okA, idsA, _ := d.authorize(r.Action, res, ctx(), true); okA {
+				// The policies that refuse it as is, then those that
+				// permit it once approved.
+				approvalIDs = append(approvalIDs, ids...)
 				approvalIDs = append(approvalIDs, idsA...)
 				if approvalReason == "" {
 					approvalReason = strings.ToUpper(r.Action) + " on " + r.Object.String() + " needs approval"

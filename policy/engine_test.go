@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -75,5 +76,24 @@ func TestShadowModeObservesOnly(t *testing.T) {
 	d := a.AuthorizeSQL("DROP TABLE t")
 	if !d.Allowed() || !d.Shadow || d.WouldBe != Deny || d.PolicyList() != "no-ddl" {
 		t.Fatalf("shadow decision: %+v", d)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	for _, p := range []string{"postgres", "mysql"} {
+		a, b := Fingerprint(p, "DELETE FROM orders WHERE id = 1"), Fingerprint(p, "delete from orders where id = 2")
+		c := Fingerprint(p, "DELETE FROM customers WHERE id = 1")
+		if a != b || a == c {
+			t.Errorf("%s: %s %s %s", p, a, b, c)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	for p, sql := range map[string]string{"postgres": "SELECT * FROM c WHERE email = 'a@b.c' AND id = 42", "mysql": "SELECT * FROM c WHERE email = 'a@b.c' AND id = 42"} {
+		n := Normalize(p, sql)
+		if strings.Contains(n, "a@b.c") || strings.Contains(n, "42") || !strings.Contains(n, "email") {
+			t.Errorf("%s: %q", p, n)
+		}
 	}
 }

@@ -28,6 +28,8 @@
 //	                 ◀───────────── rows masked per the plan ◀───────────── column defs, rows, EOF/OK
 //	COM_STMT_PREPARE ──────────────▶ decide at prepare ─────────────────────▶ (statement id recorded)
 //	COM_STMT_EXECUTE ──────────────▶ decide again (memoized) ───────────────▶ binary rows masked
+//	COM_QUERY/EXECUTE (approval) ──▶ held; later packets wait; approved ───▶ the command, then the rest
+//	ERR 1142 (seq 1) ◀───────────── denied / timed out, naming the request
 //	COM_INIT_DB ───────────────────▶ decided as USE ────────────────────────▶ default database tracked
 //	COM_CHANGE_USER, binlog, replica, COM_FIELD_LIST, COM_PROCESS_KILL → ERR
 //

@@ -56,6 +56,9 @@ type Config struct {
 	Logger     *slog.Logger
 	Masker     *mask.Masker
 	MaxPacket  int
+	// Approvals holds statements whose outcome is "approval" for a human;
+	// nil refuses them.
+	Approvals session.Approvals
 }
 
 // Session is the MySQL client/server protocol state machine of one tunnel.
@@ -78,6 +81,12 @@ type Session struct {
 	pendingDB string            // USE / COM_INIT_DB awaiting the server's OK
 	stats     map[string]int
 	detect    bool
+
+	// held is the command waiting for a human; later client packets wait
+	// in backlog until it is decided.
+	held    *heldCmd
+	backlog []phys
+	admit   string // SQL a human approved: its next decision counts as allowed
 }
 
 // NewSession starts a session awaiting the server's greeting.
@@ -182,6 +191,10 @@ func (s *Session) clientPacket(p phys, out *session.Output) error {
 		out.ToServer = append(out.ToServer, p.raw...)
 		return nil
 	}
+	if s.held != nil {
+		s.backlog = append(s.backlog, p.clone())
+		return nil
+	}
 	if !p.cont && p.seq != 0 {
 		return &ProtocolError{fmt.Sprintf("unexpected client packet with sequence id %d", p.seq)}
 	}
@@ -277,6 +290,12 @@ func (s *Session) command(b []byte, out *session.Output) error {
 	case comQuery:
 		sql := string(b[1:])
 		d := s.authorize(sql)
+		if d.Outcome == policy.Approval {
+			var ok bool
+			if d, ok = s.approval(d, sql, b, out); !ok {
+				return nil
+			}
+		}
 		if !d.Allowed() {
 			s.refuse(d, sql, out)
 			return nil
@@ -287,7 +306,9 @@ func (s *Session) command(b []byte, out *session.Output) error {
 		forward(response{kind: respResult, dec: d})
 	case comStmtPrepare:
 		sql := string(b[1:])
-		if d := s.authorize(sql); !d.Allowed() {
+		// Preparing runs nothing: a statement needing approval is held when
+		// it is executed.
+		if d := s.authorize(sql); !d.Allowed() && d.Outcome != policy.Approval {
 			s.refuse(d, sql, out)
 			return nil
 		}
@@ -302,6 +323,12 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			break
 		}
 		d := s.authorize(sql)
+		if d.Outcome == policy.Approval {
+			var ok bool
+			if d, ok = s.approval(d, sql, b, out); !ok {
+				return nil
+			}
+		}
 		if !d.Allowed() {
 			s.refuse(d, sql, out)
 			return nil

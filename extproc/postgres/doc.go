@@ -29,6 +29,9 @@
 //	Bind ───────────────────────▶ decide: refused ─▶ Describe(S, "sluice: refused …")
 //	Describe/Execute/Close/Sync ▶ (passed through; the server skips to Sync after an error)
 //	CopyData/CopyDone/CopyFail ─▶ (passed through, streamed)
+//	Query / Bind (approval) ────▶ held: nothing sent; later client messages wait
+//	                              approved ─▶ the held message, then the waiting ones ─▶
+//	ErrorResponse 42501 + RFQ ◀── denied / timed out: as a refusal, naming the request
 //	FunctionCall ───────────────▶ always refused (calls any function by OID)
 //	CancelRequest (own conn.) ──▶ forwarded as the connection's only message
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -73,6 +74,8 @@ type op struct {
 	// denial, when set, replaces the server's error for this op: sluice sent
 	// the server a harmless message that fails in place of the refused one.
 	denial *pgproto3.ErrorResponse
+	// rec is the statement's record, reported when the op completes.
+	rec *session.StatementRecord
 }
 
 // Config is what a session needs besides the bytes.
@@ -83,6 +86,11 @@ type Config struct {
 	MaxFrame   int // 0 means DefaultMaxFrame
 	// Masker rewrites masked values; nil masks everything by redaction.
 	Masker *mask.Masker
+	// Approvals holds statements whose outcome is "approval" for a human;
+	// nil refuses them.
+	Approvals session.Approvals
+	// Observer receives a record per statement (audit); may be nil.
+	Observer session.Observer
 }
 
 // Session is the PostgreSQL v3 protocol state machine of one tunnel.
@@ -102,6 +110,13 @@ type Session struct {
 	stats      maskStats
 	detect     bool
 	login      *brokeredLogin // nil: the client authenticates itself
+
+	// held is the statement waiting for a human; the client's later
+	// messages wait in backlog, in order, until it is decided.
+	held    *heldStmt
+	backlog []frame
+	// admit is SQL a human approved: its next decision counts as allowed.
+	admit string
 
 	// poisonName names a prepared statement that cannot exist; describing it
 	// makes the server fail in place of a refused message, so the server
@@ -233,6 +248,10 @@ func (s *Session) clientFrame(f frame, out *session.Output) error {
 		out.ToServer = append(out.ToServer, f.raw...)
 		return nil
 	case phaseReady:
+		if s.held != nil {
+			s.backlog = append(s.backlog, f.clone())
+			return nil
+		}
 		return s.readyFrame(f, out)
 	default:
 		return nil
@@ -305,6 +324,7 @@ func (s *Session) checkStartup(params map[string]string) error {
 }
 
 func (s *Session) readyFrame(f frame, out *session.Output) error {
+	var ok bool
 	if f.piece {
 		out.ToServer = append(out.ToServer, f.raw...) // CopyData
 		return nil
@@ -316,11 +336,16 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 			return err
 		}
 		d := s.authorize(m.String)
+		if d.Outcome == policy.Approval {
+			if d, ok = s.approval(d, m.String, f, true, out); !ok {
+				return nil
+			}
+		}
 		if !d.Allowed() {
 			s.refuseSimple(d, m.String, out)
 			return nil
 		}
-		s.ops = append(s.ops, op{kind: opQuery, dec: &d})
+		s.ops = append(s.ops, op{kind: opQuery, dec: &d, rec: s.record(m.String, d)})
 	case 'P':
 		var m pgproto3.Parse
 		if err := decode("Parse", &m, f.body); err != nil {
@@ -346,7 +371,13 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 			s.push(opBind, nil)
 			break
 		}
-		if d := s.authorize(sql); !d.Allowed() {
+		d := s.authorize(sql)
+		if d.Outcome == policy.Approval {
+			if d, ok = s.approval(d, sql, f, false, out); !ok {
+				return nil
+			}
+		}
+		if !d.Allowed() {
 			s.refuseExtended(d, sql, out)
 			return nil
 		}
@@ -368,7 +399,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		if err := decode("Execute", &m, f.body); err != nil {
 			return err
 		}
-		s.ops = append(s.ops, op{kind: opExecute, plan: s.executePlan(m.Portal)})
+		s.ops = append(s.ops, op{kind: opExecute, plan: s.executePlan(m.Portal), rec: s.executeRecord(m.Portal)})
 	case 'C':
 		var m pgproto3.Close
 		if err := decode("Close", &m, f.body); err != nil {
@@ -437,6 +468,7 @@ func (s *Session) refuseSimple(d policy.Decision, sql string, out *session.Outpu
 	out.ToServer = s.appendPoison(out.ToServer)
 	out.ToServer = append(out.ToServer, 'S', 0, 0, 0, 4)
 	s.push(opSync, denialError(d))
+	s.ops[len(s.ops)-1].rec = s.record(sql, d)
 	s.logRefusal(d, sql)
 }
 
@@ -446,6 +478,7 @@ func (s *Session) refuseSimple(d policy.Decision, sql string, out *session.Outpu
 func (s *Session) refuseExtended(d policy.Decision, sql string, out *session.Output) {
 	out.ToServer = s.appendPoison(out.ToServer)
 	s.push(opDescribeStatement, denialError(d))
+	s.ops[len(s.ops)-1].rec = s.record(sql, d)
 	s.logRefusal(d, sql)
 }
 
@@ -560,11 +593,17 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 			return &ProtocolError{fmt.Sprintf("server answered %q to a refused statement's placeholder", f.typ)}
 		}
 		out.ToClient = s.appendError(out.ToClient, head.denial)
+		if head.rec != nil {
+			head.rec.Error = head.denial.Message
+		}
 		head.denial = nil
 		s.afterError()
 		return nil
 	}
 	out.ToClient = append(out.ToClient, f.raw...)
+	if head.rec != nil {
+		observe(head.rec, f)
+	}
 	switch f.typ {
 	case 'E':
 		s.cur = nil
@@ -619,6 +658,10 @@ func (s *Session) afterError() {
 }
 
 func (s *Session) pop() {
+	if r := s.ops[0].rec; r != nil && s.cfg.Observer != nil {
+		r.End = time.Now()
+		s.cfg.Observer.Statement(*r)
+	}
 	s.ops[0] = op{}
 	s.ops = s.ops[1:]
 	if len(s.ops) == 0 {

@@ -87,6 +87,9 @@ type Output struct {
 	// Sensitive marks ToServer as credential material (a brokered login):
 	// it reaches the database but no trace, log or recording.
 	Sensitive bool
+	// Hold names the approval request the session now holds a statement
+	// for: the tunnel waits for its decision and calls Resume.
+	Hold string
 }
 
 // Reset empties the output, keeping its buffers.
@@ -94,6 +97,43 @@ func (o *Output) Reset() {
 	o.ToServer = o.ToServer[:0]
 	o.ToClient = o.ToClient[:0]
 	o.Sensitive = false
+	o.Hold = ""
+}
+
+// HoldRequest is a statement whose policy outcome is "approval".
+type HoldRequest struct {
+	SQL      string
+	Reason   string
+	Policies []string
+}
+
+// Ticket is the approval service's answer to a HoldRequest.
+type Ticket struct {
+	ID      string
+	Granted bool   // a human already approved it: run it now
+	Hold    bool   // hold it until a human decides (then Resume)
+	Message string // otherwise: refuse it, saying this (async pending, service down)
+}
+
+// Approvals lets a session ask for a human's approval. It is called in the
+// data path, so it only records the request; waiting happens elsewhere.
+type Approvals interface {
+	Ask(r HoldRequest) Ticket
+}
+
+// Verdict ends a hold.
+type Verdict struct {
+	ID       string
+	Approved bool
+	Message  string // why not: denied by whom, timed out, …
+	// Fatal ends the session (sluice is shutting down); the request stays
+	// pending and may be approved for resubmission.
+	Fatal bool
+}
+
+// Resumer is a session that can hold a statement for approval.
+type Resumer interface {
+	Resume(v Verdict, out *Output)
 }
 
 // Expirer is a session that can end itself when the agent's token expires:
@@ -109,4 +149,22 @@ type Session interface {
 	FromClient(data []byte, out *Output) error
 	// FromServer consumes bytes the database sent toward the client.
 	FromServer(data []byte, out *Output) error
+}
+
+// StatementRecord is how one statement went, for audit and telemetry.
+type StatementRecord struct {
+	SQL      string
+	Outcome  string // allow, deny, approval (as decided before any approval)
+	Reason   string
+	Policies []string
+	Masked   []string // result columns that came back masked
+	Start    time.Time
+	End      time.Time
+	Rows     int64  // returned or affected, from the command tag
+	Error    string // the error the client saw, if any
+}
+
+// Observer receives each statement's record as it completes.
+type Observer interface {
+	Statement(r StatementRecord)
 }

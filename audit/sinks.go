@@ -1,0 +1,190 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+)
+
+// JSONLines writes one JSON event per line (SIEM ingestion: a file or stdout).
+type JSONLines struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewJSONLines returns a sink writing to w.
+func NewJSONLines(w io.Writer) *JSONLines { return &JSONLines{w: w} }
+
+// Write implements Sink.
+func (j *JSONLines) Write(e Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, err = j.w.Write(append(b, '\n'))
+	return err
+}
+
+// Multi writes to every sink; the first error is returned after all ran.
+type Multi []Sink
+
+// Write implements Sink.
+func (m Multi) Write(e Event) error {
+	var errs []error
+	for _, s := range m {
+		if err := s.Write(e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Store keeps events in SQLite or PostgreSQL, in insertion order.
+type Store struct {
+	db       *sql.DB
+	postgres bool
+}
+
+// OpenStore opens the store at url (postgres:// or a SQLite path).
+func OpenStore(ctx context.Context, url string) (*Store, error) {
+	s := &Store{}
+	var err error
+	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		s.postgres = true
+		serial = "BIGSERIAL PRIMARY KEY"
+		s.db, err = sql.Open("pgx", url)
+	} else {
+		s.db, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(url, "sqlite://")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		if err == nil {
+			s.db.SetMaxOpenConns(1)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open audit store: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS sluice_audit (
+  id `+serial+`,
+  session TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  event TEXT NOT NULL
+)`); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("cannot create audit table: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Write implements Sink.
+func (s *Store) Write(e Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	q := "INSERT INTO sluice_audit (session, seq, kind, event) VALUES (?, ?, ?, ?)"
+	if s.postgres {
+		q = "INSERT INTO sluice_audit (session, seq, kind, event) VALUES ($1, $2, $3, $4)"
+	}
+	if _, err := s.db.Exec(q, e.Session, e.Seq, e.Kind, string(b)); err != nil {
+		return fmt.Errorf("cannot store audit event: %w", err)
+	}
+	return nil
+}
+
+// Events returns every stored event in insertion order (session "" for all).
+func (s *Store) Events(ctx context.Context, session string) ([]Event, error) {
+	q := "SELECT event FROM sluice_audit WHERE (? = '' OR session = ?) ORDER BY id"
+	if s.postgres {
+		q = "SELECT event FROM sluice_audit WHERE ($1 = '' OR session = $2) ORDER BY id"
+	}
+	rows, err := s.db.QueryContext(ctx, q, session, session)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read audit events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&raw); err != nil {
+			return nil, err
+		}
+		var e Event
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("cannot decode audit event: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DB exposes the database, for tests that tamper with it.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Buffered writes to a sink from its own goroutine, so that a slow store
+// never stalls the data path. When the buffer is full or the sink fails,
+// Healthy reports false until a write succeeds again: sluice then refuses
+// new sessions (fail closed) unless configured to fail open.
+type Buffered struct {
+	ch      chan Event
+	sink    Sink
+	mu      sync.Mutex
+	lastErr error
+	dropped int64
+	done    chan struct{}
+}
+
+// NewBuffered starts the writer with room for size events.
+func NewBuffered(sink Sink, size int) *Buffered {
+	b := &Buffered{ch: make(chan Event, size), sink: sink, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		for e := range b.ch {
+			err := b.sink.Write(e)
+			b.mu.Lock()
+			b.lastErr = err
+			b.mu.Unlock()
+		}
+	}()
+	return b
+}
+
+// Write implements Sink: it queues the event.
+func (b *Buffered) Write(e Event) error {
+	select {
+	case b.ch <- e:
+		return nil
+	default:
+		b.mu.Lock()
+		b.dropped++
+		b.lastErr = errors.New("audit buffer full")
+		b.mu.Unlock()
+		return b.lastErr
+	}
+}
+
+// Healthy reports the last write's error (nil: healthy).
+func (b *Buffered) Healthy() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastErr
+}
+
+// Close drains the queue.
+func (b *Buffered) Close() {
+	close(b.ch)
+	<-b.done
+}

@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicedb/sluice/audit"
+	"github.com/sluicedb/sluice/config"
+)
+
+// openAudit opens the configured audit sinks behind a buffer.
+func openAudit(ctx context.Context, c *config.Config, stdout io.Writer) (audit.Sink, func() error, func(), error) {
+	var sinks audit.Multi
+	var closers []func()
+	if url := c.AuditStore(); url != "" {
+		st, err := audit.OpenStore(ctx, url)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		sinks = append(sinks, st)
+		closers = append(closers, func() { st.Close() })
+	}
+	switch j := c.Audit.JSONL; j {
+	case "":
+	case "-":
+		sinks = append(sinks, audit.NewJSONLines(stdout))
+	default:
+		f, err := os.OpenFile(c.Path(j), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("cannot open audit JSON lines: %w", err)
+		}
+		sinks = append(sinks, audit.NewJSONLines(f))
+		closers = append(closers, func() { f.Close() })
+	}
+	if len(sinks) == 0 {
+		return nil, nil, func() {}, nil
+	}
+	b := audit.NewBuffered(sinks, 10000)
+	return b, b.Healthy, func() {
+		b.Close()
+		for _, c := range closers {
+			c()
+		}
+	}, nil
+}
+
+func auditStore(ctx context.Context, args []string, name string, stderr io.Writer) (*audit.Store, []string, error) {
+	fs := flags(name, stderr)
+	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
+	store := fs.String("store", "", "audit store (default: the config's audit.store)")
+	if err := parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	url := *store
+	if url == "" {
+		c, err := config.Load(*cfgPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		if url = c.AuditStore(); url == "" {
+			return nil, nil, fmt.Errorf("audit is off in %s", *cfgPath)
+		}
+	}
+	st, err := audit.OpenStore(ctx, url)
+	return st, fs.Args(), err
+}
+
+// auditCmd: sluice audit verify.
+func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "usage: sluice audit verify [--config F | --store URL]")
+		return ErrUsage
+	}
+	st, _, err := auditStore(ctx, args[1:], "audit verify", stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	events, err := st.Events(ctx, "")
+	if err != nil {
+		return err
+	}
+	problems := audit.Verify(events)
+	for _, p := range problems {
+		fmt.Fprintln(stdout, "FAIL", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("audit trail verification failed: %d problem(s) in %d events", len(problems), len(events))
+	}
+	sessions := map[string]bool{}
+	for _, e := range events {
+		sessions[e.Session] = true
+	}
+	fmt.Fprintf(stdout, "ok: %d events in %d sessions, every chain intact\n", len(events), len(sessions))
+	return nil
+}
+
+// sessionsCmd: sluice sessions list | show ID.
+func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "show") {
+		fmt.Fprintln(stderr, "usage: sluice sessions list | show ID [--config F | --store URL]")
+		return ErrUsage
+	}
+	verb := args[0]
+	var id string
+	rest := args[1:]
+	if verb == "show" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			fmt.Fprintln(stderr, "sluice sessions show: a session id is required")
+			return ErrUsage
+		}
+		id, rest = rest[0], rest[1:]
+	}
+	st, _, err := auditStore(ctx, rest, "sessions "+verb, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	events, err := st.Events(ctx, id)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if verb == "list" {
+		fmt.Fprintln(tw, "SESSION\tOPENED\tAGENT\tTARGET\tSTATEMENTS\tREFUSED\tCLOSED")
+		type row struct {
+			open           audit.Event
+			stmts, refused int
+			closed         string
+		}
+		rows := map[string]*row{}
+		var order []string
+		for _, e := range events {
+			r := rows[e.Session]
+			if r == nil {
+				r = &row{}
+				rows[e.Session] = r
+				order = append(order, e.Session)
+			}
+			switch e.Kind {
+			case audit.KindSessionOpen:
+				r.open = e
+			case audit.KindStatement:
+				r.stmts++
+				if e.Decision != "allow" {
+					r.refused++
+				}
+			case audit.KindSessionClose:
+				r.closed = e.Time.Format(time.RFC3339)
+			}
+		}
+		for _, s := range order {
+			r := rows[s]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s, r.open.Time.Format(time.RFC3339), r.open.Agent, r.open.Target, r.stmts, r.refused, r.closed)
+		}
+		return tw.Flush()
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("no session %s", id)
+	}
+	for _, e := range events {
+		switch e.Kind {
+		case audit.KindSessionOpen:
+			fmt.Fprintf(tw, "%s\topen\t%s (groups %s) → %s\n", e.Time.Format(time.RFC3339Nano), e.Agent, strings.Join(e.Groups, ","), e.Target)
+		case audit.KindStatement:
+			line := fmt.Sprintf("%s\t%s\t%s", e.Time.Format(time.RFC3339Nano), e.Decision, e.Statement)
+			if len(e.Masked) > 0 {
+				line += "  [masked: " + strings.Join(e.Masked, ", ") + "]"
+			}
+			if e.Error != "" {
+				line += "  → " + e.Error
+			} else {
+				line += fmt.Sprintf("  → %d rows in %.2f ms", e.Rows, e.LatencyMS)
+			}
+			fmt.Fprintln(tw, line)
+		case audit.KindSessionClose:
+			fmt.Fprintf(tw, "%s\tclose\t%d bytes in, %d bytes out\n", e.Time.Format(time.RFC3339Nano), e.BytesIn, e.BytesOut)
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,86 @@
+package mysql
+
+import (
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+// heldCmd is a COM_QUERY or COM_STMT_EXECUTE waiting for a human.
+type heldCmd struct {
+	id      string
+	payload []byte
+	sql     string
+	dec     policy.Decision
+}
+
+func (p phys) clone() phys {
+	raw := append([]byte(nil), p.raw...)
+	return phys{seq: p.seq, raw: raw, payload: raw[4:], cont: p.cont, more: p.more}
+}
+
+// approval handles a command whose outcome is "approval": it returns the
+// decision to go on with and true to go on now; false means it is held
+// (out.Hold names the request).
+func (s *Session) approval(d policy.Decision, sql string, payload []byte, out *session.Output) (policy.Decision, bool) {
+	if s.admit != "" && s.admit == sql {
+		s.admit = ""
+		d.Outcome = policy.Allow
+		return d, true
+	}
+	if s.cfg.Approvals == nil {
+		return d, true
+	}
+	t := s.cfg.Approvals.Ask(session.HoldRequest{SQL: sql, Reason: d.Reason, Policies: d.Policies})
+	switch {
+	case t.Granted:
+		s.log.Info("statement runs under an approval", "approval", t.ID, "sql", sql)
+		d.Outcome = policy.Allow
+		return d, true
+	case t.Hold:
+		s.held = &heldCmd{id: t.ID, payload: append([]byte(nil), payload...), sql: sql, dec: d}
+		s.resp = response{kind: respNone}
+		out.Hold = t.ID
+		s.log.Info("statement held for approval", "approval", t.ID, "sql", sql)
+		return d, false
+	}
+	d.Outcome, d.Reason = policy.Deny, t.Message
+	return d, true
+}
+
+// Resume ends a hold: the approved command goes to the server; a refused
+// one is answered with ERR; then the packets that waited are processed.
+func (s *Session) Resume(v session.Verdict, out *session.Output) {
+	h := s.held
+	if h == nil || h.id != v.ID || s.phase != phaseCommand {
+		return
+	}
+	s.held = nil
+	backlog := s.backlog
+	s.backlog = nil
+	if v.Fatal {
+		s.Expire(v.Message, out)
+		return
+	}
+	if v.Approved {
+		s.log.Info("approved statement released", "approval", v.ID)
+		s.admit = h.sql
+		if err := s.command(h.payload, out); err != nil {
+			_ = s.fail(err, out)
+			return
+		}
+	} else {
+		d := h.dec
+		d.Outcome, d.Reason = policy.Deny, v.Message
+		s.refuse(d, h.sql, out)
+	}
+	for i, p := range backlog {
+		if s.held != nil {
+			s.backlog = append(s.backlog, backlog[i:]...)
+			return
+		}
+		if err := s.clientPacket(p, out); err != nil {
+			_ = s.fail(err, out)
+			return
+		}
+	}
+}
