@@ -106,7 +106,9 @@ type Problem struct {
 	Msg     string
 }
 
-func (p Problem) String() string { return fmt.Sprintf("session %s event %d: %s", p.Session, p.Seq, p.Msg) }
+func (p Problem) String() string {
+	return fmt.Sprintf("session %s event %d: %s", p.Session, p.Seq, p.Msg)
+}
 
 // Verify checks events in stored order: per session, sequence numbers run
 // 1, 2, … without gaps or repeats, each event's Prev is the previous Hash,
