@@ -29,6 +29,7 @@ import (
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/mask"
 	"github.com/sluicedb/sluice/policy"
+	"github.com/sluicedb/sluice/telemetry"
 )
 
 func loadPolicies(c *config.Config) (*cedar.Set, error) {
@@ -76,6 +77,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopTelemetry, err := telemetry.Setup(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTelemetry(context.WithoutCancel(ctx)) }()
 	catalogs := map[string]bool{}
 	startCatalogs(ctx, c, engine, catalogs, log)
 	live := &liveTargets{}

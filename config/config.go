@@ -37,8 +37,18 @@ type Config struct {
 	Approvals Approvals `yaml:"approvals,omitempty"`
 	// Audit is where the hash-chained audit events go.
 	Audit Audit `yaml:"audit,omitempty"`
+	// Telemetry: Envoy's traces. sluice's own spans follow the standard
+	// OTEL_* environment variables.
+	Telemetry Telemetry `yaml:"telemetry,omitempty"`
 
 	dir string
+}
+
+// Telemetry configures Envoy's tracing.
+type Telemetry struct {
+	// OTLPEndpoint (host:port, OTLP/gRPC) receives Envoy's spans; each
+	// tunnel's span is the parent of sluice's session span. Empty: off.
+	OTLPEndpoint string `yaml:"otlp_endpoint,omitempty"`
 }
 
 // Audit configures the evidence trail.

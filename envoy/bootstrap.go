@@ -20,6 +20,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
@@ -167,6 +168,18 @@ func listener(c *config.Config, withExtProc, dynamic bool) (*listenerv3.Listener
 	if !withExtProc {
 		hcm.HttpFilters = append(hcm.HttpFilters[:1], hcm.HttpFilters[2:]...)
 	}
+	if c.Telemetry.OTLPEndpoint != "" {
+		// One span per tunnel; ext_proc carries its context to sluice.
+		hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{Provider: &tracev3.Tracing_Http{
+			Name: "envoy.tracers.opentelemetry",
+			ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(&tracev3.OpenTelemetryConfig{
+				GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: OTLPCluster},
+				}},
+				ServiceName: "sluice-envoy",
+			})},
+		}}
+	}
 	tls := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 		AlpnProtocols: []string{"h2", "http/1.1"},
 		TlsCertificates: []*tlsv3.TlsCertificate{{
@@ -245,6 +258,9 @@ func jwtFilter(c *config.Config) *jwtv3.JwtAuthentication {
 		},
 	}
 }
+
+// OTLPCluster carries Envoy's spans to the OTLP collector.
+const OTLPCluster = "sluice_otlp"
 
 // JWKSCluster is the cluster through which Envoy fetches the issuer's keys.
 const JWKSCluster = "sluice_jwks"
@@ -360,6 +376,14 @@ func Clusters(c *config.Config) ([]*clusterv3.Cluster, error) {
 	}
 	ep.TypedExtensionProtocolOptions = grpcUpstream()
 	out = append(out, ep)
+	if e := c.Telemetry.OTLPEndpoint; e != "" {
+		oc, err := staticCluster(OTLPCluster, e, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry.otlp_endpoint: %w", err)
+		}
+		oc.TypedExtensionProtocolOptions = grpcUpstream()
+		out = append(out, oc)
+	}
 	if c.JWT.JWKSURI != "" {
 		jc, err := jwksCluster(c)
 		if err != nil {

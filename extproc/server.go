@@ -22,7 +22,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	codes2 "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicedb/sluice/approval"
@@ -114,9 +119,15 @@ func (s *Server) Shutdown() { s.shutdown(errShutdown) }
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
+	// Envoy sends the request's trace context with the ext_proc call: the
+	// session's span joins Envoy's trace.
+	if md, ok := metadata.FromIncomingContext(stream.Context()); ok {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, metadataCarrier(md))
+	}
 	defer context.AfterFunc(s.ctx, func() { cancel(errShutdown) })()
 	t := &tunnel{srv: s, stream: stream, log: s.cfg.Logger, ctx: ctx}
 	defer t.trace.close()
+	defer t.endSpan()
 	defer t.closeAudit()
 	defer t.stopTimer()
 	defer func() {
@@ -170,6 +181,9 @@ type tunnel struct {
 	out    session.Output
 
 	chain         *audit.Chain
+	span          trace.Span // the session's span; statements are its children
+	sqlMemo       map[string][2]string
+	spanCtx       context.Context
 	bytesIn       int64  // from the client
 	bytesOut      int64  // to the client
 	clientOpen    bool   // response headers answered: bytes may go to the client
@@ -265,11 +279,21 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 			return true, t.refuse(typev3.StatusCode_ServiceUnavailable, "sluice: the audit trail is failing, so sessions are refused: "+err.Error())
 		}
 	}
+	t.spanCtx, t.span = tracer.Start(t.ctx, "sluice.session", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("db.system.name", dbSystem(target.Protocol)),
+		attribute.String("sluice.agent", id.Subject),
+		attribute.String("sluice.acting_for", id.ActingFor),
+		attribute.StringSlice("sluice.groups", id.Groups),
+		attribute.String("sluice.target", target.Name),
+		attribute.String("sluice.session", t.id),
+	))
 	var obs session.Observer
 	if t.srv.cfg.Audit != nil {
 		t.chain = audit.NewChain(t.srv.cfg.Audit)
 		t.audit(audit.Event{Kind: audit.KindSessionOpen, Groups: id.Groups,
 			Client: map[string]string{"source": headers["x-forwarded-for"], "user_agent": headers["user-agent"]}})
+	}
+	if t.chain != nil || t.span.IsRecording() {
 		obs = t
 	}
 	t.sess = newSession(target, auth, appr, obs, t.log)
@@ -513,12 +537,16 @@ func (t *tunnel) audit(e audit.Event) {
 // Statement implements session.Observer: one audit event per statement,
 // its literals redacted unless the target's audit_literals tag says keep.
 func (t *tunnel) Statement(r session.StatementRecord) {
-	text := r.SQL
-	if t.target.Tags["audit_literals"] != "keep" {
-		text = policy.Normalize(t.target.Protocol, r.SQL)
+	text := t.normalize(r.SQL) // spans never carry literals
+	t.statementSpan(r, text)
+	if t.chain == nil {
+		return
+	}
+	if t.target.Tags["audit_literals"] == "keep" {
+		text = r.SQL
 	}
 	t.audit(audit.Event{
-		Kind: audit.KindStatement, Time: r.Start.UTC(), Statement: text, Fingerprint: policy.Fingerprint(t.target.Protocol, r.SQL),
+		Kind: audit.KindStatement, Time: r.Start.UTC(), Statement: text, Fingerprint: t.fingerprint(r.SQL),
 		Decision: r.Outcome, Reason: r.Reason, Policies: r.Policies, Masked: r.Masked, Rows: r.Rows,
 		LatencyMS: float64(r.End.Sub(r.Start).Microseconds()) / 1000, Error: r.Error,
 	})
@@ -531,4 +559,88 @@ func (t *tunnel) closeAudit() {
 		t.audit(audit.Event{Kind: audit.KindSessionClose, BytesIn: t.bytesIn, BytesOut: t.bytesOut})
 		t.chain = nil
 	}
+}
+
+var tracer = otel.Tracer("github.com/sluicedb/sluice/extproc")
+
+// normalize and fingerprint parse the statement again; sessions repeat
+// their statements, so the results are kept (a few hundred per tunnel).
+func (t *tunnel) normalize(sql string) string {
+	return t.memoSQL(sql)[0]
+}
+
+func (t *tunnel) fingerprint(sql string) string {
+	return t.memoSQL(sql)[1]
+}
+
+func (t *tunnel) memoSQL(sql string) [2]string {
+	if v, ok := t.sqlMemo[sql]; ok {
+		return v
+	}
+	if t.sqlMemo == nil || len(t.sqlMemo) >= 512 {
+		t.sqlMemo = map[string][2]string{}
+	}
+	v := [2]string{policy.Normalize(t.target.Protocol, sql), policy.Fingerprint(t.target.Protocol, sql)}
+	t.sqlMemo[sql] = v
+	return v
+}
+
+func dbSystem(protocol string) string {
+	if protocol == "postgres" {
+		return "postgresql"
+	}
+	return protocol
+}
+
+// statementSpan records a statement as a child of the session's span,
+// following OpenTelemetry's database conventions.
+func (t *tunnel) statementSpan(r session.StatementRecord, text string) {
+	if t.span == nil || !t.span.IsRecording() {
+		return
+	}
+	op := ""
+	if f := strings.Fields(r.SQL); len(f) > 0 {
+		op = strings.ToUpper(f[0])
+	}
+	_, sp := tracer.Start(t.spanCtx, op, trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(r.Start), trace.WithAttributes(
+		attribute.String("db.system.name", dbSystem(t.target.Protocol)),
+		attribute.String("db.operation.name", op),
+		attribute.String("db.query.text", text),
+		attribute.String("db.namespace", t.target.Database),
+		attribute.String("sluice.decision", r.Outcome),
+		attribute.StringSlice("sluice.policies", r.Policies),
+		attribute.StringSlice("sluice.masked_columns", r.Masked),
+		attribute.Int64("db.response.returned_rows", r.Rows),
+	))
+	if tables := r.Tables; len(tables) > 0 {
+		sp.SetAttributes(attribute.String("db.collection.name", strings.Join(tables, ",")))
+	}
+	if r.Error != "" {
+		sp.SetStatus(codes2.Error, r.Error)
+	}
+	sp.End(trace.WithTimestamp(r.End))
+}
+
+func (t *tunnel) endSpan() {
+	if t.span != nil {
+		t.span.End()
+	}
+}
+
+// metadataCarrier reads gRPC metadata as a propagation carrier.
+type metadataCarrier metadata.MD
+
+func (m metadataCarrier) Get(k string) string {
+	if v := metadata.MD(m).Get(k); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+func (m metadataCarrier) Set(k, v string) { metadata.MD(m).Set(k, v) }
+func (m metadataCarrier) Keys() []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -48,6 +48,9 @@ type Decision struct {
 	Policies []string
 	// Statement kinds in the statement, in order (for logs and audit).
 	Kinds []string
+	// Tables the statement names, schema-qualified, in order of first use
+	// (for audit and traces' db.collection.name).
+	Tables []string
 	// Masked lists, per statement, the result columns to mask.
 	Masked [][]MaskedColumn
 	// Shadow is set when the policy set only observes: Outcome is Allow and

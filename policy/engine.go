@@ -277,6 +277,11 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 			}
 		}
 		for _, r := range st.Requests {
+			if r.Object.Kind == ObjectTable {
+				if name := r.Object.Schema + "." + r.Object.Name; !slices.Contains(out.Tables, name) {
+					out.Tables = append(out.Tables, name)
+				}
+			}
 			if !set.HasAction(r.Action) {
 				return Decision{Outcome: Deny, Unparseable: true, Reason: fmt.Sprintf("unknown action %q", r.Action), Kinds: out.Kinds}
 			}
@@ -301,7 +306,7 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 				}
 				continue
 			}
-			return Decision{Outcome: Deny, Reason: reason, Policies: ids, Kinds: out.Kinds}
+			return Decision{Outcome: Deny, Reason: reason, Policies: ids, Kinds: out.Kinds, Tables: out.Tables}
 		}
 		masked, err := a.maskingPlan(d, st, ctx)
 		if err != nil {

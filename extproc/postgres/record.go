@@ -16,7 +16,7 @@ func (s *Session) record(sql string, d policy.Decision) *session.StatementRecord
 	if s.cfg.Observer == nil {
 		return nil
 	}
-	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Start: time.Now()}
+	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Tables: d.Tables, Start: time.Now()}
 	if d.Shadow {
 		r.Outcome = "shadow:" + d.WouldBe.String()
 	}

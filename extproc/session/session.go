@@ -158,6 +158,7 @@ type StatementRecord struct {
 	Reason   string
 	Policies []string
 	Masked   []string // result columns that came back masked
+	Tables   []string // the relations it names
 	Start    time.Time
 	End      time.Time
 	Rows     int64  // returned or affected, from the command tag
