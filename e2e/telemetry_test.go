@@ -154,7 +154,7 @@ func TestTracesJoinEnvoy(t *testing.T) {
 		}
 	}
 	for text, want := range map[string]string{
-		"SELECT count(*) FROM orders WHERE id < $1":  "allow",
+		"SELECT count(*) FROM orders WHERE id < $1": "allow",
 		"SELECT email FROM customers WHERE id = $1": "allow",
 		"DROP TABLE orders":                         "deny",
 	} {
