@@ -44,6 +44,9 @@ type Event struct {
 	Rows        int64    `json:"rows,omitempty"` // returned or affected
 	LatencyMS   float64  `json:"latency_ms,omitempty"`
 	Error       string   `json:"error,omitempty"`
+	// Result is the recording: what the client received, masked values
+	// masked, up to 100 rows / 64 KB per statement.
+	Result *Result `json:"result,omitempty"`
 
 	// Sessions.
 	Groups      []string          `json:"groups,omitempty"`
@@ -56,6 +59,13 @@ type Event struct {
 	// Hash covers every other field.
 	Prev string `json:"prev"`
 	Hash string `json:"hash"`
+}
+
+// Result is a recorded result set; a nil row value is SQL NULL.
+type Result struct {
+	Columns   []string    `json:"columns,omitempty"`
+	Rows      [][]*string `json:"rows,omitempty"`
+	Truncated bool        `json:"truncated,omitempty"`
 }
 
 // digest is the event's hash: SHA-256 of its JSON without Hash.

@@ -102,19 +102,27 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // sessionsCmd: sluice sessions list | show ID.
 func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "show") {
-		fmt.Fprintln(stderr, "usage: sluice sessions list | show ID [--config F | --store URL]")
+	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
+		fmt.Fprintln(stderr, "usage: sluice sessions list | show ID | replay ID [--realtime] [--config F | --store URL]")
 		return ErrUsage
 	}
 	verb := args[0]
 	var id string
 	rest := args[1:]
-	if verb == "show" {
+	realtime := false
+	if verb != "list" {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			fmt.Fprintln(stderr, "sluice sessions show: a session id is required")
+			fmt.Fprintf(stderr, "sluice sessions %s: a session id is required\n", verb)
 			return ErrUsage
 		}
 		id, rest = rest[0], rest[1:]
+		for i, a := range rest {
+			if a == "--realtime" {
+				realtime = true
+				rest = append(rest[:i:i], rest[i+1:]...)
+				break
+			}
+		}
 	}
 	st, _, err := auditStore(ctx, rest, "sessions "+verb, stderr)
 	if err != nil {
@@ -163,6 +171,9 @@ func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(events) == 0 {
 		return fmt.Errorf("no session %s", id)
 	}
+	if verb == "replay" {
+		return replay(ctx, stdout, events, realtime)
+	}
 	for _, e := range events {
 		switch e.Kind {
 		case audit.KindSessionOpen:
@@ -183,4 +194,64 @@ func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	return tw.Flush()
+}
+
+// replay prints a session as the agent saw it: each statement, then its
+// result (masked values masked) or error, in order; with realtime, at the
+// pace it happened.
+func replay(ctx context.Context, w io.Writer, events []audit.Event, realtime bool) error {
+	start := events[0].Time
+	prev := start
+	for _, e := range events {
+		if realtime && e.Time.After(prev) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(e.Time.Sub(prev)):
+			}
+			prev = e.Time
+		}
+		at := fmt.Sprintf("[+%8.3fs]", e.Time.Sub(start).Seconds())
+		switch e.Kind {
+		case audit.KindSessionOpen:
+			fmt.Fprintf(w, "%s session %s: %s (groups %s) connected to %s\n", at, e.Session, e.Agent, strings.Join(e.Groups, ","), e.Target)
+		case audit.KindSessionClose:
+			fmt.Fprintf(w, "%s session closed (%d bytes from the client, %d to it)\n", at, e.BytesIn, e.BytesOut)
+		case audit.KindStatement:
+			fmt.Fprintf(w, "%s %s=> %s\n", at, e.Target, e.Statement)
+			if e.Result != nil {
+				printResult(w, e.Result)
+			}
+			switch {
+			case e.Error != "":
+				fmt.Fprintf(w, "ERROR: %s\n", e.Error)
+			case e.Result == nil:
+				fmt.Fprintf(w, "(%d rows affected)\n", e.Rows)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	return nil
+}
+
+func printResult(w io.Writer, r *audit.Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, " "+strings.Join(r.Columns, "\t ")+"\t")
+	for _, row := range r.Rows {
+		cells := make([]string, len(row))
+		for i, v := range row {
+			if v == nil {
+				cells[i] = " NULL"
+			} else {
+				cells[i] = " " + strings.NewReplacer("\t", " ", "\n", " ").Replace(*v)
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	_ = tw.Flush()
+	n := fmt.Sprintf("(%d rows", len(r.Rows))
+	if r.Truncated {
+		n += ", more not recorded"
+	}
+	fmt.Fprintln(w, n+")")
 }

@@ -17,6 +17,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/devstack"
 )
 
@@ -96,6 +97,19 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The same data path with the audit trail and recordings off, to price them.
+	quietExt, err := st.StartServeWith(ctx, "serve-audit-off", func(c *config.Config) { c.Audit.Store = "off" })
+	if err != nil {
+		return err
+	}
+	quietGW, err := st.StartEnvoyWith(ctx, "envoy-audit-off", func(c *config.Config) { c.ExtProc.Address = quietExt })
+	if err != nil {
+		return err
+	}
+	quiet, err := connectVia("connect-audit-off", quietGW, devstack.DemoTarget)
+	if err != nil {
+		return err
+	}
 	direct := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.AgentDBUser, devstack.AgentDBPass, st.PG.Addr(), devstack.DemoDatabase)
 	fmt.Fprintf(stderr, "bench: pgbench -i -s %d\n", *scale)
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(*scale), direct).CombinedOutput(); err != nil {
@@ -106,10 +120,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// The bare tunnel has no sluice to log in: the client brings the
 		// password of the user sluice logs in as for the bench's agent.
 		{"envoy tunnel, no ext_proc", fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.ReaderDBUser, devstack.ReaderDBPass, baseline, devstack.DemoDatabase)},
+		{"sluice, audit off", st.AgentURL(quiet)},
 		{"sluice", st.AgentURL("")},
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\t\n")
+	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\tvs audit off\t\n")
 	secs := strconv.Itoa(int(duration.Seconds()))
 	for _, mode := range []string{"simple", "prepared"} {
 		for _, c := range []int{1, 8} {
@@ -124,7 +139,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			for i, p := range paths {
 				r := res[i]
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps)
+				vsQuiet := "-"
+				if i >= 2 {
+					vsQuiet = fmt.Sprintf("%.2f", r.tps/res[2].tps)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
 			}
 		}
 	}
@@ -165,7 +184,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			for i, p := range myPaths {
 				r := res[i]
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps)
+				vsQuiet := "-"
+				if i >= 2 {
+					vsQuiet = fmt.Sprintf("%.2f", r.tps/res[2].tps)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
 			}
 		}
 	}

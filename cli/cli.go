@@ -32,7 +32,8 @@ Usage:
   sluice approvals list|show ID|approve ID|deny ID [--config F] [--token-file F] [--scope once|fingerprint --minutes N] [--comment C]
                                                  decide statements waiting for a human (approvers' OIDC token)
   sluice audit verify [--config F | --store URL]   check every session's hash chain
-  sluice sessions list | show ID [--config F]     sessions and their statements, from the audit trail
+  sluice sessions list | show ID | replay ID [--realtime] [--config F]
+                                                 sessions, their statements, and replay as the agent saw them
   sluice demo      [--dir DIR]                   run the whole data path locally with demo data
   sluice bench     [--dir DIR] [--duration 10s]  pgbench direct vs Envoy tunnel vs sluice
 `

@@ -377,6 +377,36 @@ func (s *Stack) AgentURL(addr string) string {
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", AgentDBUser, addr, DemoDatabase)
 }
 
+// StartServeWith starts another sluice serve from the stack's configuration
+// as changed by edit (written beside it as name.yaml, so relative paths
+// hold), on its own ext_proc and approvals ports. It returns the ext_proc
+// address, for StartEnvoyWith.
+func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*config.Config)) (string, error) {
+	p, err := ports(2)
+	if err != nil {
+		return "", err
+	}
+	c, err := config.Load(s.ConfigPath)
+	if err != nil {
+		return "", err
+	}
+	c.ExtProc.Listen, c.ExtProc.Address = loop(p[0]), loop(p[0])
+	if c.Approvals.Listen != "" {
+		c.Approvals.Listen, c.Approvals.PageURL = loop(p[1]), ""
+	}
+	edit(c)
+	path := filepath.Join(filepath.Dir(s.ConfigPath), name+".yaml")
+	if err := c.Write(path); err != nil {
+		return "", err
+	}
+	proc, err := StartProcess(s.Dir, name, s.Binary, append([]string{"serve", "--config", path}, s.ServeArgs...)...)
+	if err != nil {
+		return "", err
+	}
+	s.extra = append(s.extra, proc)
+	return c.ExtProc.Listen, proc.WaitTCP(ctx, c.ExtProc.Listen)
+}
+
 // Adopt makes the stack stop p when it closes.
 func (s *Stack) Adopt(p *Process) { s.extra = append(s.extra, p) }
 

@@ -68,6 +68,24 @@ func TestAuditTrailOfAPsqlSession(t *testing.T) {
 		t.Errorf("literals not redacted:\n%s", show)
 	}
 	t.Logf("sessions show %s:\n%s", session, show)
+	// The replay: what the agent saw, masked values masked.
+	rep, err := sluiceCmd(t, "sessions", "replay", session)
+	if err != nil {
+		t.Fatalf("replay: %v %s", err, rep)
+	}
+	for _, want := range []string{
+		"demo=> SELECT count(*) FROM orders WHERE total_cents > $1", " count", "(1 rows)",
+		"demo=> SELECT name, email FROM customers WHERE id = $1", " Customer 7", "***@example.com",
+		"demo=> DROP TABLE customers", "ERROR: sluice: DROP on table public.customers refused by policy no-ddl",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("replay lacks %q:\n%s", want, rep)
+		}
+	}
+	if strings.Contains(rep, "customer7@") || strings.Contains(rep, "customer.7@") {
+		t.Errorf("replay shows a real email:\n%s", rep)
+	}
+	t.Logf("sessions replay %s:\n%s", session, rep)
 	if out, err := sluiceCmd(t, "audit", "verify"); err != nil || !strings.Contains(out, "every chain intact") {
 		t.Fatalf("verify, intact: %v %s", err, out)
 	} else {

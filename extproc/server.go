@@ -548,8 +548,15 @@ func (t *tunnel) Statement(r session.StatementRecord) {
 	t.audit(audit.Event{
 		Kind: audit.KindStatement, Time: r.Start.UTC(), Statement: text, Fingerprint: t.fingerprint(r.SQL),
 		Decision: r.Outcome, Reason: r.Reason, Policies: r.Policies, Masked: r.Masked, Rows: r.Rows,
-		LatencyMS: float64(r.End.Sub(r.Start).Microseconds()) / 1000, Error: r.Error,
+		LatencyMS: float64(r.End.Sub(r.Start).Microseconds()) / 1000, Error: r.Error, Result: recorded(r.Result),
 	})
+}
+
+func recorded(r *session.Result) *audit.Result {
+	if r == nil {
+		return nil
+	}
+	return &audit.Result{Columns: r.Columns, Rows: r.Rows, Truncated: r.Truncated}
 }
 
 func (t *tunnel) closeAudit() {

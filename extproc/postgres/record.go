@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -64,4 +67,113 @@ func observe(r *session.StatementRecord, f frame) {
 			r.Error = m.Code + ": " + m.Message
 		}
 	}
+}
+
+// tapFor is the head op's row tap, started on first use.
+func (s *Session) tapFor() *rowTap {
+	if len(s.ops) == 0 || s.ops[0].rec == nil {
+		return nil
+	}
+	if s.ops[0].tap == nil {
+		s.ops[0].tap = &rowTap{}
+	}
+	return s.ops[0].tap
+}
+
+// Recording bounds per statement: rows and bytes kept, and the largest row.
+const (
+	recordRows   = 100
+	recordBytes  = 64 << 10
+	recordMaxRow = 16 << 10
+)
+
+// rowTap records the DataRows sent to the client, reassembling rows that
+// streamed through in pieces, without ever holding more than recordMaxRow.
+type rowTap struct {
+	res   session.Result
+	buf   []byte
+	skip  int // bytes left of a row too large to keep
+	bytes int
+}
+
+func (t *rowTap) feed(b []byte) {
+	for len(b) > 0 {
+		if t.skip > 0 {
+			n := min(t.skip, len(b))
+			t.skip -= n
+			b = b[n:]
+			continue
+		}
+		t.buf = append(t.buf, b...)
+		b = nil
+		for len(t.buf) >= 5 {
+			n := 1 + int(binary.BigEndian.Uint32(t.buf[1:5]))
+			if n > recordMaxRow {
+				t.res.Truncated = true
+				rest := t.buf
+				t.buf = t.buf[:0]
+				if len(rest) >= n {
+					b = rest[n:]
+				} else {
+					t.skip = n - len(rest)
+				}
+				break
+			}
+			if len(t.buf) < n {
+				break
+			}
+			t.row(t.buf[:n])
+			t.buf = t.buf[n:]
+		}
+		if len(t.buf) == 0 {
+			t.buf = t.buf[:0]
+		}
+	}
+}
+
+func (t *rowTap) row(msg []byte) {
+	if msg[0] != 'D' {
+		return
+	}
+	if len(t.res.Rows) >= recordRows || t.bytes+len(msg) > recordBytes {
+		t.res.Truncated = true
+		return
+	}
+	var m pgproto3.DataRow
+	if m.Decode(msg[5:]) != nil {
+		return
+	}
+	t.bytes += len(msg)
+	row := make([]*string, len(m.Values))
+	for i, v := range m.Values {
+		if v == nil {
+			continue
+		}
+		s := string(v)
+		if !utf8.ValidString(s) {
+			s = "\\x" + hex.EncodeToString(v)
+		}
+		row[i] = &s
+	}
+	t.res.Rows = append(t.res.Rows, row)
+}
+
+// columns records a RowDescription's column names.
+func (t *rowTap) columns(body []byte) {
+	var rd pgproto3.RowDescription
+	if rd.Decode(body) != nil {
+		return
+	}
+	t.res.Columns = t.res.Columns[:0]
+	for _, f := range rd.Fields {
+		t.res.Columns = append(t.res.Columns, string(f.Name))
+	}
+}
+
+func (t *rowTap) result() *session.Result {
+	if t == nil || (len(t.res.Columns) == 0 && len(t.res.Rows) == 0) {
+		return nil
+	}
+	r := t.res
+	return &r
 }

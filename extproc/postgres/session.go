@@ -74,8 +74,10 @@ type op struct {
 	// denial, when set, replaces the server's error for this op: sluice sent
 	// the server a harmless message that fails in place of the refused one.
 	denial *pgproto3.ErrorResponse
-	// rec is the statement's record, reported when the op completes.
+	// rec is the statement's record, reported when the op completes; tap
+	// records the rows the client received.
 	rec *session.StatementRecord
+	tap *rowTap
 }
 
 // Config is what a session needs besides the bytes.
@@ -522,6 +524,11 @@ func denialError(d policy.Decision) *pgproto3.ErrorResponse {
 func (s *Session) serverFrame(f frame, out *session.Output) error {
 	if f.piece {
 		out.ToClient = append(out.ToClient, f.raw...) // DataRow or CopyData
+		if f.typ == 'D' && s.phase == phaseReady {
+			if tap := s.tapFor(); tap != nil {
+				tap.feed(f.raw)
+			}
+		}
 		return nil
 	}
 	switch s.phase {
@@ -567,17 +574,22 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		return nil
 	case 'D', 'd':
 		// Rows and copy data belong to the op at the head.
-		p := s.plan()
-		if !p.active() {
-			out.ToClient = append(out.ToClient, f.raw...)
-			return nil
-		}
-		if f.typ == 'd' {
-			out.ToClient = s.rewriteCopyRow(out.ToClient, f.body, p)
-			return nil
-		}
+		start := len(out.ToClient)
 		var err error
-		out.ToClient, err = s.rewriteDataRow(out.ToClient, f.body, p)
+		p := s.plan()
+		switch {
+		case !p.active():
+			out.ToClient = append(out.ToClient, f.raw...)
+		case f.typ == 'd':
+			out.ToClient = s.rewriteCopyRow(out.ToClient, f.body, p)
+		default:
+			out.ToClient, err = s.rewriteDataRow(out.ToClient, f.body, p)
+		}
+		if f.typ == 'D' && err == nil {
+			if tap := s.tapFor(); tap != nil {
+				tap.feed(out.ToClient[start:]) // as the client sees it
+			}
+		}
 		return err
 	}
 	if len(s.ops) == 0 {
@@ -625,6 +637,9 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		return nil
 	case 'T':
 		s.rowDescription(head, f.body)
+		if tap := s.tapFor(); tap != nil {
+			tap.columns(f.body)
+		}
 	case 'H':
 		// COPY TO: text rows, no type information; masked fields stay text.
 		if p := s.copyPlan(head); p != nil {
@@ -660,6 +675,7 @@ func (s *Session) afterError() {
 func (s *Session) pop() {
 	if r := s.ops[0].rec; r != nil && s.cfg.Observer != nil {
 		r.End = time.Now()
+		r.Result = s.ops[0].tap.result()
 		s.cfg.Observer.Statement(*r)
 	}
 	s.ops[0] = op{}

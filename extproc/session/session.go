@@ -163,6 +163,18 @@ type StatementRecord struct {
 	End      time.Time
 	Rows     int64  // returned or affected, from the command tag
 	Error    string // the error the client saw, if any
+	// Result is what the client received, as it saw it (masked values
+	// masked), up to a bound; nil when the statement returned no rows.
+	Result *Result
+}
+
+// Result is a recorded result set.
+type Result struct {
+	Columns []string    `json:"columns,omitempty"`
+	Rows    [][]*string `json:"rows,omitempty"` // nil for SQL NULL
+	// Truncated: more rows (or larger ones) reached the client than the
+	// recording keeps.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Observer receives each statement's record as it completes.
