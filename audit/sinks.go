@@ -35,16 +35,34 @@ func (j *JSONLines) Write(e Event) error {
 	return err
 }
 
+// BatchWriter is a sink that writes several events at once (one
+// transaction for a store).
+type BatchWriter interface {
+	WriteBatch(es []Event) error
+}
+
+func writeBatch(s Sink, es []Event) error {
+	if b, ok := s.(BatchWriter); ok {
+		return b.WriteBatch(es)
+	}
+	var errs []error
+	for _, e := range es {
+		errs = append(errs, s.Write(e))
+	}
+	return errors.Join(errs...)
+}
+
 // Multi writes to every sink; the first error is returned after all ran.
 type Multi []Sink
 
 // Write implements Sink.
-func (m Multi) Write(e Event) error {
+func (m Multi) Write(e Event) error { return m.WriteBatch([]Event{e}) }
+
+// WriteBatch implements BatchWriter.
+func (m Multi) WriteBatch(es []Event) error {
 	var errs []error
 	for _, s := range m {
-		if err := s.Write(e); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, writeBatch(s, es))
 	}
 	return errors.Join(errs...)
 }
@@ -105,6 +123,39 @@ func (s *Store) Write(e Event) error {
 	return nil
 }
 
+// WriteBatch implements BatchWriter: one transaction for the batch.
+func (s *Store) WriteBatch(es []Event) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("cannot store audit events: %w", err)
+	}
+	q := "INSERT INTO sluice_audit (session, seq, kind, event) VALUES (?, ?, ?, ?)"
+	if s.postgres {
+		q = "INSERT INTO sluice_audit (session, seq, kind, event) VALUES ($1, $2, $3, $4)"
+	}
+	st, err := tx.Prepare(q)
+	if err != nil {
+		tx.Rollback()
+		return fmt.Errorf("cannot store audit events: %w", err)
+	}
+	defer st.Close()
+	for _, e := range es {
+		b, err := json.Marshal(e)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		if _, err := st.Exec(e.Session, e.Seq, e.Kind, string(b)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("cannot store audit event: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cannot store audit events: %w", err)
+	}
+	return nil
+}
+
 // Events returns every stored event in insertion order (session "" for all).
 func (s *Store) Events(ctx context.Context, session string) ([]Event, error) {
 	q := "SELECT event FROM sluice_audit WHERE (? = '' OR session = ?) ORDER BY id"
@@ -152,8 +203,23 @@ func NewBuffered(sink Sink, size int) *Buffered {
 	b := &Buffered{ch: make(chan Event, size), sink: sink, done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
+		batch := make([]Event, 0, 256)
 		for e := range b.ch {
-			err := b.sink.Write(e)
+			// Take what else is waiting: one transaction for all of it.
+			batch = append(batch[:0], e)
+		drain:
+			for len(batch) < cap(batch) {
+				select {
+				case e, ok := <-b.ch:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, e)
+				default:
+					break drain
+				}
+			}
+			err := writeBatch(b.sink, batch)
 			b.mu.Lock()
 			b.lastErr = err
 			b.mu.Unlock()

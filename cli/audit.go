@@ -37,6 +37,9 @@ func openAudit(ctx context.Context, c *config.Config, stdout io.Writer) (audit.S
 		sinks = append(sinks, audit.NewJSONLines(f))
 		closers = append(closers, func() { f.Close() })
 	}
+	if c.Audit.OTLPLogs {
+		sinks = append(sinks, audit.NewOTLPLogs())
+	}
 	if len(sinks) == 0 {
 		return nil, nil, func() {}, nil
 	}

@@ -180,6 +180,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-time.After(3 * time.Second):
 		g.Stop()
 	}
+	srv.Close() // the last sessions' audit events, before the sinks close
 	log.Info("sluice stopped")
 	return nil
 }

@@ -62,6 +62,9 @@ type Audit struct {
 	// FailOpen keeps admitting sessions while the audit trail fails
 	// (default: refuse them).
 	FailOpen bool `yaml:"fail_open,omitempty"`
+	// OTLPLogs also emits each event as an OpenTelemetry log record
+	// (exported per the OTEL_* variables).
+	OTLPLogs bool `yaml:"otlp_logs,omitempty"`
 }
 
 // Approvals configures just-in-time approval.

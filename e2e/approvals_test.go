@@ -457,7 +457,7 @@ INSERT INTO approval_my VALUES (1), (2);`); err != nil {
 // startServeCopy starts another sluice serve from the stack's config with
 // its own ext_proc and approvals ports, approval store and hold timeout.
 // keep: it outlives the test (stopped with the stack).
-func startServeCopy(t *testing.T, name, store, timeout string, keep bool) (cfgPath, extproc, api string) {
+func startServeCopy(t *testing.T, name, store, timeout string, keep bool, extraYAML ...string) (cfgPath, extproc, api string) {
 	t.Helper()
 	b, err := os.ReadFile(stack.ConfigPath)
 	if err != nil {
@@ -470,6 +470,7 @@ func startServeCopy(t *testing.T, name, store, timeout string, keep bool) (cfgPa
 	s = strings.Replace(s, "listen: "+stack.Config.Approvals.Listen, "listen: "+api, 1)
 	s = strings.Replace(s, "store: approvals.db", "store: "+store, 1)
 	s = strings.Replace(s, "timeout: 4m0s", "timeout: "+timeout, 1)
+	s += strings.Join(extraYAML, "")
 	cfgPath = filepath.Join(filepath.Dir(stack.ConfigPath), "serve-"+name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

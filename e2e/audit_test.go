@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,28 @@ func TestAuditTrailOfAPsqlSession(t *testing.T) {
 	// Put it back, so the trail verifies again for later checks.
 	if _, err := st.DB().Exec(`UPDATE sluice_audit SET event = replace(event, '"decision":"allow","reason":"DROP', '"decision":"deny","reason":"DROP') WHERE session = ? AND seq = 4`, session); err != nil {
 		t.Fatal(err)
+	}
+	// A dropped and a reordered event, on consistent copies of the store.
+	for _, c := range []struct{ name, sql, want string }{
+		{"deleted", `DELETE FROM sluice_audit WHERE session = '` + session + `' AND seq = 3`, "event 4: expected event 3 here"},
+		{"reordered", `UPDATE sluice_audit SET id = -id WHERE session = '` + session + `' AND seq = 4`, "event 4: expected event 1 here"},
+	} {
+		cp := filepath.Join(t.TempDir(), c.name+".db")
+		if _, err := st.DB().Exec("VACUUM INTO '" + cp + "'"); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := audit.OpenStore(context.Background(), cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.DB().Exec(c.sql); err != nil {
+			t.Fatal(err)
+		}
+		cs.Close()
+		out, err := exec.Command(stack.Binary, "audit", "verify", "--store", cp).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "FAIL session "+session+" "+c.want) {
+			t.Fatalf("verify after a %s event: %v %s", c.name, err, out)
+		}
+		t.Logf("verify after a %s event: %s", c.name, strings.SplitN(string(out), "\n", 2)[0])
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	collogpb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -18,11 +20,49 @@ import (
 	"github.com/sluicedb/sluice/devstack"
 )
 
-// otlpReceiver is an OTLP/gRPC trace collector in the test.
+// otlpReceiver is an OTLP/gRPC collector in the test: traces, metrics, logs.
 type otlpReceiver struct {
 	coltracepb.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []recvSpan
+	mu      sync.Mutex
+	spans   []recvSpan
+	metrics map[string]bool
+	logs    []string
+}
+
+type metricsReceiver struct {
+	colmetricpb.UnimplementedMetricsServiceServer
+	r *otlpReceiver
+}
+
+func (m metricsReceiver) Export(_ context.Context, req *colmetricpb.ExportMetricsServiceRequest) (*colmetricpb.ExportMetricsServiceResponse, error) {
+	m.r.mu.Lock()
+	defer m.r.mu.Unlock()
+	for _, rm := range req.ResourceMetrics {
+		for _, sm := range rm.ScopeMetrics {
+			for _, x := range sm.Metrics {
+				m.r.metrics[x.Name] = true
+			}
+		}
+	}
+	return &colmetricpb.ExportMetricsServiceResponse{}, nil
+}
+
+type logsReceiver struct {
+	collogpb.UnimplementedLogsServiceServer
+	r *otlpReceiver
+}
+
+func (l logsReceiver) Export(_ context.Context, req *collogpb.ExportLogsServiceRequest) (*collogpb.ExportLogsServiceResponse, error) {
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	for _, rl := range req.ResourceLogs {
+		for _, sl := range rl.ScopeLogs {
+			for _, x := range sl.LogRecords {
+				l.r.logs = append(l.r.logs, x.Body.GetStringValue())
+			}
+		}
+	}
+	return &collogpb.ExportLogsServiceResponse{}, nil
 }
 
 type recvSpan struct {
@@ -79,16 +119,20 @@ func TestTracesJoinEnvoy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recv := &otlpReceiver{}
+	recv := &otlpReceiver{metrics: map[string]bool{}}
 	g := grpc.NewServer()
 	coltracepb.RegisterTraceServiceServer(g, recv)
+	colmetricpb.RegisterMetricsServiceServer(g, metricsReceiver{r: recv})
+	collogpb.RegisterLogsServiceServer(g, logsReceiver{r: recv})
 	go g.Serve(l)
 	defer g.Stop()
 
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+l.Addr().String())
 	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-	_, ext, _ := startServeCopy(t, "otel", "approvals-otel.db", "4m0s", false)
+	t.Setenv("OTEL_BLRP_SCHEDULE_DELAY", "200")
+	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
+	_, ext, _ := startServeCopy(t, "otel", "approvals-otel.db", "4m0s", false, "audit:\n    store: audit-otel.db\n    otlp_logs: true\n")
 	gw, err := stack.StartEnvoyWith(ctx, "envoy-otel", func(c *config.Config) {
 		c.ExtProc.Address = ext
 		c.Telemetry.OTLPEndpoint = l.Addr().String()
@@ -179,6 +223,36 @@ func TestTracesJoinEnvoy(t *testing.T) {
 	if p := attr(byOp["DROP TABLE orders"].GetAttributes(), "sluice.policies"); p != "no-ddl" {
 		t.Errorf("policies: %q", p)
 	}
+	// Metrics and the audit trail as OTLP logs reach the same collector.
+	want := []string{"sluice.decisions", "sluice.statement.duration", "sluice.sessions.active"}
+	var logged bool
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		recv.mu.Lock()
+		ok := true
+		for _, m := range want {
+			ok = ok && recv.metrics[m]
+		}
+		logged = false
+		for _, l := range recv.logs {
+			logged = logged || (strings.Contains(l, `"kind":"statement"`) && strings.Contains(l, `"statement":"DROP TABLE orders"`) && strings.Contains(l, `"decision":"deny"`))
+		}
+		recv.mu.Unlock()
+		if ok && logged {
+			break
+		}
+	}
+	recv.mu.Lock()
+	for _, m := range want {
+		if !recv.metrics[m] {
+			t.Errorf("metric %s not received (have %v)", m, recv.metrics)
+		}
+	}
+	if !logged {
+		t.Errorf("no audit event as an OTLP log among %d records", len(recv.logs))
+	}
+	nlogs := len(recv.logs)
+	recv.mu.Unlock()
+	t.Logf("metrics received: %v; %d audit log records", want, nlogs)
 	t.Logf("trace %x: envoy %q → envoy %q → sluice.session → %d statement spans %v", session.TraceId, tunnelSpan, envoySpan.Name, len(stmts), keys(byOp))
 }
 

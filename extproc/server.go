@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	codes2 "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -96,6 +97,14 @@ type Server struct {
 	cfg      Config
 	ctx      context.Context // ends when the server shuts down
 	shutdown context.CancelCauseFunc
+
+	// auditQ runs audit work (normalizing statements, hashing, writing) off
+	// the data path, in order, on one goroutine.
+	auditQ    chan func()
+	auditDone chan struct{}
+	auditMu   sync.Mutex
+	auditErr  error // set when the queue overflowed
+	auditEnd  bool  // closed: late events are dropped
 }
 
 // errShutdown ends held statements when sluice stops.
@@ -107,7 +116,59 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Server{cfg: cfg, ctx: ctx, shutdown: cancel}
+	s := &Server{cfg: cfg, ctx: ctx, shutdown: cancel}
+	if cfg.Audit != nil {
+		s.auditQ, s.auditDone = make(chan func(), 20000), make(chan struct{})
+		go func() {
+			defer close(s.auditDone)
+			for f := range s.auditQ {
+				f()
+			}
+		}()
+	}
+	return s
+}
+
+// Close finishes the queued audit work; call it after the gRPC server stopped.
+func (s *Server) Close() {
+	if s.auditQ == nil {
+		return
+	}
+	s.auditMu.Lock()
+	if !s.auditEnd {
+		s.auditEnd = true
+		close(s.auditQ)
+	}
+	s.auditMu.Unlock()
+	<-s.auditDone
+}
+
+// enqueueAudit queues audit work; a full queue loses the event and makes
+// the trail unhealthy (new sessions are then refused unless fail-open).
+func (s *Server) enqueueAudit(f func()) {
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	if s.auditEnd {
+		return
+	}
+	select {
+	case s.auditQ <- f:
+	default:
+		s.auditErr = errors.New("audit queue full: events were lost")
+	}
+}
+
+func (s *Server) auditHealth() error {
+	s.auditMu.Lock()
+	err := s.auditErr
+	s.auditMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if s.cfg.AuditHealth != nil {
+		return s.cfg.AuditHealth()
+	}
+	return nil
 }
 
 // Shutdown ends the sessions holding statements for approval with a clear
@@ -182,6 +243,7 @@ type tunnel struct {
 
 	chain         *audit.Chain
 	span          trace.Span // the session's span; statements are its children
+	memoMu        sync.Mutex // the audit worker and the data path (spans) share the memo
 	sqlMemo       map[string][2]string
 	spanCtx       context.Context
 	bytesIn       int64  // from the client
@@ -273,8 +335,8 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	if t.srv.cfg.Approvals != nil {
 		appr = t
 	}
-	if h := t.srv.cfg.AuditHealth; h != nil && !t.srv.cfg.AuditFailOpen {
-		if err := h(); err != nil {
+	if t.srv.cfg.Audit != nil && !t.srv.cfg.AuditFailOpen {
+		if err := t.srv.auditHealth(); err != nil {
 			t.log.Error("audit failing; session refused", "err", err)
 			return true, t.refuse(typev3.StatusCode_ServiceUnavailable, "sluice: the audit trail is failing, so sessions are refused: "+err.Error())
 		}
@@ -287,15 +349,13 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		attribute.String("sluice.target", target.Name),
 		attribute.String("sluice.session", t.id),
 	))
-	var obs session.Observer
 	if t.srv.cfg.Audit != nil {
 		t.chain = audit.NewChain(t.srv.cfg.Audit)
 		t.audit(audit.Event{Kind: audit.KindSessionOpen, Groups: id.Groups,
 			Client: map[string]string{"source": headers["x-forwarded-for"], "user_agent": headers["user-agent"]}})
 	}
-	if t.chain != nil || t.span.IsRecording() {
-		obs = t
-	}
+	instruments.sessions.Add(t.ctx, 1, metric.WithAttributes(attribute.String("sluice.target", target.Name)))
+	var obs session.Observer = t
 	t.sess = newSession(target, auth, appr, obs, t.log)
 	if !id.Expiry.IsZero() {
 		t.timer = time.AfterFunc(time.Until(id.Expiry), t.expire)
@@ -525,30 +585,51 @@ func (t *tunnel) await(id string) {
 // audit appends an event to the session's chain. A failing sink is
 // logged: statements were already decided and answered.
 func (t *tunnel) audit(e audit.Event) {
-	if t.chain == nil {
+	t.auditWith(e, nil)
+}
+
+// auditWith queues an event; prepare, when set, completes it off the data
+// path (normalizing the statement) before it is chained.
+func (t *tunnel) auditWith(e audit.Event, prepare func(*audit.Event)) {
+	chain := t.chain
+	if chain == nil {
 		return
 	}
-	e.Session, e.Agent, e.ActingFor, e.Target = t.id, t.ident.Subject, t.ident.ActingFor, t.target.Name
-	if _, err := t.chain.Append(e); err != nil {
-		t.log.Error("cannot write audit event", "kind", e.Kind, "err", err)
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
 	}
+	e.Session, e.Agent, e.ActingFor, e.Target = t.id, t.ident.Subject, t.ident.ActingFor, t.target.Name
+	log := t.log
+	t.srv.enqueueAudit(func() {
+		if prepare != nil {
+			prepare(&e)
+		}
+		if _, err := chain.Append(e); err != nil {
+			log.Error("cannot write audit event", "kind", e.Kind, "err", err)
+		}
+	})
 }
 
 // Statement implements session.Observer: one audit event per statement,
 // its literals redacted unless the target's audit_literals tag says keep.
 func (t *tunnel) Statement(r session.StatementRecord) {
-	text := t.normalize(r.SQL) // spans never carry literals
-	t.statementSpan(r, text)
+	t.countStatement(r.Outcome, r.End.Sub(r.Start).Seconds())
+	if t.span.IsRecording() {
+		t.statementSpan(r, t.normalize(r.SQL)) // spans never carry literals
+	}
 	if t.chain == nil {
 		return
 	}
-	if t.target.Tags["audit_literals"] == "keep" {
-		text = r.SQL
-	}
-	t.audit(audit.Event{
-		Kind: audit.KindStatement, Time: r.Start.UTC(), Statement: text, Fingerprint: t.fingerprint(r.SQL),
+	keep := t.target.Tags["audit_literals"] == "keep"
+	t.auditWith(audit.Event{
+		Kind: audit.KindStatement, Time: r.Start.UTC(),
 		Decision: r.Outcome, Reason: r.Reason, Policies: r.Policies, Masked: r.Masked, Rows: r.Rows,
 		LatencyMS: float64(r.End.Sub(r.Start).Microseconds()) / 1000, Error: r.Error, Result: recorded(r.Result),
+	}, func(e *audit.Event) {
+		e.Statement, e.Fingerprint = t.normalize(r.SQL), t.fingerprint(r.SQL)
+		if keep {
+			e.Statement = r.SQL
+		}
 	})
 }
 
@@ -581,6 +662,8 @@ func (t *tunnel) fingerprint(sql string) string {
 }
 
 func (t *tunnel) memoSQL(sql string) [2]string {
+	t.memoMu.Lock()
+	defer t.memoMu.Unlock()
 	if v, ok := t.sqlMemo[sql]; ok {
 		return v
 	}
@@ -631,6 +714,9 @@ func (t *tunnel) statementSpan(r session.StatementRecord, text string) {
 func (t *tunnel) endSpan() {
 	if t.span != nil {
 		t.span.End()
+		instruments.sessions.Add(context.Background(), -1, metric.WithAttributes(attribute.String("sluice.target", t.target.Name)))
+		instruments.bytes.Add(context.Background(), t.bytesIn, metric.WithAttributes(attribute.String("sluice.target", t.target.Name), attribute.String("sluice.direction", "from_client")))
+		instruments.bytes.Add(context.Background(), t.bytesOut, metric.WithAttributes(attribute.String("sluice.target", t.target.Name), attribute.String("sluice.direction", "to_client")))
 	}
 }
 
