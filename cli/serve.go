@@ -111,8 +111,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			"postgres": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, l *slog.Logger) session.Session {
 				return postgres.NewSession(postgres.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
 			},
-			"mysql": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, _ session.Observer, l *slog.Logger) session.Session {
-				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr})
+			"mysql": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, l *slog.Logger) session.Session {
+				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
 			},
 		},
 		Approvals:     approver,

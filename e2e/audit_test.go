@@ -134,3 +134,34 @@ func TestAuditTrailOfAPsqlSession(t *testing.T) {
 		t.Logf("verify after a %s event: %s", c.name, strings.SplitN(string(out), "\n", 2)[0])
 	}
 }
+
+// MySQL statements are audited too: decision, masking, rows, errors.
+func TestAuditTrailOfAMySQLSession(t *testing.T) {
+	addr := connectTo(t, mysqlTarget, tokenFor(t, "audit-my-agent", []string{"analysts"}))
+	out, _ := mysqlCLI(t, addr, "SELECT name, email FROM customers WHERE id < 4; DROP TABLE customers")
+	if !strings.Contains(out, "no-ddl") {
+		t.Fatalf("mysql: %s", out)
+	}
+	var session string
+	for deadline := time.Now().Add(10 * time.Second); session == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		list, _ := sluiceCmd(t, "sessions", "list")
+		for _, line := range strings.Split(list, "\n") {
+			if f := strings.Fields(line); len(f) >= 7 && f[2] == "audit-my-agent" && f[4] == "2" {
+				session = f[0]
+			}
+		}
+	}
+	if session == "" {
+		t.Fatal("the MySQL session is not in the audit trail")
+	}
+	show, err := sluiceCmd(t, "sessions", "show", session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"demo-mysql", "allow  select `name` , `email` from `customers` where `id` < ?  [masked: email]  → 3 rows", "deny   drop table `customers`  → sluice: DROP on table sluice_demo.customers refused by policy no-ddl"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("missing %q in:\n%s", want, show)
+		}
+	}
+	t.Logf("sessions show %s:\n%s", session, show)
+}

@@ -3,6 +3,8 @@ package mysql
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"time"
 
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/mask"
@@ -32,8 +34,9 @@ const (
 type response struct {
 	kind   respKind
 	dec    policy.Decision
-	binary bool   // binary result rows (COM_STMT_EXECUTE)
-	sql    string // COM_STMT_PREPARE
+	rec    *session.StatementRecord // reported when the answer is complete
+	binary bool                     // binary result rows (COM_STMT_EXECUTE)
+	sql    string                   // COM_STMT_PREPARE
 	state  respState
 	stmt   int // which statement of a multi-statement answers now
 	cols   []column
@@ -94,7 +97,38 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		}
 		return nil
 	}
-	return s.responsePacket(p, out)
+	err := s.responsePacket(p, out)
+	s.finishRecord(p)
+	return err
+}
+
+// finishRecord notes rows and errors of the answer in flight and reports
+// the statement's record once the answer is complete.
+func (s *Session) finishRecord(p phys) {
+	r := &s.resp
+	if r.rec == nil || p.cont {
+		return
+	}
+	b := p.payload
+	switch {
+	case r.state == stRows && len(b) > 0 && b[0] != 0xFF && !s.eofLike(b):
+		r.rec.Rows++
+	case len(b) > 3 && b[0] == 0xFF:
+		msg := b[3:]
+		if len(msg) > 6 && msg[0] == '#' {
+			msg = msg[6:]
+		}
+		r.rec.Error = fmt.Sprintf("%d: %s", binary.LittleEndian.Uint16(b[1:]), msg)
+	case len(b) > 1 && b[0] == 0x00 && r.state == stDone && r.rec.Rows == 0:
+		if n, _, _, ok := lenenc(b[1:]); ok {
+			r.rec.Rows = int64(n) // affected rows
+		}
+	}
+	if r.state == stDone {
+		r.rec.End = time.Now()
+		s.cfg.Observer.Statement(*r.rec)
+		r.rec = nil
+	}
 }
 
 // greeting clears capabilities sluice cannot allow: TLS inside the tunnel,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/mask"
@@ -59,6 +60,8 @@ type Config struct {
 	// Approvals holds statements whose outcome is "approval" for a human;
 	// nil refuses them.
 	Approvals session.Approvals
+	// Observer receives a record per statement (audit); may be nil.
+	Observer session.Observer
 }
 
 // Session is the MySQL client/server protocol state machine of one tunnel.
@@ -303,7 +306,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 		if slices.Contains(d.Kinds, "use") {
 			s.pendingDB = useTarget(sql) // only then is it worth reading the name
 		}
-		forward(response{kind: respResult, dec: d})
+		forward(response{kind: respResult, dec: d, rec: s.record(sql, d)})
 	case comStmtPrepare:
 		sql := string(b[1:])
 		// Preparing runs nothing: a statement needing approval is held when
@@ -333,7 +336,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(d, sql, out)
 			return nil
 		}
-		forward(response{kind: respResult, dec: d, binary: true})
+		forward(response{kind: respResult, dec: d, binary: true, rec: s.record(sql, d)})
 	case comInitDB:
 		db := string(b[1:])
 		sql := "USE `" + db + "`"
@@ -386,6 +389,10 @@ func (s *Session) refuse(d policy.Decision, sql string, out *session.Output) {
 	}
 	out.ToClient, _ = appendPacket(out.ToClient, errPayload(code, state, msg), 1)
 	s.resp = response{kind: respNone}
+	if r := s.record(sql, d); r != nil {
+		r.End, r.Error = time.Now(), msg
+		s.cfg.Observer.Statement(*r)
+	}
 	s.log.Info("statement refused", "sql", sql, "outcome", d.Outcome.String(), "reason", d.Reason, "policies", d.Policies)
 }
 
@@ -422,4 +429,21 @@ func (s *Session) Expire(reason string, out *session.Output) {
 		out.ToServer, _ = appendPacket(out.ToServer, []byte{0}, 1)
 	}
 	s.phase = phaseClosed
+}
+
+// record starts a statement's record, when someone observes them.
+func (s *Session) record(sql string, d policy.Decision) *session.StatementRecord {
+	if s.cfg.Observer == nil {
+		return nil
+	}
+	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Tables: d.Tables, Start: time.Now()}
+	if d.Shadow {
+		r.Outcome = "shadow:" + d.WouldBe.String()
+	}
+	for _, cols := range d.Masked {
+		for _, m := range cols {
+			r.Masked = append(r.Masked, m.Name)
+		}
+	}
+	return r
 }
