@@ -78,7 +78,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	} else {
 		path := strings.TrimPrefix(url, "sqlite://")
 		// WAL and a busy timeout let the CLI and serve share the file.
-		s.db, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		s.db, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 		if err == nil {
 			s.db.SetMaxOpenConns(1) // SQLite serializes writers anyway
 		}

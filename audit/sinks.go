@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
@@ -83,7 +84,7 @@ func OpenStore(ctx context.Context, url string) (*Store, error) {
 		serial = "BIGSERIAL PRIMARY KEY"
 		s.db, err = sql.Open("pgx", url)
 	} else {
-		s.db, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(url, "sqlite://")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		s.db, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(url, "sqlite://")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
 		}
@@ -203,22 +204,26 @@ func NewBuffered(sink Sink, size int) *Buffered {
 	b := &Buffered{ch: make(chan Event, size), sink: sink, done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		batch := make([]Event, 0, 256)
+		batch := make([]Event, 0, 512)
 		for e := range b.ch {
-			// Take what else is waiting: one transaction for all of it.
+			// Gather what arrives within 20 ms (or 512 events): one
+			// transaction for all of it, so a busy gateway pays one commit
+			// per batch rather than one per statement.
 			batch = append(batch[:0], e)
-		drain:
+			timer := time.NewTimer(20 * time.Millisecond)
+		gather:
 			for len(batch) < cap(batch) {
 				select {
 				case e, ok := <-b.ch:
 					if !ok {
-						break drain
+						break gather
 					}
 					batch = append(batch, e)
-				default:
-					break drain
+				case <-timer.C:
+					break gather
 				}
 			}
+			timer.Stop()
 			err := writeBatch(b.sink, batch)
 			b.mu.Lock()
 			b.lastErr = err
