@@ -184,11 +184,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			for i, p := range myPaths {
 				r := res[i]
-				vsQuiet := "-"
-				if i >= 2 {
-					vsQuiet = fmt.Sprintf("%.2f", r.tps/res[2].tps)
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps)
 			}
 		}
 	}
