@@ -202,9 +202,11 @@ Try:
 
 Envoy: %[3]s (bootstrap %[1]s/envoy.json)   sluice serve: %[4]s
 Policies: %[5]s — edit them and send SIGHUP to sluice serve to reload.
+Approvals: https://%[7]s/ — sluice approvals list --config %[1]s/config/sluice.yaml
+Audit: sluice sessions list --config %[1]s/config/sluice.yaml (then show, replay; sluice audit verify)
 Press Ctrl-C to stop.
 `, abs, st.AgentURL(""), st.Config.Envoy.Listen, st.Config.ExtProc.Listen, st.Config.Path(st.Config.Policies),
-		strings.TrimPrefix(st.MySQLAddr, "127.0.0.1:"))
+		strings.TrimPrefix(st.MySQLAddr, "127.0.0.1:"), st.Config.Approvals.Listen)
 	<-ctx.Done()
 	return nil
 }
