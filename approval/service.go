@@ -65,7 +65,7 @@ func NewService(ctx context.Context, store *Store, opt Options) *Service {
 		opt.Poll = 2 * time.Second
 	}
 	s := &Service{store: store, opt: opt, log: opt.Logger, http: &http.Client{Timeout: 10 * time.Second}, waiters: map[string][]chan struct{}{}}
-	if store.postgres {
+	if store.db.Postgres {
 		go s.listen(ctx)
 	}
 	return s
@@ -221,7 +221,7 @@ func (s *Service) Decide(ctx context.Context, id string, d Decision) (*Request, 
 	}
 	s.log.Info("approval decided", "id", id, "status", status, "scope", scope, "by", d.By)
 	s.wake(id)
-	if s.store.postgres {
+	if s.store.db.Postgres {
 		if _, err := s.store.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", notifyChannel, id); err != nil {
 			s.log.Warn("cannot notify other replicas; they will poll", "err", err)
 		}
@@ -233,7 +233,7 @@ func (s *Service) Decide(ctx context.Context, id string, d Decision) (*Request, 
 func (s *Service) listen(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := func() error {
-			c, err := pgx.Connect(ctx, s.store.url)
+			c, err := pgx.Connect(ctx, s.store.db.URL)
 			if err != nil {
 				return err
 			}

@@ -14,8 +14,7 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+	"github.com/sluicedb/sluice/sqlstore"
 )
 
 // Status of a request.
@@ -60,32 +59,19 @@ var ErrNotFound = errors.New("no such approval request")
 // ErrDecided: the request is no longer pending.
 var ErrDecided = errors.New("the request was already decided")
 
-// Store keeps requests in SQLite or PostgreSQL through database/sql.
+// Store keeps requests in SQLite or PostgreSQL.
 type Store struct {
-	db       *sql.DB
-	postgres bool
-	url      string
+	db *sqlstore.DB
 }
 
 // Open opens the store at url: a postgres:// URL, or a SQLite file path
 // (optionally sqlite://path). The table is created if missing.
 func Open(ctx context.Context, url string) (*Store, error) {
-	s := &Store{url: url}
-	var err error
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
-		s.postgres = true
-		s.db, err = sql.Open("pgx", url)
-	} else {
-		path := strings.TrimPrefix(url, "sqlite://")
-		// WAL and a busy timeout let the CLI and serve share the file.
-		s.db, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
-		if err == nil {
-			s.db.SetMaxOpenConns(1) // SQLite serializes writers anyway
-		}
-	}
+	db, err := sqlstore.Open(url)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open approval store: %w", err)
 	}
+	s := &Store{db: db}
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS sluice_approvals (
   id TEXT PRIMARY KEY,
   created_at BIGINT NOT NULL,
@@ -116,24 +102,6 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }
 
-// q rewrites ? placeholders to PostgreSQL's $n.
-func (s *Store) q(query string) string {
-	if !s.postgres {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for _, c := range query {
-		if c == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 func ms(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
@@ -150,7 +118,7 @@ func fromMS(v int64) time.Time {
 
 // Insert records a new pending request.
 func (s *Store) Insert(ctx context.Context, r *Request) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO sluice_approvals
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO sluice_approvals
 (id, created_at, agent, acting_for, target, session, statement, text_hash, fingerprint, policies, reason, mode, status)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		r.ID, ms(r.CreatedAt), r.Agent, r.ActingFor, r.Target, r.Session, r.Statement, r.TextHash, r.Fingerprint,
@@ -180,7 +148,7 @@ func scan(row interface{ Scan(...any) error }) (*Request, error) {
 
 // Get returns one request.
 func (s *Store) Get(ctx context.Context, id string) (*Request, error) {
-	r, err := scan(s.db.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM sluice_approvals WHERE id = ?`), id))
+	r, err := scan(s.db.QueryRowContext(ctx, s.db.Rebind(`SELECT `+columns+` FROM sluice_approvals WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -192,7 +160,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Request, error) {
 
 // List returns requests, newest first; status "" lists all.
 func (s *Store) List(ctx context.Context, status string, limit int) ([]*Request, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM sluice_approvals WHERE (? = '' OR status = ?) ORDER BY created_at DESC LIMIT ?`), status, status, limit)
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT `+columns+` FROM sluice_approvals WHERE (? = '' OR status = ?) ORDER BY created_at DESC LIMIT ?`), status, status, limit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list approval requests: %w", err)
 	}
@@ -211,7 +179,7 @@ func (s *Store) List(ctx context.Context, status string, limit int) ([]*Request,
 // Decide moves a pending request to status; it fails with ErrDecided if
 // someone decided first.
 func (s *Store) Decide(ctx context.Context, id, status, scope string, validUntil time.Time, by, comment string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE sluice_approvals SET status = ?, scope = ?, valid_until = ?, decided_by = ?, decided_at = ?, comment = ?
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE sluice_approvals SET status = ?, scope = ?, valid_until = ?, decided_by = ?, decided_at = ?, comment = ?
 WHERE id = ? AND status = 'pending'`), status, scope, ms(validUntil), by, ms(now), comment, id)
 	if err != nil {
 		return fmt.Errorf("cannot record the decision: %w", err)
@@ -227,7 +195,7 @@ WHERE id = ? AND status = 'pending'`), status, scope, ms(validUntil), by, ms(now
 
 // Consume uses a once-scoped approval: true if this caller used it first.
 func (s *Store) Consume(ctx context.Context, id string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE sluice_approvals SET used = 1 WHERE id = ? AND used = 0`), id)
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE sluice_approvals SET used = 1 WHERE id = ? AND used = 0`), id)
 	if err != nil {
 		return false, fmt.Errorf("cannot use the approval: %w", err)
 	}
@@ -239,7 +207,7 @@ func (s *Store) Consume(ctx context.Context, id string) (bool, error) {
 // once-approval of the same text, or a fingerprint approval still valid,
 // for the same agent and target. A once-approval is consumed.
 func (s *Store) Grant(ctx context.Context, agent, target, textHash, fingerprint string, now time.Time) (*Request, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM sluice_approvals
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT `+columns+` FROM sluice_approvals
 WHERE status = 'approved' AND agent = ? AND target = ? AND valid_until > ?
   AND ((scope = 'once' AND used = 0 AND text_hash = ?) OR (scope = 'fingerprint' AND fingerprint = ?))
 ORDER BY decided_at`), agent, target, ms(now), textHash, fingerprint)

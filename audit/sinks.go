@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+	"github.com/sluicedb/sluice/sqlstore"
 )
 
 // JSONLines writes one JSON event per line (SIEM ingestion: a file or stdout).
@@ -70,27 +68,19 @@ func (m Multi) WriteBatch(es []Event) error {
 
 // Store keeps events in SQLite or PostgreSQL, in insertion order.
 type Store struct {
-	db       *sql.DB
-	postgres bool
+	db *sqlstore.DB
 }
 
 // OpenStore opens the store at url (postgres:// or a SQLite path).
 func OpenStore(ctx context.Context, url string) (*Store, error) {
-	s := &Store{}
-	var err error
-	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
-		s.postgres = true
-		serial = "BIGSERIAL PRIMARY KEY"
-		s.db, err = sql.Open("pgx", url)
-	} else {
-		s.db, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(url, "sqlite://")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
-		if err == nil {
-			s.db.SetMaxOpenConns(1)
-		}
-	}
+	db, err := sqlstore.Open(url)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open audit store: %w", err)
+	}
+	s := &Store{db: db}
+	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if db.Postgres {
+		serial = "BIGSERIAL PRIMARY KEY"
 	}
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS sluice_audit (
   id `+serial+`,
@@ -109,20 +99,7 @@ func OpenStore(ctx context.Context, url string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 // Write implements Sink.
-func (s *Store) Write(e Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	q := "INSERT INTO sluice_audit (session, seq, kind, event) VALUES (?, ?, ?, ?)"
-	if s.postgres {
-		q = "INSERT INTO sluice_audit (session, seq, kind, event) VALUES ($1, $2, $3, $4)"
-	}
-	if _, err := s.db.Exec(q, e.Session, e.Seq, e.Kind, string(b)); err != nil {
-		return fmt.Errorf("cannot store audit event: %w", err)
-	}
-	return nil
-}
+func (s *Store) Write(e Event) error { return s.WriteBatch([]Event{e}) }
 
 // WriteBatch implements BatchWriter: one transaction for the batch.
 func (s *Store) WriteBatch(es []Event) error {
@@ -130,11 +107,7 @@ func (s *Store) WriteBatch(es []Event) error {
 	if err != nil {
 		return fmt.Errorf("cannot store audit events: %w", err)
 	}
-	q := "INSERT INTO sluice_audit (session, seq, kind, event) VALUES (?, ?, ?, ?)"
-	if s.postgres {
-		q = "INSERT INTO sluice_audit (session, seq, kind, event) VALUES ($1, $2, $3, $4)"
-	}
-	st, err := tx.Prepare(q)
+	st, err := tx.Prepare(s.db.Rebind("INSERT INTO sluice_audit (session, seq, kind, event) VALUES (?, ?, ?, ?)"))
 	if err != nil {
 		tx.Rollback()
 		return fmt.Errorf("cannot store audit events: %w", err)
@@ -159,11 +132,7 @@ func (s *Store) WriteBatch(es []Event) error {
 
 // Events returns every stored event in insertion order (session "" for all).
 func (s *Store) Events(ctx context.Context, session string) ([]Event, error) {
-	q := "SELECT event FROM sluice_audit WHERE (? = '' OR session = ?) ORDER BY id"
-	if s.postgres {
-		q = "SELECT event FROM sluice_audit WHERE ($1 = '' OR session = $2) ORDER BY id"
-	}
-	rows, err := s.db.QueryContext(ctx, q, session, session)
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind("SELECT event FROM sluice_audit WHERE (? = '' OR session = ?) ORDER BY id"), session, session)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read audit events: %w", err)
 	}
@@ -184,7 +153,7 @@ func (s *Store) Events(ctx context.Context, session string) ([]Event, error) {
 }
 
 // DB exposes the database, for tests that tamper with it.
-func (s *Store) DB() *sql.DB { return s.db }
+func (s *Store) DB() *sql.DB { return s.db.DB }
 
 // Buffered writes to a sink from its own goroutine, so that a slow store
 // never stalls the data path. When the buffer is full or the sink fails,

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicedb/sluice/approval"
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/policy"
+	"github.com/sluicedb/sluice/sqlstore"
 	"github.com/sluicedb/sluice/token"
 )
 
@@ -68,8 +69,9 @@ func startApprovals(ctx context.Context, c *config.Config, engine *policy.Engine
 	return svc, nil
 }
 
+// storeKind names the store without its URL, which may hold a password.
 func storeKind(url string) string {
-	if len(url) > 8 && url[:8] == "postgres" {
+	if sqlstore.IsPostgres(url) {
 		return "postgres"
 	}
 	return "sqlite"
