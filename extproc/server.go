@@ -610,6 +610,10 @@ func (t *tunnel) auditWith(e audit.Event, prepare func(*audit.Event)) {
 	})
 }
 
+// RecordsResults implements session.Observer: rows are kept for the audit
+// trail's recordings only.
+func (t *tunnel) RecordsResults() bool { return t.chain != nil }
+
 // Statement implements session.Observer: one audit event per statement,
 // its literals redacted unless the target's audit_literals tag says keep.
 func (t *tunnel) Statement(r session.StatementRecord) {

@@ -22,29 +22,14 @@ func (p phys) clone() phys {
 // decision to go on with and true to go on now; false means it is held
 // (out.Hold names the request).
 func (s *Session) approval(d policy.Decision, sql string, payload []byte, out *session.Output) (policy.Decision, bool) {
-	if s.admit != "" && s.admit == sql {
-		s.admit = ""
-		d.Outcome = policy.Allow
+	d, t := policy.ResolveApproval(d, sql, s.cfg.Approvals, &s.admit, s.log)
+	if !t.Hold {
 		return d, true
 	}
-	if s.cfg.Approvals == nil {
-		return d, true
-	}
-	t := s.cfg.Approvals.Ask(session.HoldRequest{SQL: sql, Reason: d.Reason, Policies: d.Policies})
-	switch {
-	case t.Granted:
-		s.log.Info("statement runs under an approval", "approval", t.ID, "sql", sql)
-		d.Outcome = policy.Allow
-		return d, true
-	case t.Hold:
-		s.held = &heldCmd{id: t.ID, payload: append([]byte(nil), payload...), sql: sql, dec: d}
-		s.resp = response{kind: respNone}
-		out.Hold = t.ID
-		s.log.Info("statement held for approval", "approval", t.ID, "sql", sql)
-		return d, false
-	}
-	d.Outcome, d.Reason = policy.Deny, t.Message
-	return d, true
+	s.held = &heldCmd{id: t.ID, payload: append([]byte(nil), payload...), sql: sql, dec: d}
+	s.resp = response{kind: respNone}
+	out.Hold = t.ID
+	return d, false
 }
 
 // Resume ends a hold: the approved command goes to the server; a refused

@@ -436,14 +436,5 @@ func (s *Session) record(sql string, d policy.Decision) *session.StatementRecord
 	if s.cfg.Observer == nil {
 		return nil
 	}
-	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Tables: d.Tables, Start: time.Now()}
-	if d.Shadow {
-		r.Outcome = "shadow:" + d.WouldBe.String()
-	}
-	for _, cols := range d.Masked {
-		for _, m := range cols {
-			r.Masked = append(r.Masked, m.Name)
-		}
-	}
-	return r
+	return d.Record(sql)
 }

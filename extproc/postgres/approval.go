@@ -26,28 +26,13 @@ func (f frame) clone() frame {
 // decision to go on with and true to go on now; false means the message is
 // held (out.Hold names the request) or already answered.
 func (s *Session) approval(d policy.Decision, sql string, f frame, simple bool, out *session.Output) (policy.Decision, bool) {
-	if s.admit != "" && s.admit == sql {
-		s.admit = ""
-		d.Outcome = policy.Allow
+	d, t := policy.ResolveApproval(d, sql, s.cfg.Approvals, &s.admit, s.log)
+	if !t.Hold {
 		return d, true
 	}
-	if s.cfg.Approvals == nil {
-		return d, true // refused, saying approval would let it run
-	}
-	t := s.cfg.Approvals.Ask(session.HoldRequest{SQL: sql, Reason: d.Reason, Policies: d.Policies})
-	switch {
-	case t.Granted:
-		s.log.Info("statement runs under an approval", "approval", t.ID, "sql", sql)
-		d.Outcome = policy.Allow
-		return d, true
-	case t.Hold:
-		s.held = &heldStmt{id: t.ID, frame: f.clone(), sql: sql, dec: d, simple: simple}
-		out.Hold = t.ID
-		s.log.Info("statement held for approval", "approval", t.ID, "sql", sql)
-		return d, false
-	}
-	d.Outcome, d.Reason = policy.Deny, t.Message
-	return d, true
+	s.held = &heldStmt{id: t.ID, frame: f.clone(), sql: sql, dec: d, simple: simple}
+	out.Hold = t.ID
+	return d, false
 }
 
 // Resume ends a hold: the approved statement goes to the server as if it had

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -19,32 +18,13 @@ func (s *Session) record(sql string, d policy.Decision) *session.StatementRecord
 	if s.cfg.Observer == nil {
 		return nil
 	}
-	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Tables: d.Tables, Start: time.Now()}
-	if d.Shadow {
-		r.Outcome = "shadow:" + d.WouldBe.String()
-	}
-	for _, cols := range d.Masked {
-		for _, m := range cols {
-			r.Masked = append(r.Masked, m.Name)
-		}
-	}
-	if !d.Allowed() && r.Error == "" {
+	r := d.Record(sql)
+	if !d.Allowed() {
+		// A refusal skipped by the server (after an earlier error) still
+		// says why in the record.
 		r.Error = "sluice: " + d.Reason
 	}
 	return r
-}
-
-// executeRecord is the record of executing a bound portal.
-func (s *Session) executeRecord(portal string) *session.StatementRecord {
-	if s.cfg.Observer == nil {
-		return nil
-	}
-	p, ok := s.portals[portal]
-	if !ok {
-		return nil
-	}
-	sql := s.stmts[p.stmt]
-	return s.record(sql, s.authorize(sql)) // memoized
 }
 
 // observe takes what the server answered the statement: rows from command
@@ -71,7 +51,7 @@ func observe(r *session.StatementRecord, f frame) {
 
 // tapFor is the head op's row tap, started on first use.
 func (s *Session) tapFor() *rowTap {
-	if len(s.ops) == 0 || s.ops[0].rec == nil {
+	if !s.recordRows || len(s.ops) == 0 || s.ops[0].rec == nil {
 		return nil
 	}
 	if s.ops[0].tap == nil {

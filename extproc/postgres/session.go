@@ -112,6 +112,7 @@ type Session struct {
 	stats      maskStats
 	detect     bool
 	login      *brokeredLogin // nil: the client authenticates itself
+	recordRows bool           // the observer keeps the rows the client received
 
 	// held is the statement waiting for a human; the client's later
 	// messages wait in backlog, in order, until it is decided.
@@ -149,6 +150,7 @@ func NewSession(cfg Config) *Session {
 		stats:      maskStats{},
 		detect:     cfg.Target.Tags["detectors"] == "on",
 		poisonName: "sluice: refused " + hex.EncodeToString(nonce[:]),
+		recordRows: cfg.Observer != nil && cfg.Observer.RecordsResults(),
 	}
 	s.client = framer{startup: true, maxFrame: cfg.MaxFrame, opaque: clientOpaque}
 	s.server = framer{maxFrame: cfg.MaxFrame, opaque: s.serverOpaque}
@@ -401,7 +403,8 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		if err := decode("Execute", &m, f.body); err != nil {
 			return err
 		}
-		s.ops = append(s.ops, op{kind: opExecute, plan: s.executePlan(m.Portal), rec: s.executeRecord(m.Portal)})
+		plan, rec := s.executePlan(m.Portal)
+		s.ops = append(s.ops, op{kind: opExecute, plan: plan, rec: rec})
 	case 'C':
 		var m pgproto3.Close
 		if err := decode("Close", &m, f.body); err != nil {
@@ -436,14 +439,16 @@ func decode(name string, m interface{ Decode([]byte) error }, body []byte) error
 	return nil
 }
 
-// executePlan is the row plan for executing a portal: the masking plan of
-// its statement, the column types the server described, and Bind's formats.
-func (s *Session) executePlan(name string) *rowPlan {
+// executePlan is the row plan for executing a portal — the masking plan of
+// its statement, the column types the server described, and Bind's formats —
+// and the statement's record.
+func (s *Session) executePlan(name string) (*rowPlan, *session.StatementRecord) {
 	p, ok := s.portals[name]
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	d := s.authorize(s.stmts[p.stmt]) // memoized
+	sql := s.stmts[p.stmt]
+	d := s.authorize(sql) // memoized
 	var masked []policy.MaskedColumn
 	if len(d.Masked) > 0 {
 		masked = d.Masked[0]
@@ -455,7 +460,7 @@ func (s *Session) executePlan(name string) *rowPlan {
 	}
 	plan.types = types
 	plan.formats = resultFormats(p.formats, len(types))
-	return plan
+	return plan, s.record(sql, d)
 }
 
 func (s *Session) push(k opKind, denial *pgproto3.ErrorResponse) {

@@ -180,4 +180,7 @@ type Result struct {
 // Observer receives each statement's record as it completes.
 type Observer interface {
 	Statement(r StatementRecord)
+	// RecordsResults says whether records should carry the rows the
+	// client received (a recording); decoding them is not free.
+	RecordsResults() bool
 }
