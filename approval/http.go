@@ -101,21 +101,29 @@ func (h *api) list(w http.ResponseWriter, r *http.Request, a Approver) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (h *api) get(w http.ResponseWriter, r *http.Request, a Approver) {
+// load reads the request named in the path, if the approver may decide it;
+// otherwise it has answered the HTTP request.
+func (h *api) load(w http.ResponseWriter, r *http.Request, a Approver) (*Request, bool) {
 	q, err := h.svc.store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrNotFound):
 		fail(w, http.StatusNotFound, err.Error())
-		return
-	}
-	if err != nil {
+	case err != nil:
 		fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	if ok, reason := h.authz.MayApprove(a, q.Target); !ok {
+	default:
+		ok, reason := h.authz.MayApprove(a, q.Target)
+		if ok {
+			return q, true
+		}
 		fail(w, http.StatusForbidden, reason)
-		return
 	}
-	writeJSON(w, http.StatusOK, q)
+	return nil, false
+}
+
+func (h *api) get(w http.ResponseWriter, r *http.Request, a Approver) {
+	if q, ok := h.load(w, r, a); ok {
+		writeJSON(w, http.StatusOK, q)
+	}
 }
 
 type decideBody struct {
@@ -133,17 +141,8 @@ func (h *api) decide(approve bool) func(http.ResponseWriter, *http.Request, Appr
 				return
 			}
 		}
-		q, err := h.svc.store.Get(r.Context(), r.PathValue("id"))
-		if errors.Is(err, ErrNotFound) {
-			fail(w, http.StatusNotFound, err.Error())
-			return
-		}
-		if err != nil {
-			fail(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		if ok, reason := h.authz.MayApprove(a, q.Target); !ok {
-			fail(w, http.StatusForbidden, reason)
+		q, ok := h.load(w, r, a)
+		if !ok {
 			return
 		}
 		// Four eyes: the agent, and the human it acts for, never decide

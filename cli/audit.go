@@ -52,25 +52,24 @@ func openAudit(ctx context.Context, c *config.Config, stdout io.Writer) (audit.S
 	}, nil
 }
 
-func auditStore(ctx context.Context, args []string, name string, stderr io.Writer) (*audit.Store, []string, error) {
+func auditStore(ctx context.Context, args []string, name string, stderr io.Writer) (*audit.Store, error) {
 	fs := flags(name, stderr)
 	cfgPath := fs.String("config", getenv("SLUICE_CONFIG", "sluice.yaml"), "config file")
 	store := fs.String("store", "", "audit store (default: the config's audit.store)")
 	if err := parse(fs, args); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	url := *store
 	if url == "" {
 		c, err := config.Load(*cfgPath)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if url = c.AuditStore(); url == "" {
-			return nil, nil, fmt.Errorf("audit is off in %s", *cfgPath)
+			return nil, fmt.Errorf("audit is off in %s", *cfgPath)
 		}
 	}
-	st, err := audit.OpenStore(ctx, url)
-	return st, fs.Args(), err
+	return audit.OpenStore(ctx, url)
 }
 
 // auditCmd: sluice audit verify.
@@ -79,7 +78,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "usage: sluice audit verify [--config F | --store URL]")
 		return ErrUsage
 	}
-	st, _, err := auditStore(ctx, args[1:], "audit verify", stderr)
+	st, err := auditStore(ctx, args[1:], "audit verify", stderr)
 	if err != nil {
 		return err
 	}
@@ -127,7 +126,7 @@ func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 		}
 	}
-	st, _, err := auditStore(ctx, rest, "sessions "+verb, stderr)
+	st, err := auditStore(ctx, rest, "sessions "+verb, stderr)
 	if err != nil {
 		return err
 	}

@@ -102,17 +102,12 @@ func psqlAsync(t *testing.T, url string, sql string) <-chan psqlResult {
 	return ch
 }
 
-func agentURL(t *testing.T, sub string, groups ...string) string {
-	t.Helper()
-	return stack.AgentURL(connectTo(t, devstack.DemoTarget, tokenFor(t, sub, groups)))
-}
-
 // psql's DELETE waits on the wire while a human decides from another
 // process; approved, it runs and psql prints DELETE 1.
 func TestApprovalHoldThenApprove(t *testing.T) {
 	seedItems(t, "approval_items", 5)
 	approver := tokenFor(t, "alice", []string{"dba"})
-	url := agentURL(t, "cleaner", "migrators", "careful")
+	url := agentConnect(t, "cleaner", []string{"migrators", "careful"})
 	sql := "DELETE FROM approval_items WHERE id = 1"
 	res := psqlAsync(t, url, sql)
 	id := pendingFor(t, approver, sql)
@@ -165,7 +160,7 @@ func TestApprovalHoldThenApprove(t *testing.T) {
 func TestApprovalDenied(t *testing.T) {
 	seedItems(t, "approval_denied", 3)
 	approver := tokenFor(t, "alice", []string{"dba"})
-	url := agentURL(t, "cleaner", "migrators", "careful")
+	url := agentConnect(t, "cleaner", []string{"migrators", "careful"})
 	sql := "DELETE FROM approval_denied WHERE id = 2"
 	ch := make(chan psqlResult, 1)
 	go func() {
@@ -190,7 +185,7 @@ func TestApprovalAsyncWithPgx(t *testing.T) {
 	ctx := context.Background()
 	seedItems(t, "approval_async", 5)
 	approver := tokenFor(t, "alice", []string{"dba"})
-	c, err := pgx.Connect(ctx, agentURL(t, "batch-agent", "migrators", "careful", "async-agents"))
+	c, err := pgx.Connect(ctx, agentConnect(t, "batch-agent", []string{"migrators", "careful", "async-agents"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +318,7 @@ func TestApprovalPageInChromium(t *testing.T) {
 	}
 	tf := tokenFor(t, "alice", []string{"dba"})
 	sql := "DELETE FROM approval_page WHERE id = 2"
-	res := psqlAsync(t, agentURL(t, "cleaner", "migrators", "careful"), sql)
+	res := psqlAsync(t, agentConnect(t, "cleaner", []string{"migrators", "careful"}), sql)
 	id := pendingFor(t, tf, sql)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,

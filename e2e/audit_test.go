@@ -24,7 +24,7 @@ func sluiceCmd(t *testing.T, args ...string) (string, error) {
 // decided, literals redacted; `sluice audit verify` passes, and fails
 // naming the event once one is edited.
 func TestAuditTrailOfAPsqlSession(t *testing.T) {
-	url := agentURL(t, "audit-agent", "analysts")
+	url := agentConnect(t, "audit-agent", []string{"analysts"})
 	out, _ := psql(t, url, "SELECT count(*) FROM orders WHERE total_cents > 1000",
 		"SELECT name, email FROM customers WHERE id = 7", "DROP TABLE customers")
 	if !strings.Contains(out, "no-ddl") {

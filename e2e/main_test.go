@@ -104,15 +104,7 @@ func psql(t *testing.T, url string, commands ...string) (string, error) {
 // returns the agent URL through it.
 func agentConnect(t *testing.T, sub string, groups []string) string {
 	t.Helper()
-	tok, err := stack.MintToken(sub, groups, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tf := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tf, []byte(tok), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return stack.AgentURL(freeConnect(t, tf))
+	return stack.AgentURL(freeConnect(t, tokenFor(t, sub, groups)))
 }
 
 // freeConnect starts `sluice connect` to the demo target with a token file

@@ -35,7 +35,7 @@ func TestApprovalLongHoldCompleted(t *testing.T) {
 func TestApprovalSurvivesRestart(t *testing.T) {
 	seedItems(t, "approval_restart", 3)
 	approver := tokenFor(t, "alice", []string{"dba"})
-	url := agentURL(t, "cleaner", "migrators", "careful")
+	url := agentConnect(t, "cleaner", []string{"migrators", "careful"})
 	sql := "DELETE FROM approval_restart WHERE id = 1"
 	res := psqlAsync(t, url, sql)
 	id := pendingFor(t, approver, sql)
