@@ -98,11 +98,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// The same data path with the audit trail and recordings off, to price them.
-	quietExt, err := st.StartServeWith(ctx, "serve-audit-off", func(c *config.Config) { c.Audit.Store = "off" })
+	quietCfg, _, err := st.StartServeWith(ctx, "serve-audit-off", func(c *config.Config) { c.Audit.Store = "off" })
 	if err != nil {
 		return err
 	}
-	quietGW, err := st.StartEnvoyWith(ctx, "envoy-audit-off", func(c *config.Config) { c.ExtProc.Address = quietExt })
+	quietGW, err := st.StartEnvoyWith(ctx, "envoy-audit-off", func(c *config.Config) { c.ExtProc.Address = quietCfg.ExtProc.Listen })
 	if err != nil {
 		return err
 	}

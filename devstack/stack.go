@@ -379,16 +379,17 @@ func (s *Stack) AgentURL(addr string) string {
 
 // StartServeWith starts another sluice serve from the stack's configuration
 // as changed by edit (written beside it as name.yaml, so relative paths
-// hold), on its own ext_proc and approvals ports. It returns the ext_proc
-// address, for StartEnvoyWith.
-func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*config.Config)) (string, error) {
+// hold), on its own ext_proc and approvals ports; it stops with the stack.
+// It returns that configuration (ExtProc.Listen is for StartEnvoyWith) and
+// its path.
+func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*config.Config)) (*config.Config, string, error) {
 	p, err := ports(2)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	c, err := config.Load(s.ConfigPath)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	c.ExtProc.Listen, c.ExtProc.Address = loop(p[0]), loop(p[0])
 	if c.Approvals.Listen != "" {
@@ -397,14 +398,23 @@ func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*conf
 	edit(c)
 	path := filepath.Join(filepath.Dir(s.ConfigPath), name+".yaml")
 	if err := c.Write(path); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	proc, err := StartProcess(s.Dir, name, s.Binary, append([]string{"serve", "--config", path}, s.ServeArgs...)...)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	s.extra = append(s.extra, proc)
-	return c.ExtProc.Listen, proc.WaitTCP(ctx, c.ExtProc.Listen)
+	if err := proc.WaitTCP(ctx, c.ExtProc.Listen); err != nil {
+		return nil, "", err
+	}
+	if c.Approvals.Listen != "" {
+		// The approvals API starts just before the ext_proc port opens.
+		if err := proc.WaitTCP(ctx, c.Approvals.Listen); err != nil {
+			return nil, "", err
+		}
+	}
+	return c, path, nil
 }
 
 // Adopt makes the stack stop p when it closes.

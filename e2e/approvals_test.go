@@ -234,7 +234,7 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	}))
 	defer hook.Close()
 	replica := func(name string) (cfgPath, extproc, api string) {
-		return startServeCopy(t, name, storeURL, "15s\n    webhook_url: "+hook.URL, false)
+		return startServeCopy(t, name, storeURL, 15*time.Second, func(c *config.Config) { c.Approvals.WebhookURL = hook.URL })
 	}
 	_, extA, _ := replica("a")
 	cfgB, _, apiB := replica("b")
@@ -395,7 +395,7 @@ func TestApprovalLongHoldStart(t *testing.T) {
 	}
 	approver := write("approver", "alice", []string{"dba"})
 	// Its own sluice serve and Envoy: other tests restart the stack's.
-	cfgPath, ext, _ := startServeCopy(t, "longhold", "approvals-longhold.db", "4m0s", true)
+	cfgPath, ext, _ := startServeCopy(t, "longhold", "approvals-longhold.db", 4*time.Minute)
 	gw, err := stack.StartEnvoyWith(ctx, "envoy-longhold", func(c *config.Config) { c.ExtProc.Address = ext })
 	if err != nil {
 		t.Fatal(err)
@@ -449,38 +449,19 @@ INSERT INTO approval_my VALUES (1), (2);`); err != nil {
 	t.Logf("mysql, approved %s: %s", id, strings.Join(strings.Fields(r.out), " "))
 }
 
-// startServeCopy starts another sluice serve from the stack's config with
-// its own ext_proc and approvals ports, approval store and hold timeout.
-// keep: it outlives the test (stopped with the stack).
-func startServeCopy(t *testing.T, name, store, timeout string, keep bool, extraYAML ...string) (cfgPath, extproc, api string) {
+// startServeCopy starts another sluice serve (stopped with the stack) from
+// the stack's config with its own ext_proc and approvals ports, approval
+// store and hold timeout; edit changes more.
+func startServeCopy(t *testing.T, name, store string, timeout time.Duration, edit ...func(*config.Config)) (cfgPath, extproc, api string) {
 	t.Helper()
-	b, err := os.ReadFile(stack.ConfigPath)
+	c, path, err := stack.StartServeWith(context.Background(), "serve-"+name, func(c *config.Config) {
+		c.Approvals.Store, c.Approvals.Timeout = store, config.Duration(timeout)
+		for _, e := range edit {
+			e(c)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, _ := devstack.FreePort()
-	p2, _ := devstack.FreePort()
-	extproc, api = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
-	s := strings.Replace(string(b), "listen: "+stack.Config.ExtProc.Listen, "listen: "+extproc, 1)
-	s = strings.Replace(s, "listen: "+stack.Config.Approvals.Listen, "listen: "+api, 1)
-	s = strings.Replace(s, "store: approvals.db", "store: "+store, 1)
-	s = strings.Replace(s, "timeout: 4m0s", "timeout: "+timeout, 1)
-	s += strings.Join(extraYAML, "")
-	cfgPath = filepath.Join(filepath.Dir(stack.ConfigPath), "serve-"+name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := devstack.StartProcess(stack.Dir, "serve-"+name, stack.Binary, "serve", "--config", cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if keep {
-		stack.Adopt(p)
-	} else {
-		t.Cleanup(func() { _ = p.Stop() })
-	}
-	if err := p.WaitTCP(context.Background(), api); err != nil {
-		t.Fatal(err)
-	}
-	return cfgPath, extproc, api
+	return path, c.ExtProc.Listen, c.Approvals.Listen
 }

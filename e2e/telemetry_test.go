@@ -132,7 +132,9 @@ func TestTracesJoinEnvoy(t *testing.T) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
 	t.Setenv("OTEL_BLRP_SCHEDULE_DELAY", "200")
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
-	_, ext, _ := startServeCopy(t, "otel", "approvals-otel.db", "4m0s", false, "audit:\n    store: audit-otel.db\n    otlp_logs: true\n")
+	_, ext, _ := startServeCopy(t, "otel", "approvals-otel.db", 4*time.Minute, func(c *config.Config) {
+		c.Audit.Store, c.Audit.OTLPLogs = "audit-otel.db", true
+	})
 	gw, err := stack.StartEnvoyWith(ctx, "envoy-otel", func(c *config.Config) {
 		c.ExtProc.Address = ext
 		c.Telemetry.OTLPEndpoint = l.Addr().String()
