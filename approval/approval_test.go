@@ -151,7 +151,7 @@ func TestHTTPAPIAndWebhook(t *testing.T) {
 	}))
 	defer hook.Close()
 	s := newService(t, Options{WebhookURL: hook.URL, PageURL: "https://approvals.example/"})
-	srv := httptest.NewServer(Handler(s, testAuth{}, testAuthz{}, nil))
+	srv := httptest.NewServer(Handler(s, testAuth{}, testAuthz{}, nil, nil))
 	defer srv.Close()
 	r := request("DELETE FROM t WHERE id = 5")
 	_ = s.Submit(ctx, r)

@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -38,8 +39,19 @@ var page []byte
 //	GET  /api/v1/requests/{id}
 //	POST /api/v1/requests/{id}/approve       {"scope": "once"|"fingerprint", "minutes": N, "comment": "…"}
 //	POST /api/v1/requests/{id}/deny          {"comment": "…"}
-func Handler(svc *Service, authn Authenticator, authz Authorizer, log *slog.Logger) http.Handler {
-	h := &api{svc: svc, authn: authn, authz: authz, log: log}
+//
+// Sessions pauses and resumes the live sessions of this sluice (the
+// ext_proc server).
+type Sessions interface {
+	SessionTarget(id string) (target, agent, actingFor string, err error)
+	Pause(id, by, reason string) error
+	Resume(ctx context.Context, id, by string) error
+}
+
+// Handler serves the approvals page and API; sessions, when set, adds
+// pausing and resuming sessions (the same permission as approving).
+func Handler(svc *Service, authn Authenticator, authz Authorizer, sessions Sessions, log *slog.Logger) http.Handler {
+	h := &api{svc: svc, authn: authn, authz: authz, sessions: sessions, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -50,14 +62,19 @@ func Handler(svc *Service, authn Authenticator, authz Authorizer, log *slog.Logg
 	mux.HandleFunc("GET /api/v1/requests/{id}", h.auth(h.get))
 	mux.HandleFunc("POST /api/v1/requests/{id}/approve", h.auth(h.decide(true)))
 	mux.HandleFunc("POST /api/v1/requests/{id}/deny", h.auth(h.decide(false)))
+	if sessions != nil {
+		mux.HandleFunc("POST /api/v1/sessions/{id}/pause", h.auth(h.control(true)))
+		mux.HandleFunc("POST /api/v1/sessions/{id}/resume", h.auth(h.control(false)))
+	}
 	return mux
 }
 
 type api struct {
-	svc   *Service
-	authn Authenticator
-	authz Authorizer
-	log   *slog.Logger
+	svc      *Service
+	authn    Authenticator
+	authz    Authorizer
+	sessions Sessions
+	log      *slog.Logger
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -161,5 +178,52 @@ func (h *api) decide(approve bool) func(http.ResponseWriter, *http.Request, Appr
 		default:
 			writeJSON(w, http.StatusOK, res)
 		}
+	}
+}
+
+// ErrNoSession is what Sessions returns for an id it does not hold.
+var ErrNoSession = errors.New("no live session with that id on this sluice (a session is paused and resumed through the replica that carries it)")
+
+// control pauses or resumes a live session. Whoever may approve the
+// session's statements may; the agent and the human it acts for may not.
+func (h *api) control(pause bool) func(http.ResponseWriter, *http.Request, Approver) {
+	return func(w http.ResponseWriter, r *http.Request, a Approver) {
+		var b decideBody
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&b); err != nil {
+				fail(w, http.StatusBadRequest, "malformed body: "+err.Error())
+				return
+			}
+		}
+		id := r.PathValue("id")
+		target, agent, actingFor, err := h.sessions.SessionTarget(id)
+		if errors.Is(err, ErrNoSession) {
+			fail(w, http.StatusNotFound, err.Error())
+			return
+		} else if err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if ok, reason := h.authz.MayApprove(a, target); !ok {
+			fail(w, http.StatusForbidden, reason)
+			return
+		}
+		if a.Subject == agent || (actingFor != "" && a.Subject == actingFor) {
+			fail(w, http.StatusForbidden, "nobody pauses or resumes their own session")
+			return
+		}
+		status := "paused"
+		if pause {
+			err = h.sessions.Pause(id, a.Subject, b.Comment)
+		} else {
+			status = "running"
+			err = h.sessions.Resume(r.Context(), id, a.Subject)
+		}
+		if err != nil {
+			fail(w, http.StatusConflict, err.Error())
+			return
+		}
+		h.log.Info("session "+status, "session", id, "by", a.Subject)
+		writeJSON(w, http.StatusOK, map[string]string{"session": id, "status": status, "by": a.Subject})
 	}
 }

@@ -21,6 +21,10 @@ const (
 	KindSessionOpen  = "session_open"
 	KindStatement    = "statement"
 	KindSessionClose = "session_close"
+	// The guardrails paused the session (or a human did), or a human
+	// resumed it.
+	KindSessionPaused  = "session_paused"
+	KindSessionResumed = "session_resumed"
 )
 
 // Event is one audit record. Fields are omitted when empty.
@@ -44,6 +48,8 @@ type Event struct {
 	Rows        int64    `json:"rows,omitempty"` // returned or affected
 	LatencyMS   float64  `json:"latency_ms,omitempty"`
 	Error       string   `json:"error,omitempty"`
+	// By is who paused or resumed the session ("sluice" for a guardrail).
+	By string `json:"by,omitempty"`
 	// Result is the recording: what the client received, masked values
 	// masked, up to 100 rows / 64 KB per statement.
 	Result *Result `json:"result,omitempty"`
@@ -59,6 +65,11 @@ type Event struct {
 	// Hash covers every other field.
 	Prev string `json:"prev"`
 	Hash string `json:"hash"`
+
+	// raw is the sealed event as written (Append) or read (Parse): sinks
+	// write it without encoding the event again, and Verify hashes it, so
+	// a stored line is checked byte for byte.
+	raw []byte
 }
 
 // Result is a recorded result set; a nil row value is SQL NULL.
@@ -68,12 +79,64 @@ type Result struct {
 	Truncated bool        `json:"truncated,omitempty"`
 }
 
-// digest is the event's hash: SHA-256 of its JSON without Hash.
+// hashField ends every sealed event (Hash is the last field) but for its
+// value.
+const hashField = `"hash":"`
+
+// digest is the event's hash: SHA-256 of its JSON with hash set to "".
+// A parsed or sealed event is hashed as stored: its line with the hash's
+// value removed.
 func (e Event) digest() string {
-	e.Hash = ""
-	b, _ := json.Marshal(e)
+	var b []byte
+	if body, ok := e.unsealed(); ok {
+		b = body
+	} else {
+		e.Hash, e.raw = "", nil
+		b = e.appendJSON(nil)
+	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// unsealed returns raw with the hash's value removed, when raw ends with
+// the hash field.
+func (e Event) unsealed() ([]byte, bool) {
+	tail := len(e.Hash) + len(`"}`)
+	n := len(e.raw) - tail
+	if e.raw == nil || n < len(hashField) || string(e.raw[n-len(hashField):n]) != hashField || string(e.raw[n:n+len(e.Hash)]) != e.Hash {
+		return nil, false
+	}
+	b := make([]byte, 0, n+2)
+	return append(append(b, e.raw[:n]...), `"}`...), true
+}
+
+// seal sets Hash and raw: the event is encoded once, hashed with an empty
+// hash, and the hash is spliced into the same bytes.
+func (e *Event) seal() {
+	e.Hash, e.raw = "", nil
+	b := e.appendJSON(make([]byte, 0, 512))
+	h := sha256.Sum256(b)
+	e.Hash = hex.EncodeToString(h[:])
+	b = append(b[:len(b)-len(`"}`)], e.Hash...)
+	e.raw = append(b, `"}`...)
+}
+
+// JSON returns the event's JSON: as sealed or parsed, else encoded.
+func (e Event) JSON() []byte {
+	if e.raw != nil {
+		return e.raw
+	}
+	return e.appendJSON(nil)
+}
+
+// Parse decodes one stored event, keeping its bytes for Verify.
+func Parse(line []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Event{}, fmt.Errorf("cannot decode audit event: %w", err)
+	}
+	e.raw = append([]byte(nil), line...)
+	return e, nil
 }
 
 // Sink stores events.
@@ -101,7 +164,7 @@ func (c *Chain) Append(e Event) (Event, error) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	e.Hash = e.digest()
+	e.seal()
 	c.last = e.Hash
 	if c.sink == nil {
 		return e, nil

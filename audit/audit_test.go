@@ -111,8 +111,9 @@ func TestJSONLinesMatchSchema(t *testing.T) {
 		Fingerprint: "pg:abc", Decision: "deny", Reason: "no", Policies: []string{"no-ddl"}, Masked: []string{"email"}, Error: "42501: no",
 		Client: map[string]string{"user_agent": "x"}, MaskedCount: map[string]int{"email": 3},
 		Result: &Result{Columns: []string{"email"}, Rows: [][]*string{{nil}}, Truncated: true}})
+	_, _ = c.Append(Event{Session: "s2", Kind: KindSessionPaused, Agent: "bot", Target: "demo", Reason: "3 slow statements", By: "sluice"})
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 5 {
+	if len(lines) != 6 {
 		t.Fatalf("%d lines", len(lines))
 	}
 	seen := map[string]bool{}
@@ -172,14 +173,33 @@ func TestJSONLinesMatchSchema(t *testing.T) {
 			t.Errorf("schema field %q never produced", k)
 		}
 	}
-	// The chain verifies from the JSON lines alone.
-	var events []Event
+	// The chain verifies from the JSON lines alone: as stored, and as
+	// decoded then encoded again.
+	var parsed, decoded []Event
 	for _, line := range lines {
-		var e Event
-		_ = json.Unmarshal([]byte(line), &e)
-		events = append(events, e)
+		e, err := Parse([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed = append(parsed, e)
+		var d Event
+		_ = json.Unmarshal([]byte(line), &d)
+		decoded = append(decoded, d)
 	}
-	if p := Verify(events); len(p) != 0 {
+	if p := Verify(parsed); len(p) != 0 {
 		t.Fatalf("JSON lines do not verify: %v", p)
+	}
+	if p := Verify(decoded); len(p) != 0 {
+		t.Fatalf("decoded JSON lines do not verify: %v", p)
+	}
+	// A line edited in place fails, though it still decodes.
+	edited := strings.Replace(lines[1], `"allow"`, `"deny"`, 1)
+	e, err := Parse([]byte(edited))
+	if err != nil || edited == lines[1] {
+		t.Fatalf("cannot edit line: %v", err)
+	}
+	parsed[1] = e
+	if p := Verify(parsed); len(p) != 1 || p[0].Seq != 2 || !strings.Contains(p[0].Msg, "edited") {
+		t.Fatalf("edited line: %v", p)
 	}
 }

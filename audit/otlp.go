@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 
 	"go.opentelemetry.io/otel/attribute"
 	otellog "go.opentelemetry.io/otel/log"
@@ -21,10 +20,7 @@ func NewOTLPLogs() *OTLPLogs {
 
 // Write implements Sink.
 func (o *OTLPLogs) Write(e Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
+	b := e.JSON()
 	var r otellog.Record
 	r.SetTimestamp(e.Time)
 	r.SetEventName("sluice." + e.Kind)

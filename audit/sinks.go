@@ -3,10 +3,10 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,13 +24,11 @@ func NewJSONLines(w io.Writer) *JSONLines { return &JSONLines{w: w} }
 
 // Write implements Sink.
 func (j *JSONLines) Write(e Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
+	b := e.JSON()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	_, err = j.w.Write(append(b, '\n'))
+	line := make([]byte, 0, len(b)+1)
+	_, err := j.w.Write(append(append(line, b...), '\n'))
 	return err
 }
 
@@ -78,7 +76,9 @@ func OpenStore(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("cannot open audit store: %w", err)
 	}
 	s := &Store{db: db}
-	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	// A rowid key: events are never deleted, so it only grows, without
+	// AUTOINCREMENT's per-row bookkeeping.
+	serial := "INTEGER PRIMARY KEY"
 	if db.Postgres {
 		serial = "BIGSERIAL PRIMARY KEY"
 	}
@@ -101,27 +101,35 @@ func (s *Store) Close() error { return s.db.Close() }
 // Write implements Sink.
 func (s *Store) Write(e Event) error { return s.WriteBatch([]Event{e}) }
 
-// WriteBatch implements BatchWriter: one transaction for the batch.
+// insertRows bounds one INSERT's rows (SQLite allows 32766 parameters).
+const insertRows = 128
+
+// WriteBatch implements BatchWriter: one transaction for the batch, one
+// multi-row INSERT per 128 events.
 func (s *Store) WriteBatch(es []Event) error {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return fmt.Errorf("cannot store audit events: %w", err)
 	}
-	st, err := tx.Prepare(s.db.Rebind("INSERT INTO sluice_audit (session, seq, kind, event) VALUES (?, ?, ?, ?)"))
-	if err != nil {
-		tx.Rollback()
-		return fmt.Errorf("cannot store audit events: %w", err)
-	}
-	defer st.Close()
-	for _, e := range es {
-		b, err := json.Marshal(e)
-		if err != nil {
-			tx.Rollback()
-			return err
+	defer tx.Rollback()
+	var q strings.Builder
+	args := make([]any, 0, 4*min(len(es), insertRows))
+	for len(es) > 0 {
+		chunk := es[:min(len(es), insertRows)]
+		es = es[len(chunk):]
+		q.Reset()
+		args = args[:0]
+		q.WriteString("INSERT INTO sluice_audit (session, seq, kind, event) VALUES ")
+		for i, e := range chunk {
+			b := e.JSON()
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?, ?, ?, ?)")
+			args = append(args, e.Session, e.Seq, e.Kind, string(b))
 		}
-		if _, err := st.Exec(e.Session, e.Seq, e.Kind, string(b)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("cannot store audit event: %w", err)
+		if _, err := tx.Exec(s.db.Rebind(q.String()), args...); err != nil {
+			return fmt.Errorf("cannot store audit events: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -139,13 +147,13 @@ func (s *Store) Events(ctx context.Context, session string) ([]Event, error) {
 	defer rows.Close()
 	var out []Event
 	for rows.Next() {
-		var raw string
+		var raw []byte
 		if err := rows.Scan(&raw); err != nil {
 			return nil, err
 		}
-		var e Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			return nil, fmt.Errorf("cannot decode audit event: %w", err)
+		e, err := Parse(raw)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, e)
 	}
@@ -160,60 +168,40 @@ func (s *Store) DB() *sql.DB { return s.db.DB }
 // Healthy reports false until a write succeeds again: sluice then refuses
 // new sessions (fail closed) unless configured to fail open.
 type Buffered struct {
-	ch      chan Event
-	sink    Sink
+	batcher *Batcher[Event]
 	mu      sync.Mutex
 	lastErr error
 	dropped int64
-	done    chan struct{}
 }
 
-// NewBuffered starts the writer with room for size events.
+// NewBuffered starts the writer with room for size events. Events are
+// gathered for 20 ms, so a busy gateway pays one commit per batch rather
+// than one per statement.
 func NewBuffered(sink Sink, size int) *Buffered {
-	b := &Buffered{ch: make(chan Event, size), sink: sink, done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		batch := make([]Event, 0, 512)
-		for e := range b.ch {
-			// Gather what arrives within 20 ms (or 512 events): one
-			// transaction for all of it, so a busy gateway pays one commit
-			// per batch rather than one per statement.
-			batch = append(batch[:0], e)
-			timer := time.NewTimer(20 * time.Millisecond)
-		gather:
-			for len(batch) < cap(batch) {
-				select {
-				case e, ok := <-b.ch:
-					if !ok {
-						break gather
-					}
-					batch = append(batch, e)
-				case <-timer.C:
-					break gather
-				}
-			}
-			timer.Stop()
-			err := writeBatch(b.sink, batch)
+	b := &Buffered{}
+	b.batcher = NewBatcher(size, 20*time.Millisecond, func(es []Event) {
+		for len(es) > 0 {
+			n := min(len(es), 512)
+			err := writeBatch(sink, es[:n])
+			es = es[n:]
 			b.mu.Lock()
 			b.lastErr = err
 			b.mu.Unlock()
 		}
-	}()
+	})
 	return b
 }
 
 // Write implements Sink: it queues the event.
 func (b *Buffered) Write(e Event) error {
-	select {
-	case b.ch <- e:
+	if b.batcher.Add(e) {
 		return nil
-	default:
-		b.mu.Lock()
-		b.dropped++
-		b.lastErr = errors.New("audit buffer full")
-		b.mu.Unlock()
-		return b.lastErr
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dropped++
+	b.lastErr = errors.New("audit buffer full")
+	return b.lastErr
 }
 
 // Healthy reports the last write's error (nil: healthy).
@@ -224,7 +212,4 @@ func (b *Buffered) Healthy() error {
 }
 
 // Close drains the queue.
-func (b *Buffered) Close() {
-	close(b.ch)
-	<-b.done
-}
+func (b *Buffered) Close() { b.batcher.Close() }

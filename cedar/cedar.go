@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -57,7 +58,13 @@ type Set struct {
 	IDs      []string          // policy ids in load order
 	Schema   []byte            // the schema text the set was loaded with
 	Index    *Index            // candidate policies per action and principal
+	// UsesSession: some policy reads context.session (the guardrails'
+	// counters), so its decisions are not memoized.
+	UsesSession bool
 }
+
+// sessionAttr finds a policy reading the context's session record.
+var sessionAttr = regexp.MustCompile(`context\s*(\.\s*session\b|\[\s*"session"\s*\]|has\s+"?session\b)`)
 
 // validatorFor parses and resolves a schema.
 func validatorFor(text []byte) (*resolved.Schema, *validate.Validator, error) {
@@ -121,6 +128,9 @@ func Load(fsys fs.FS) (*Set, error) {
 				}
 				ids[id] = name
 				set.Policies.Add(cedargo.PolicyID(id), p)
+				if sessionAttr.Match(p.MarshalCedar()) {
+					set.UsesSession = true
+				}
 				set.IDs = append(set.IDs, id)
 			}
 		case strings.HasSuffix(name, ".cedarschema"):

@@ -25,7 +25,7 @@ import (
 
 // startApprovals opens the approval store and serves the approvals API and
 // page, when approvals.listen is set.
-func startApprovals(ctx context.Context, c *config.Config, engine *policy.Engine, log *slog.Logger) (*approval.Service, error) {
+func startApprovals(ctx context.Context, c *config.Config, engine *policy.Engine, sessions approval.Sessions, log *slog.Logger) (*approval.Service, error) {
 	a := c.Approvals
 	if a.Listen == "" {
 		return nil, nil
@@ -55,7 +55,7 @@ func startApprovals(ctx context.Context, c *config.Config, engine *policy.Engine
 		return nil, fmt.Errorf("cannot listen on %s: %w", a.Listen, err)
 	}
 	hs := &http.Server{
-		Handler:           approval.Handler(svc, authn, authz, log),
+		Handler:           approval.Handler(svc, authn, authz, sessions, log),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -168,6 +168,9 @@ func approvalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	case "deny":
 		method, path = http.MethodPost, "/api/v1/requests/"+id+"/deny"
 		body = map[string]any{"comment": *comment}
+	case "pause", "resume": // sluice sessions pause|resume
+		method, path = http.MethodPost, "/api/v1/sessions/"+id+"/"+verb
+		body = map[string]any{"comment": *comment}
 	default:
 		fmt.Fprintf(stderr, "sluice approvals: unknown command %q\n", verb)
 		return ErrUsage
@@ -193,6 +196,14 @@ func approvalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		var e struct{ Error string }
 		_ = json.Unmarshal(b, &e)
 		return fmt.Errorf("sluice approvals %s: %s: %s", verb, resp.Status, e.Error)
+	}
+	if verb == "pause" || verb == "resume" {
+		var st struct{ Session, Status, By string }
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("cannot read the answer: %w", err)
+		}
+		fmt.Fprintf(stdout, "session %s is %s (by %s)\n", st.Session, st.Status, st.By)
+		return nil
 	}
 	if verb == "list" {
 		var reqs []approval.Request

@@ -104,8 +104,13 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // sessionsCmd: sluice sessions list | show ID.
 func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "pause" || args[0] == "resume") {
+		// Live sessions, through the approvals API of the sluice that
+		// carries them; the same flags as sluice approvals.
+		return approvalsCmd(ctx, args, stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
-		fmt.Fprintln(stderr, "usage: sluice sessions list | show ID | replay ID [--realtime] [--config F | --store URL]")
+		fmt.Fprintln(stderr, "usage: sluice sessions list | show ID | replay ID [--realtime] [--config F | --store URL]\n       sluice sessions pause | resume ID [--comment TEXT] [--config F | --server URL] [--token-file F]")
 		return ErrUsage
 	}
 	verb := args[0]
@@ -193,6 +198,10 @@ func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			fmt.Fprintln(tw, line)
 		case audit.KindSessionClose:
 			fmt.Fprintf(tw, "%s\tclose\t%d bytes in, %d bytes out\n", e.Time.Format(time.RFC3339Nano), e.BytesIn, e.BytesOut)
+		case audit.KindSessionPaused:
+			fmt.Fprintf(tw, "%s\tsession_paused\tby %s: %s\n", e.Time.Format(time.RFC3339Nano), e.By, e.Reason)
+		case audit.KindSessionResumed:
+			fmt.Fprintf(tw, "%s\tsession_resumed\tby %s\n", e.Time.Format(time.RFC3339Nano), e.By)
 		}
 	}
 	return tw.Flush()
@@ -219,6 +228,10 @@ func replay(ctx context.Context, w io.Writer, events []audit.Event, realtime boo
 			fmt.Fprintf(w, "%s session %s: %s (groups %s) connected to %s\n", at, e.Session, e.Agent, strings.Join(e.Groups, ","), e.Target)
 		case audit.KindSessionClose:
 			fmt.Fprintf(w, "%s session closed (%d bytes from the client, %d to it)\n", at, e.BytesIn, e.BytesOut)
+		case audit.KindSessionPaused:
+			fmt.Fprintf(w, "%s session paused by %s: %s\n", at, e.By, e.Reason)
+		case audit.KindSessionResumed:
+			fmt.Fprintf(w, "%s session resumed by %s\n", at, e.By)
 		case audit.KindStatement:
 			fmt.Fprintf(w, "%s %s=> %s\n", at, e.Target, e.Statement)
 			if e.Result != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -53,16 +54,21 @@ func runPgbench(ctx context.Context, args ...string) (benchResult, error) {
 	return r, nil
 }
 
-// bench runs pgbench -S three ways in one run: straight to PostgreSQL,
+// bench runs pgbench -S four ways in one run: straight to PostgreSQL,
 // through the connector and an Envoy tunnel without ext_proc, and through
-// sluice (connector, Envoy, ext_proc).
+// sluice (connector, Envoy, ext_proc) with its audit trail off and on.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("bench", stderr)
 	dir := fs.String("dir", "", "working folder (default: a temporary one)")
-	duration := fs.Duration("duration", 10*time.Second, "length of each pgbench run")
+	duration := fs.Duration("duration", 5*time.Second, "length of each pgbench run")
+	rounds := fs.Int("rounds", 3, "pgbench runs per path and setting, interleaved across paths")
+	withMySQL := fs.Bool("mysql", true, "also measure MySQL (MariaDB) point lookups")
 	scale := fs.Int("scale", 10, "pgbench scale factor")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("--rounds must be at least 1")
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -97,16 +103,25 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The same data path with the audit trail and recordings off, to price them.
-	quietCfg, _, err := st.StartServeWith(ctx, "serve-audit-off", func(c *config.Config) { c.Audit.Store = "off" })
+	// Two more sluice serves, started alike, one with the audit trail and
+	// recordings off, to price them. Both get their own Envoy, so the pair
+	// differs in the audit setting alone.
+	sluicePath := func(name string, edit func(*config.Config)) (string, error) {
+		cfg, _, err := st.StartServeWith(ctx, "serve-"+name, edit)
+		if err != nil {
+			return "", err
+		}
+		gw, err := st.StartEnvoyWith(ctx, "envoy-"+name, func(c *config.Config) { c.ExtProc.Address = cfg.ExtProc.Listen })
+		if err != nil {
+			return "", err
+		}
+		return connectVia("connect-"+name, gw, devstack.DemoTarget)
+	}
+	quiet, err := sluicePath("audit-off", func(c *config.Config) { c.Audit.Store = "off" })
 	if err != nil {
 		return err
 	}
-	quietGW, err := st.StartEnvoyWith(ctx, "envoy-audit-off", func(c *config.Config) { c.ExtProc.Address = quietCfg.ExtProc.Listen })
-	if err != nil {
-		return err
-	}
-	quiet, err := connectVia("connect-audit-off", quietGW, devstack.DemoTarget)
+	audited, err := sluicePath("audit-on", func(*config.Config) {})
 	if err != nil {
 		return err
 	}
@@ -121,21 +136,20 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// password of the user sluice logs in as for the bench's agent.
 		{"envoy tunnel, no ext_proc", fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.ReaderDBUser, devstack.ReaderDBPass, baseline, devstack.DemoDatabase)},
 		{"sluice, audit off", st.AgentURL(quiet)},
-		{"sluice", st.AgentURL("")},
+		{"sluice", st.AgentURL(audited)},
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\tvs audit off\t\n")
-	secs := strconv.Itoa(int(duration.Seconds()))
+	secs := strconv.Itoa(max(1, int(duration.Seconds())))
+	var auditRatios []string
 	for _, mode := range []string{"simple", "prepared"} {
 		for _, c := range []int{1, 8} {
-			var res []benchResult
-			for _, p := range paths {
-				fmt.Fprintf(stderr, "bench: -M %s -c %d %s\n", mode, c, p.name)
-				r, err := runPgbench(ctx, "-S", "-n", "-T", secs, "-c", strconv.Itoa(c), "-j", strconv.Itoa(min(c, 2)), "-M", mode, p.url)
-				if err != nil {
-					return err
-				}
-				res = append(res, r)
+			res, err := interleave(*rounds, len(paths), func(i, round int) (benchResult, error) {
+				fmt.Fprintf(stderr, "bench: -M %s -c %d %s (round %d)\n", mode, c, paths[i].name, round)
+				return runPgbench(ctx, "-S", "-n", "-T", secs, "-c", strconv.Itoa(c), "-j", strconv.Itoa(min(c, 2)), "-M", mode, paths[i].url)
+			})
+			if err != nil {
+				return err
 			}
 			for i, p := range paths {
 				r := res[i]
@@ -145,10 +159,15 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
 			}
+			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f", mode, c, res[3].tps/res[2].tps))
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off (goal >= 0.90): %s\n", strings.Join(auditRatios, ", "))
+	if !*withMySQL {
+		return nil
 	}
 	// MySQL (MariaDB): point lookups by primary key from Go clients.
 	myBase, err := connectVia("connect-baseline-mysql", gateway, devstack.DemoTarget+"-mysql")
@@ -169,14 +188,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "mysql protocol\tclients\tpath\tQPS\tmean latency ms\terrors\tQPS vs direct\tQPS vs tunnel\t\n")
 	for _, prepared := range []bool{false, true} {
 		for _, c := range []int{1, 8} {
-			var res []benchResult
-			for _, p := range myPaths {
-				fmt.Fprintf(stderr, "bench: mysql prepared=%v -c %d %s\n", prepared, c, p.name)
-				r, err := mysqlLoad(ctx, p.dsn, prepared, c, *duration)
-				if err != nil {
-					return err
-				}
-				res = append(res, r)
+			res, err := interleave(*rounds, len(myPaths), func(i, round int) (benchResult, error) {
+				fmt.Fprintf(stderr, "bench: mysql prepared=%v -c %d %s (round %d)\n", prepared, c, myPaths[i].name, round)
+				return mysqlLoad(ctx, myPaths[i].dsn, prepared, c, *duration)
+			})
+			if err != nil {
+				return err
 			}
 			mode := "text"
 			if prepared {
@@ -189,6 +206,26 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// interleave runs each of n paths rounds times, each round in another
+// order, so that a slow spell of this shared machine falls on every path
+// rather than on whichever ran then; a path's result is its rounds' mean.
+func interleave(rounds, n int, run func(path, round int) (benchResult, error)) ([]benchResult, error) {
+	res := make([]benchResult, n)
+	for round := range rounds {
+		for k := range n {
+			i := (k + round) % n
+			r, err := run(i, round+1)
+			if err != nil {
+				return nil, err
+			}
+			res[i].tps += r.tps / float64(rounds)
+			res[i].latencyMS += r.latencyMS / float64(rounds)
+			res[i].failed += r.failed
+		}
+	}
+	return res, nil
 }
 
 // mysqlLoad runs primary-key lookups on clients connections for d.

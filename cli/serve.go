@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/sluicedb/sluice/approval"
 	"github.com/sluicedb/sluice/catalog"
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/config"
@@ -90,7 +91,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := xds.Update(c); err != nil {
 		return fmt.Errorf("cannot build the xds snapshot: %w", err)
 	}
-	approvals, err := startApprovals(ctx, c, engine, log)
+	sessions := &liveSessions{}
+	approvals, err := startApprovals(ctx, c, engine, sessions, log)
 	if err != nil {
 		return err
 	}
@@ -125,6 +127,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Audiences:     c.JWT.Audiences,
 		TraceDir:      *traceDir,
 	})
+	sessions.srv.Store(srv)
+
 	g := grpc.NewServer(
 		// Envoy pings every 20s on the ext_proc cluster; a stricter policy
 		// would make gRPC answer GOAWAY "too_many_pings" and kill every tunnel.
@@ -292,4 +296,41 @@ func fileStamp(path string) string {
 		return path + ":missing;"
 	}
 	return fmt.Sprintf("%s:%d:%d;", path, fi.Size(), fi.ModTime().UnixNano())
+}
+
+// liveSessions lets the approvals API, started before the ext_proc server,
+// pause and resume its sessions.
+type liveSessions struct {
+	srv atomic.Pointer[extproc.Server]
+}
+
+func (l *liveSessions) server() (*extproc.Server, error) {
+	if s := l.srv.Load(); s != nil {
+		return s, nil
+	}
+	return nil, approval.ErrNoSession
+}
+
+func (l *liveSessions) SessionTarget(id string) (string, string, string, error) {
+	s, err := l.server()
+	if err != nil {
+		return "", "", "", err
+	}
+	return s.SessionTarget(id)
+}
+
+func (l *liveSessions) Pause(id, by, reason string) error {
+	s, err := l.server()
+	if err != nil {
+		return err
+	}
+	return s.Pause(id, by, reason)
+}
+
+func (l *liveSessions) Resume(ctx context.Context, id, by string) error {
+	s, err := l.server()
+	if err != nil {
+		return err
+	}
+	return s.Resume(ctx, id, by)
 }

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/guard"
 )
 
 // Config is the whole file. Relative paths are relative to the file's folder.
@@ -40,8 +41,38 @@ type Config struct {
 	// Telemetry: Envoy's traces. sluice's own spans follow the standard
 	// OTEL_* environment variables.
 	Telemetry Telemetry `yaml:"telemetry,omitempty"`
+	// Guardrails bound what an agent may do within its role; a target's
+	// own guardrails replace these.
+	Guardrails Guardrails `yaml:"guardrails,omitempty"`
 
 	dir string
+}
+
+// Guardrails stop runaway agents early. Zero values are off.
+type Guardrails struct {
+	// StatementTimeout is set in the database for every session
+	// (PostgreSQL statement_timeout, MariaDB max_statement_time); the
+	// agent's attempts to raise or disable it are refused.
+	StatementTimeout Duration `yaml:"statement_timeout,omitempty"`
+	// MaxRows and MaxBytes cut a result past so many rows or bytes with an
+	// error; the connection stays usable.
+	MaxRows  int64 `yaml:"max_rows,omitempty"`
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// Rate limits, per session and per agent (across its sessions on this
+	// replica): a statement beyond them is refused.
+	StatementsPerSecond int64 `yaml:"statements_per_second,omitempty"`
+	RowsPerMinute       int64 `yaml:"rows_per_minute,omitempty"`
+	// Pause switches a session to paused — every further statement needs
+	// approval until a human resumes it — after so many slow statements.
+	Pause Pause `yaml:"pause,omitempty"`
+}
+
+// Pause is a latency threshold: After statements slower than SlowerThan
+// (or that waited on a lock, or hit the statement timeout) within Within.
+type Pause struct {
+	SlowerThan Duration `yaml:"slower_than,omitempty"`
+	After      int      `yaml:"after,omitempty"`
+	Within     Duration `yaml:"within,omitempty"`
 }
 
 // Telemetry configures Envoy's tracing.
@@ -138,6 +169,30 @@ type Target struct {
 	// groups meet the agent's is used: list the least-privileged first.
 	// Without credentials the agent's client authenticates itself.
 	Credentials []Credential `yaml:"credentials,omitempty"`
+	// Guardrails, when set, replace the top-level guardrails for this target.
+	Guardrails *Guardrails `yaml:"guardrails,omitempty"`
+}
+
+// GuardrailsFor returns the guardrails that apply to target t.
+func (c *Config) GuardrailsFor(t Target) Guardrails {
+	if t.Guardrails != nil {
+		return *t.Guardrails
+	}
+	return c.Guardrails
+}
+
+func (g Guardrails) validate(field string) []error {
+	var errs []error
+	if g.StatementTimeout < 0 || g.MaxRows < 0 || g.MaxBytes < 0 || g.StatementsPerSecond < 0 || g.RowsPerMinute < 0 || g.Pause.After < 0 {
+		errs = append(errs, fmt.Errorf("%s: limits cannot be negative", field))
+	}
+	if g.StatementTimeout > 0 && time.Duration(g.StatementTimeout) < time.Millisecond {
+		errs = append(errs, fmt.Errorf("%s.statement_timeout: at least 1ms", field))
+	}
+	if p := g.Pause; p.After > 0 && (p.SlowerThan <= 0 || p.Within <= 0) {
+		errs = append(errs, fmt.Errorf("%s.pause: after needs slower_than and within", field))
+	}
+	return errs
 }
 
 // Credential is one database login, for agents in the listed groups.
@@ -244,6 +299,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("jwt.jwks_uri %q must be an http(s) URL", u))
 		}
 	}
+	errs = append(errs, c.Guardrails.validate("guardrails")...)
+	for _, t := range c.Targets {
+		if t.Guardrails != nil {
+			errs = append(errs, t.Guardrails.validate(fmt.Sprintf("target %q: guardrails", t.Name))...)
+		}
+	}
 	if a := c.Approvals; a.Listen != "" {
 		if _, _, err := net.SplitHostPort(a.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("approvals.listen: %w", err))
@@ -345,7 +406,12 @@ func (c *Config) Path(p string) string {
 func (c *Config) Target(name string) (session.Target, bool) {
 	for _, t := range c.Targets {
 		if t.Name == name {
-			st := session.Target{Name: t.Name, Protocol: t.Protocol, Database: t.Database, Tags: t.Tags}
+			g := c.GuardrailsFor(t)
+			st := session.Target{Name: t.Name, Protocol: t.Protocol, Database: t.Database, Tags: t.Tags, Guardrails: guard.Limits{
+				StatementTimeout: time.Duration(g.StatementTimeout), MaxRows: g.MaxRows, MaxBytes: g.MaxBytes,
+				StatementsPerSecond: g.StatementsPerSecond, RowsPerMinute: g.RowsPerMinute,
+				SlowerThan: time.Duration(g.Pause.SlowerThan), PauseAfter: g.Pause.After, Window: time.Duration(g.Pause.Within),
+			}}
 			for _, cr := range t.Credentials {
 				st.Logins = append(st.Logins, session.Login{Groups: cr.Groups, User: cr.User, Password: cr.password})
 			}

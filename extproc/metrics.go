@@ -10,10 +10,11 @@ import (
 
 // instruments are sluice's metrics (no-ops unless telemetry is configured).
 var instruments = func() (m struct {
-	decisions metric.Int64Counter
-	duration  metric.Float64Histogram
-	sessions  metric.Int64UpDownCounter
-	bytes     metric.Int64Counter
+	decisions  metric.Int64Counter
+	duration   metric.Float64Histogram
+	sessions   metric.Int64UpDownCounter
+	bytes      metric.Int64Counter
+	guardrails metric.Int64Counter
 }) {
 	meter := otel.Meter("github.com/sluicedb/sluice/extproc")
 	m.decisions, _ = meter.Int64Counter("sluice.decisions", metric.WithDescription("statements decided, by decision"))
@@ -21,6 +22,7 @@ var instruments = func() (m struct {
 		metric.WithDescription("statement arrival at sluice to completion"),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
 	m.sessions, _ = meter.Int64UpDownCounter("sluice.sessions.active", metric.WithDescription("open tunnels"))
+	m.guardrails, _ = meter.Int64Counter("sluice.guardrails", metric.WithDescription("guardrail trips: pauses and refusals, by guardrail"))
 	m.bytes, _ = meter.Int64Counter("sluice.bytes", metric.WithUnit("By"), metric.WithDescription("tunnel bytes, by direction"))
 	return m
 }()

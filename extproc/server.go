@@ -34,6 +34,7 @@ import (
 	"github.com/sluicedb/sluice/approval"
 	"github.com/sluicedb/sluice/audit"
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/guard"
 	"github.com/sluicedb/sluice/policy"
 )
 
@@ -60,6 +61,7 @@ type Approver interface {
 	Grant(ctx context.Context, agent, target, sql, fingerprint string) (*approval.Request, error)
 	Submit(ctx context.Context, r *approval.Request) error
 	Wait(ctx context.Context, id string) (*approval.Request, error)
+	Decide(ctx context.Context, id string, d approval.Decision) (*approval.Request, error)
 	Timeout() time.Duration
 }
 
@@ -100,11 +102,12 @@ type Server struct {
 
 	// auditQ runs audit work (normalizing statements, hashing, writing) off
 	// the data path, in order, on one goroutine.
-	auditQ    chan func()
-	auditDone chan struct{}
-	auditMu   sync.Mutex
-	auditErr  error // set when the queue overflowed
-	auditEnd  bool  // closed: late events are dropped
+	auditQ   *audit.Batcher[func()]
+	auditMu  sync.Mutex
+	auditErr error // set when the queue overflowed
+
+	agents *guard.Agents // per-agent guardrail counters
+	live   sync.Map      // session id → *tunnel, for pause and resume
 }
 
 // errShutdown ends held statements when sluice stops.
@@ -116,45 +119,31 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	s := &Server{cfg: cfg, ctx: ctx, shutdown: cancel}
+	s := &Server{cfg: cfg, ctx: ctx, shutdown: cancel, agents: guard.NewAgents()}
 	if cfg.Audit != nil {
-		s.auditQ, s.auditDone = make(chan func(), 20000), make(chan struct{})
-		go func() {
-			defer close(s.auditDone)
-			for f := range s.auditQ {
+		s.auditQ = audit.NewBatcher(20000, 5*time.Millisecond, func(work []func()) {
+			for _, f := range work {
 				f()
 			}
-		}()
+		})
 	}
 	return s
 }
 
 // Close finishes the queued audit work; call it after the gRPC server stopped.
 func (s *Server) Close() {
-	if s.auditQ == nil {
-		return
+	if s.auditQ != nil {
+		s.auditQ.Close()
 	}
-	s.auditMu.Lock()
-	if !s.auditEnd {
-		s.auditEnd = true
-		close(s.auditQ)
-	}
-	s.auditMu.Unlock()
-	<-s.auditDone
 }
 
 // enqueueAudit queues audit work; a full queue loses the event and makes
 // the trail unhealthy (new sessions are then refused unless fail-open).
 func (s *Server) enqueueAudit(f func()) {
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
-	if s.auditEnd {
-		return
-	}
-	select {
-	case s.auditQ <- f:
-	default:
-		s.auditErr = errors.New("audit queue full: events were lost")
+	if !s.auditQ.Add(f) {
+		s.auditMu.Lock()
+		s.auditErr = errors.New("audit queue full (or closed): events were lost")
+		s.auditMu.Unlock()
 	}
 }
 
@@ -190,6 +179,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 	defer t.trace.close()
 	defer t.endSpan()
 	defer t.closeAudit()
+	defer t.closeGuard()
 	defer t.stopTimer()
 	defer func() {
 		if c, ok := t.sess.(interface{ Close() }); ok {
@@ -245,6 +235,9 @@ type tunnel struct {
 	span          trace.Span // the session's span; statements are its children
 	memoMu        sync.Mutex // the audit worker and the data path (spans) share the memo
 	sqlMemo       map[string][2]string
+	guard         *guard.Session
+	pauseHold     string            // the approval request of a statement held by a pause
+	shapeMemo     map[string]string // normalized text → fingerprint
 	spanCtx       context.Context
 	bytesIn       int64  // from the client
 	bytesOut      int64  // to the client
@@ -331,6 +324,7 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		t.log = t.log.With("db_login", login.User)
 	}
 	t.id, t.ident, t.target = headers["x-request-id"], id, target
+	t.openGuard(auth)
 	var appr session.Approvals
 	if t.srv.cfg.Approvals != nil {
 		appr = t
@@ -531,6 +525,9 @@ func (t *tunnel) Ask(r session.HoldRequest) session.Ticket {
 	if async {
 		return session.Ticket{ID: req.ID, Message: fmt.Sprintf("%s: approval pending, request %s; resubmit the statement once a human approves it", r.Reason, req.ID)}
 	}
+	if isPauseHold(r) {
+		t.pauseHold = req.ID // a resume approves it
+	}
 	return session.Ticket{ID: req.ID, Hold: true}
 }
 
@@ -560,6 +557,9 @@ func (t *tunnel) await(id string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.pauseHold == id {
+		t.pauseHold = ""
+	}
 	res, ok := t.sess.(session.Resumer)
 	if !ok {
 		return
@@ -618,6 +618,10 @@ func (t *tunnel) RecordsResults() bool { return t.chain != nil }
 // its literals redacted unless the target's audit_literals tag says keep.
 func (t *tunnel) Statement(r session.StatementRecord) {
 	t.countStatement(r.Outcome, r.End.Sub(r.Start).Seconds())
+	t.guardStatement(r)
+	if r.Outcome == "deny" && slices.Contains(r.Policies, policy.GuardrailsPolicy) {
+		instruments.guardrails.Add(t.ctx, 1, metric.WithAttributes(attribute.String("sluice.target", t.target.Name), attribute.String("sluice.guardrail", "refusal")))
+	}
 	if t.span.IsRecording() {
 		t.statementSpan(r, t.normalize(r.SQL)) // spans never carry literals
 	}
@@ -657,6 +661,10 @@ var tracer = otel.Tracer("github.com/sluicedb/sluice/extproc")
 
 // normalize and fingerprint parse the statement again; sessions repeat
 // their statements, so the results are kept (a few hundred per tunnel).
+// A fingerprint depends on the normalized text alone (the databases derive
+// it from the same normalization), so statements differing only in their
+// literals — the simple protocol's usual traffic — share one
+// fingerprinting.
 func (t *tunnel) normalize(sql string) string {
 	return t.memoSQL(sql)[0]
 }
@@ -674,7 +682,18 @@ func (t *tunnel) memoSQL(sql string) [2]string {
 	if t.sqlMemo == nil || len(t.sqlMemo) >= 512 {
 		t.sqlMemo = map[string][2]string{}
 	}
-	v := [2]string{policy.Normalize(t.target.Protocol, sql), policy.Fingerprint(t.target.Protocol, sql)}
+	if t.shapeMemo == nil || len(t.shapeMemo) >= 512 {
+		t.shapeMemo = map[string]string{}
+	}
+	norm := policy.Normalize(t.target.Protocol, sql)
+	fp, ok := t.shapeMemo[norm]
+	if !ok || norm == policy.Unparseable {
+		fp = policy.Fingerprint(t.target.Protocol, sql)
+		if norm != policy.Unparseable {
+			t.shapeMemo[norm] = fp
+		}
+	}
+	v := [2]string{norm, fp}
 	t.sqlMemo[sql] = v
 	return v
 }

@@ -77,6 +77,18 @@ type Statement struct {
 	Bounded bool
 	// CopyFormat is the data format of a COPY ("text", "csv", "binary").
 	CopyFormat string
+	// Settings are the session settings a SET (or RESET) changes, for the
+	// guardrails that hold some of them (statement timeouts).
+	Settings []Setting
+}
+
+// Setting is one session setting a statement changes.
+type Setting struct {
+	Name string // lower case
+	// Value is the new value as written (a constant); Default is set for
+	// RESET and SET … TO DEFAULT; neither means the value is an expression.
+	Value   string
+	Default bool
 }
 
 // Analysis is what a whole SQL string does: every statement in it.

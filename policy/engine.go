@@ -7,11 +7,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	cedargo "github.com/cedar-policy/cedar-go"
 
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/guard"
 )
 
 // CatalogSource supplies a target's catalog snapshot and refreshes it on
@@ -62,8 +64,14 @@ type Authorizer struct {
 	database  string // MySQL default database, tracked by the session
 
 	// memo remembers this session's recent decisions: a decision is a pure
-	// function of the policy set, catalog snapshot, database and text.
+	// function of the policy set, catalog snapshot, database and text —
+	// unless policies read the session's counters.
 	memo map[memoKey]Decision
+
+	guard Guard
+	// sessionCtx is the Cedar context's session record while a decision
+	// is made.
+	sessionCtx cedargo.Value
 }
 
 type memoKey struct {
@@ -165,21 +173,31 @@ func (e *Engine) AuthorizeApprove(subject string, groups []string, target string
 // AuthorizeSQL decides a SQL string: it runs only if every request of every
 // statement in it is allowed.
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
-	key := memoKey{set: a.engine.set.Load(), database: a.database, sql: sql, shadow: a.engine.shadow.Load()}
+	set := a.engine.set.Load()
+	key := memoKey{set: set, database: a.database, sql: sql, shadow: a.engine.shadow.Load()}
 	if a.catalog != nil {
 		if c := a.catalog.Current(); c != nil {
 			key.generation = c.Generation()
 		}
 	}
-	if d, ok := a.memo[key]; ok {
-		return d
+	// A policy set reading the session's counters decides anew each time.
+	if d, ok := a.memo[key]; ok && !set.UsesSession {
+		return a.guarded(d)
 	}
+	var c guard.Counters
+	if a.guard != nil {
+		c = a.guard.Counters(time.Now())
+	}
+	a.sessionCtx = sessionContext(c)
 	d := a.authorizeSQL(sql)
-	if a.memo == nil || len(a.memo) >= memoSize {
-		a.memo = make(map[memoKey]Decision)
+	a.sessionCtx = nil
+	if !set.UsesSession {
+		if a.memo == nil || len(a.memo) >= memoSize {
+			a.memo = make(map[memoKey]Decision)
+		}
+		a.memo[key] = d
 	}
-	a.memo[key] = d
-	return d
+	return a.guarded(d)
 }
 
 func (a *Authorizer) authorizeSQL(sql string) Decision {
@@ -269,12 +287,19 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 	var approvalReason string
 	for _, st := range stmts {
 		out.Kinds = append(out.Kinds, st.Kind)
+		if err := a.checkSettings(st); err != nil {
+			return Decision{Outcome: Deny, Reason: err.Error(), Policies: []string{GuardrailsPolicy}, Kinds: out.Kinds, Tables: out.Tables}
+		}
 		ctx := func() cedargo.RecordMap {
-			return cedargo.RecordMap{
+			m := cedargo.RecordMap{
 				"statement": cedargo.NewRecord(cedargo.RecordMap{"kind": cedargo.String(st.Kind), "text": cedargo.String(sql)}),
 				"target":    cedargo.String(a.target.Name),
 				"bounded":   cedargo.Boolean(st.Bounded),
 			}
+			if a.sessionCtx != nil {
+				m["session"] = a.sessionCtx
+			}
+			return m
 		}
 		for _, r := range st.Requests {
 			if r.Object.Kind == ObjectTable {

@@ -41,5 +41,8 @@ func Normalize(protocol, sql string) string {
 			return n
 		}
 	}
-	return "[unparseable statement withheld]"
+	return Unparseable
 }
+
+// Unparseable stands for a statement Normalize could not normalize.
+const Unparseable = "[unparseable statement withheld]"

@@ -6,7 +6,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
-	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // literal values in the AST
+	"github.com/pingcap/tidb/pkg/parser/test_driver" // literal values in the AST
 )
 
 // AnalyzeMySQL parses sql with the TiDB parser (MySQL's grammar, including
@@ -238,6 +238,16 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 		a.st.Kind = "set"
 		for _, v := range s.Variables {
 			a.add(mySetAction(v), target)
+			if v.IsSystem {
+				st := Setting{Name: strings.ToLower(v.Name)}
+				switch x := v.Value.(type) {
+				case *ast.DefaultExpr:
+					st.Default = true
+				case *test_driver.ValueExpr:
+					st.Value = x.GetDatumString()
+				}
+				a.st.Settings = append(a.st.Settings, st)
+			}
 			if v.Value != nil {
 				// A value stored in a variable can be read back unmasked.
 				src, err := a.expr(v.Value, &scope{})

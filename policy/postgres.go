@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -166,6 +167,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 	case *pg.Node_VariableSetStmt:
 		a.st.Kind = "set"
 		a.add(setAction(s.VariableSetStmt.Name), target)
+		a.setting(s.VariableSetStmt)
 	case *pg.Node_VariableShowStmt:
 		a.st.Kind = "show"
 		a.add("show", target)
@@ -261,6 +263,29 @@ func (a *pgAnalyzer) assignAll(n *pg.Node) {
 			a.assigned[rv] = true
 		}
 	})
+}
+
+// setting records the setting a SET or RESET changes.
+func (a *pgAnalyzer) setting(v *pg.VariableSetStmt) {
+	st := Setting{Name: strings.ToLower(v.Name)}
+	switch v.Kind {
+	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET, pg.VariableSetKind_VAR_RESET_ALL:
+		st.Default = true
+	case pg.VariableSetKind_VAR_SET_VALUE:
+		if len(v.Args) == 1 {
+			if c := v.Args[0].GetAConst(); c != nil {
+				switch {
+				case c.GetIval() != nil:
+					st.Value = strconv.FormatInt(int64(c.GetIval().Ival), 10)
+				case c.GetFval() != nil:
+					st.Value = c.GetFval().Fval
+				case c.GetSval() != nil:
+					st.Value = c.GetSval().Sval
+				}
+			}
+		}
+	}
+	a.st.Settings = append(a.st.Settings, st)
 }
 
 // setAction maps SET name to its action: settings that change the session's

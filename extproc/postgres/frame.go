@@ -17,6 +17,7 @@ type frame struct {
 	raw   []byte // the whole message with its header, or a piece of it
 	body  []byte // the message body; nil for pieces
 	piece bool   // raw is a piece of a message streamed through unbuffered
+	first bool   // the first piece of a streamed message: it holds the header
 }
 
 // framer splits one direction's byte stream into frames. Chunks are not
@@ -98,7 +99,7 @@ func (f *framer) feed(data []byte, fn func(frame) error) error {
 			}
 			if f.canStream(typ) {
 				f.streamType, f.streamLeft = typ, total-len(data)
-				return fn(frame{typ: typ, raw: data, piece: true})
+				return fn(frame{typ: typ, raw: data, piece: true, first: true})
 			}
 			f.buf = append(f.buf[:0], data...)
 			return nil
@@ -121,7 +122,7 @@ func (f *framer) feed(data []byte, fn func(frame) error) error {
 			f.streamType, f.streamLeft = typ, total-len(f.buf)
 			piece := f.buf
 			f.buf = f.buf[:0]
-			if err := fn(frame{typ: typ, raw: piece, piece: true}); err != nil {
+			if err := fn(frame{typ: typ, raw: piece, piece: true, first: true}); err != nil {
 				return err
 			}
 			continue

@@ -44,7 +44,7 @@ func observe(r *session.StatementRecord, f frame) {
 	case 'E':
 		var m pgproto3.ErrorResponse
 		if m.Decode(f.body) == nil {
-			r.Error = m.Code + ": " + m.Message
+			r.Error, r.Code = m.Code+": "+m.Message, m.Code
 		}
 	}
 }

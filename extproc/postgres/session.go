@@ -78,6 +78,11 @@ type op struct {
 	// records the rows the client received.
 	rec *session.StatementRecord
 	tap *rowTap
+	// rows and bytes of the result so far (guardrails); cut: the result
+	// went past them, the client got an error, the rest of this op's
+	// answer is dropped.
+	rows, bytes int64
+	cut         bool
 }
 
 // Config is what a session needs besides the bytes.
@@ -120,6 +125,10 @@ type Session struct {
 	backlog []frame
 	// admit is SQL a human approved: its next decision counts as allowed.
 	admit string
+
+	// cutPending: a result was cut; if the client is in a transaction
+	// block, the server's transaction must fail too (see limitRows).
+	cutPending bool
 
 	// poisonName names a prepared statement that cannot exist; describing it
 	// makes the server fail in place of a refused message, so the server
@@ -287,6 +296,11 @@ func (s *Session) startupFrame(f frame, out *session.Output) error {
 		return err
 	}
 	s.client.startup = false
+	timeout := s.cfg.Target.Guardrails.StatementTimeout
+	if timeout > 0 {
+		// Set at startup, it is also what RESET returns to.
+		sm.Parameters["statement_timeout"] = fmt.Sprintf("%dms", max(1, timeout.Milliseconds()))
+	}
 	if l := s.cfg.Target.Login; l != nil {
 		var err error
 		if out.ToServer, err = startupWithLogin(&sm, l, out.ToServer); err != nil {
@@ -298,7 +312,14 @@ func (s *Session) startupFrame(f frame, out *session.Output) error {
 		return nil
 	}
 	s.log = s.log.With("db_user", sm.Parameters["user"], "database", sm.Parameters["database"])
-	out.ToServer = append(out.ToServer, f.raw...)
+	if timeout > 0 {
+		var err error
+		if out.ToServer, err = sm.Encode(out.ToServer); err != nil {
+			return &ProtocolError{fmt.Sprintf("cannot rewrite startup message: %v", err)}
+		}
+	} else {
+		out.ToServer = append(out.ToServer, f.raw...)
+	}
 	s.phase = phaseAuth
 	return nil
 }
@@ -528,6 +549,9 @@ func denialError(d policy.Decision) *pgproto3.ErrorResponse {
 
 func (s *Session) serverFrame(f frame, out *session.Output) error {
 	if f.piece {
+		if (f.typ == 'D' || f.typ == 'd') && s.phase == phaseReady && s.limitRows(f, out) {
+			return nil
+		}
 		out.ToClient = append(out.ToClient, f.raw...) // DataRow or CopyData
 		if f.typ == 'D' && s.phase == phaseReady {
 			if tap := s.tapFor(); tap != nil {
@@ -579,6 +603,9 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		return nil
 	case 'D', 'd':
 		// Rows and copy data belong to the op at the head.
+		if s.limitRows(f, out) {
+			return nil
+		}
 		start := len(out.ToClient)
 		var err error
 		p := s.plan()
@@ -603,6 +630,10 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		return nil
 	}
 	head := &s.ops[0]
+	if head.cut && f.typ != 'Z' {
+		s.dropCut(head, f)
+		return nil
+	}
 	if head.denial != nil {
 		if f.typ != 'E' {
 			// The failing Describe succeeded: nothing refused was forwarded,
@@ -616,6 +647,12 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		head.denial = nil
 		s.afterError()
 		return nil
+	}
+	if f.typ == 'Z' && s.cutPending && len(f.body) == 1 {
+		s.cutPending = false
+		if f.body[0] == 'T' && s.abortAfterCut(out) {
+			return nil // the ReadyForQuery of the aborting statement goes instead
+		}
 	}
 	out.ToClient = append(out.ToClient, f.raw...)
 	if head.rec != nil {
@@ -657,6 +694,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 	case 'C', 'I':
 		if head.kind == opQuery {
 			head.stmt++
+			head.rows, head.bytes = 0, 0
 			s.cur = nil
 		}
 	}

@@ -5,6 +5,8 @@ package session
 
 import (
 	"fmt"
+
+	"github.com/sluicedb/sluice/guard"
 	"log/slog"
 	"slices"
 	"time"
@@ -34,6 +36,8 @@ type Target struct {
 	// Login is the one chosen for this session's agent (nil: the client
 	// authenticates itself).
 	Login *Login
+	// Guardrails bound what the agent may do within its role.
+	Guardrails guard.Limits
 }
 
 // Login is a database user sluice authenticates as on an agent's behalf.
@@ -163,6 +167,7 @@ type StatementRecord struct {
 	End      time.Time
 	Rows     int64  // returned or affected, from the command tag
 	Error    string // the error the client saw, if any
+	Code     string // its SQLSTATE (PostgreSQL) or error number (MySQL)
 	// Result is what the client received, as it saw it (masked values
 	// masked), up to a bound; nil when the statement returned no rows.
 	Result *Result

@@ -1,0 +1,103 @@
+package postgres
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sluicedb/sluice/extproc/session"
+)
+
+// limitRows applies the guardrails' row and byte limits to a DataRow or
+// COPY TO CopyData message (or its first piece) of the op at the head. Past a limit the client gets an
+// error where the next row would have been — as when a statement fails
+// midway — and the rest of the answer is dropped (dropCut). It reports
+// whether f is dropped.
+func (s *Session) limitRows(f frame, out *session.Output) bool {
+	if len(s.ops) == 0 {
+		return false
+	}
+	head := &s.ops[0]
+	if head.cut {
+		return true
+	}
+	l := s.cfg.Target.Guardrails
+	if (l.MaxRows <= 0 && l.MaxBytes <= 0) || (f.piece && !f.first) {
+		return false // no limits, or the rest of a row already let through
+	}
+	head.rows++
+	head.bytes += int64(binary.BigEndian.Uint32(f.raw[1:5])) + 1
+	var msg string
+	switch {
+	case l.MaxRows > 0 && head.rows > l.MaxRows:
+		msg = fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_rows is %d; add a LIMIT or narrow the WHERE clause", l.MaxRows, l.MaxRows)
+	case l.MaxBytes > 0 && head.bytes > l.MaxBytes:
+		msg = fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_bytes is %d bytes; select fewer columns or rows", head.rows-1, l.MaxBytes)
+	default:
+		return false
+	}
+	head.cut, s.cutPending = true, true
+	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
+		Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "54000", Message: msg,
+	})
+	if head.rec != nil {
+		head.rec.Error, head.rec.Code = "54000: "+msg, "54000"
+		head.rec.Rows = head.rows - 1
+	}
+	s.log.Warn("result cut by guardrails", "rows", head.rows-1, "bytes", head.bytes, "max_rows", l.MaxRows, "max_bytes", l.MaxBytes)
+	return true
+}
+
+// dropCut drops what the server still sends for a cut op. The client saw
+// an error, after which PostgreSQL answers nothing more up to Sync (or, for
+// a simple query, up to ReadyForQuery): so the ops behind a cut Execute up
+// to Sync are dropped too, though the server runs them.
+func (s *Session) dropCut(head *op, f frame) {
+	if f.typ == 'E' {
+		s.cur = nil
+		s.afterError()
+		return
+	}
+	if head.kind == opQuery || !completes(head.kind, f.typ) {
+		return // a simple query's answer ends at its ReadyForQuery
+	}
+	s.pop()
+	for i := range s.ops {
+		if s.ops[i].kind == opSync {
+			break
+		}
+		s.ops[i].cut = true
+	}
+}
+
+// abortAfterCut makes the server's transaction fail after a result was cut
+// inside a transaction block, so that client and server agree: the client
+// saw an error, so it expects "current transaction is aborted". The
+// ReadyForQuery at hand is held back; sluice sends the server a statement
+// that raises an error, drops that error, and forwards its ReadyForQuery
+// (status E). With more client messages already on their way to the server
+// that is not possible; the transaction then stays open, which is logged.
+func (s *Session) abortAfterCut(out *session.Output) bool {
+	pending := 0
+	for _, o := range s.ops {
+		if o.kind.endsAtReadyForQuery() {
+			pending++
+		}
+	}
+	if pending != 1 {
+		s.log.Warn("a result was cut inside a transaction with more statements already sent: the transaction stays open on the server")
+		return false
+	}
+	for len(s.ops) > 0 {
+		k := s.ops[0].kind
+		s.pop()
+		if k.endsAtReadyForQuery() {
+			break
+		}
+	}
+	q := pgproto3.Query{String: "DO $sluice$ BEGIN RAISE EXCEPTION 'sluice cut a result past its guardrails: this transaction is aborted'; END $sluice$"}
+	out.ToServer, _ = q.Encode(out.ToServer)
+	s.ops = append(s.ops, op{kind: opQuery, cut: true})
+	return true
+}
