@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,18 +55,24 @@ func guardedGateway(t *testing.T) (cfgPath, gateway string) {
 // guardedURL is an agent URL through the guarded gateway.
 func guardedURL(t *testing.T, sub string, groups []string) string {
 	t.Helper()
+	return stack.AgentURL(guardedConnect(t, devstack.DemoTarget, sub, groups))
+}
+
+// guardedConnect starts a connector to target through the guarded gateway.
+func guardedConnect(t *testing.T, target, sub string, groups []string) string {
+	t.Helper()
 	_, gw := guardedGateway(t)
 	port, err := devstack.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := stack.StartConnectVia(context.Background(), "connect-"+strings.ReplaceAll(t.Name(), "/", "_"), gw, devstack.DemoTarget, addr, tokenFor(t, sub, groups))
+	p, err := stack.StartConnectVia(context.Background(), "connect-"+strings.ReplaceAll(t.Name(), "/", "_")+"-"+target, gw, target, addr, tokenFor(t, sub, groups))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Stop() })
-	return stack.AgentURL(addr)
+	return addr
 }
 
 // sluiceAt runs the sluice CLI against the serve of config cfg.
@@ -272,5 +279,55 @@ func TestGuardrailStatementTimeoutHeld(t *testing.T) {
 	out, _ = psql(t, url, "SELECT set_config('statement_timeout', '0', false)")
 	if !strings.Contains(out, "ERROR:  42501: sluice:") {
 		t.Fatalf("set_config:\n%s", out)
+	}
+}
+
+// millionMySQL selects a million generated rows (MariaDB stops recursion
+// at 1000 iterations, so a thousand squared).
+const millionMySQL = "WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1000) SELECT a.n * 1000 + b.n AS n, REPEAT('x', 20) AS pad FROM s a CROSS JOIN s b"
+
+// The same guardrails on MariaDB: sluice sets max_statement_time after its
+// login and refuses raising it; a million-row result is cut with ERR and the
+// connection goes on.
+func TestGuardrailsMariaDB(t *testing.T) {
+	addr := guardedConnect(t, mysqlTarget, "my-reader", []string{"analysts"})
+	out, err := mysqlCLI(t, addr, "SELECT @@max_statement_time AS timeout; SET SESSION max_statement_time = 0; SET max_statement_time = DEFAULT; SET SESSION max_statement_time = 1; SELECT @@max_statement_time AS lowered")
+	if strings.Count(out, "max_statement_time is held at 3s by sluice's guardrails") != 2 ||
+		!strings.Contains(out, "timeout\n3.000000") || !strings.Contains(out, "lowered\n1.000000") {
+		t.Fatalf("mysql: %v\n%s", err, out)
+	}
+	t.Logf("mysql:\n%s", out)
+	out, _ = mysqlCLI(t, addr, millionMySQL+"; SELECT 'still usable' AS after")
+	if !strings.Contains(out, "ERROR 1104 (42000)") || !strings.Contains(out, "sluice: result cut after 10000 rows: guardrails.max_rows is 10000") || !strings.Contains(out, "still usable") {
+		t.Fatalf("mysql:\n%.2000s", out[max(0, len(out)-2000):])
+	}
+	out, _ = mysqlCLI(t, addr, "SELECT SLEEP(5) AS slept")
+	if !strings.Contains(out, "1969") && !strings.Contains(out, "slept\n1") {
+		t.Fatalf("a 5 s statement under a 3 s timeout:\n%s", out)
+	}
+	t.Logf("SELECT SLEEP(5): %s", strings.TrimSpace(out))
+
+	// go-sql-driver, binary protocol: cut, then the connection is usable.
+	db, err := sql.Open("mysql", stack.MySQLDSN(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	rows, err := db.Query(millionMySQL+" WHERE a.n > ?", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if err := rows.Err(); err == nil || !strings.Contains(err.Error(), "1104") || n != 10000 {
+		t.Fatalf("driver: %d rows, %v", n, err)
+	}
+	rows.Close()
+	var v int
+	if err := db.QueryRow("SELECT ? + 1", 6).Scan(&v); err != nil || v != 7 {
+		t.Fatalf("driver after the cut: %v %v", v, err)
 	}
 }

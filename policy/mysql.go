@@ -244,7 +244,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 				case *ast.DefaultExpr:
 					st.Default = true
 				case *test_driver.ValueExpr:
-					st.Value = x.GetDatumString()
+					st.Value = fmt.Sprint(x.GetValue())
 				}
 				a.st.Settings = append(a.st.Settings, st)
 			}

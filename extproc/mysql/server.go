@@ -43,6 +43,10 @@ type response struct {
 	left   int
 	plan   map[int]policy.MaskedColumn
 	inRow  bool // inside a row of 16 MB or more, passed through
+	// rows and bytes of the result so far (guardrails); cut: past them, the
+	// client got ERR and the rest is dropped.
+	rows, bytes int64
+	cut         bool
 }
 
 type column struct {
@@ -78,6 +82,9 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 				s.log.Warn("the database refused sluice's login", "db_user", s.login.login.User)
 			}
 			out.ToClient = append(out.ToClient, toClient...)
+			if done {
+				s.afterLogin(out)
+			}
 			return nil
 		}
 		out.ToClient = append(out.ToClient, p.raw...)
@@ -87,6 +94,7 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		switch p.payload[0] {
 		case 0x00:
 			s.phase = phaseCommand
+			s.afterLogin(out)
 		case 0xFF:
 		case 0xFE: // auth switch: the client answers
 			s.authTurn = true
@@ -97,8 +105,15 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		}
 		return nil
 	}
+	if s.setup {
+		return s.setupAnswer(p, out)
+	}
 	err := s.responsePacket(p, out)
 	s.finishRecord(p)
+	if err == nil && s.resp.cut && s.resp.state == stDone {
+		s.resp.cut = false
+		err = s.replayBacklog(out)
+	}
 	return err
 }
 
@@ -111,7 +126,7 @@ func (s *Session) finishRecord(p phys) {
 	}
 	b := p.payload
 	switch {
-	case r.state == stRows && len(b) > 0 && b[0] != 0xFF && !s.eofLike(b):
+	case r.state == stRows && !r.cut && len(b) > 0 && b[0] != 0xFF && !s.eofLike(b):
 		r.rec.Rows++
 	case len(b) > 3 && b[0] == 0xFF:
 		msg := b[3:]
@@ -146,6 +161,7 @@ func (s *Session) greeting(p phys, out *session.Output) error {
 	if i < 0 {
 		return &ProtocolError{"malformed handshake"}
 	}
+	s.mariadb = bytes.Contains(b[1:1+i], []byte("MariaDB"))
 	pos := 1 + i + 1 + 4 + 8 + 1
 	if len(b) < pos+2 {
 		return &ProtocolError{"malformed handshake"}
@@ -214,6 +230,22 @@ func (s *Session) statusOf(b []byte) uint16 {
 }
 
 func (s *Session) responsePacket(p phys, out *session.Output) error {
+	r := &s.resp
+	if r.kind == respResult && r.state == stRows && !r.cut && !p.cont && !r.inRow && s.limitRows(p, out) {
+		r.cut = true
+	}
+	if r.cut {
+		// The client saw the cut's error: the rest of the answer is
+		// followed, and dropped.
+		var drop session.Output
+		return s.relay(p, &drop)
+	}
+	return s.relay(p, out)
+}
+
+// relay passes the answer to the command in flight to the client, masking
+// rows as planned.
+func (s *Session) relay(p phys, out *session.Output) error {
 	r := &s.resp
 	if r.kind != respResult && r.kind != respPrepare {
 		out.ToClient = append(out.ToClient, p.raw...)

@@ -90,6 +90,11 @@ type Session struct {
 	held    *heldCmd
 	backlog []phys
 	admit   string // SQL a human approved: its next decision counts as allowed
+
+	mariadb bool // the greeting's version names MariaDB
+	// setup: sluice's own SET (the statement timeout) is in flight after
+	// login; client packets wait in backlog until it is answered.
+	setup bool
 }
 
 // NewSession starts a session awaiting the server's greeting.
@@ -194,7 +199,7 @@ func (s *Session) clientPacket(p phys, out *session.Output) error {
 		out.ToServer = append(out.ToServer, p.raw...)
 		return nil
 	}
-	if s.held != nil {
+	if s.held != nil || s.setup || s.draining() {
 		s.backlog = append(s.backlog, p.clone())
 		return nil
 	}
