@@ -17,7 +17,6 @@ import (
 	"github.com/sluicedb/sluice/policy"
 )
 
-
 // openGuard starts the session's guard and registers the tunnel for
 // pause and resume.
 func (t *tunnel) openGuard(auth *policy.Authorizer) {
