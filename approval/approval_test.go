@@ -194,3 +194,67 @@ func TestHTTPAPIAndWebhook(t *testing.T) {
 		t.Fatalf("%+v", q)
 	}
 }
+
+type testSessions struct{ paused map[string]string }
+
+func (s *testSessions) SessionTarget(id string) (string, string, string, error) {
+	if id != "sess-1" {
+		return "", "", "", ErrNoSession
+	}
+	return "demo", "bot", "carol", nil
+}
+
+func (s *testSessions) Pause(id, by, reason string) error {
+	if s.paused[id] != "" {
+		return errors.New("already paused")
+	}
+	s.paused[id] = by + ": " + reason
+	return nil
+}
+
+func (s *testSessions) Resume(_ context.Context, id, by string) error {
+	if s.paused[id] == "" {
+		return errors.New("not paused")
+	}
+	delete(s.paused, id)
+	return nil
+}
+
+// Pausing and resuming a live session takes an approver who is neither the
+// agent nor the human it acts for.
+func TestSessionControlAPI(t *testing.T) {
+	sessions := &testSessions{paused: map[string]string{}}
+	srv := httptest.NewServer(Handler(newService(t, Options{}), testAuth{}, testAuthz{}, sessions, nil))
+	defer srv.Close()
+	for _, c := range []struct {
+		path, tok string
+		want      int
+	}{
+		{"/api/v1/sessions/sess-1/pause", "", 401},
+		{"/api/v1/sessions/sess-1/pause", "mallory:ops", 403},
+		{"/api/v1/sessions/sess-1/pause", "bot:dba", 403},
+		{"/api/v1/sessions/sess-1/pause", "carol:dba", 403},
+		{"/api/v1/sessions/sess-9/pause", "alice:dba", 404},
+		{"/api/v1/sessions/sess-1/pause", "alice:dba", 200},
+		{"/api/v1/sessions/sess-1/pause", "alice:dba", 409},
+		{"/api/v1/sessions/sess-1/resume", "bot:dba", 403},
+		{"/api/v1/sessions/sess-1/resume", "alice:dba", 200},
+		{"/api/v1/sessions/sess-1/resume", "alice:dba", 409},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+c.path, strings.NewReader(`{"comment":"checking"}`))
+		if c.tok != "" {
+			req.Header.Set("Authorization", "Bearer "+c.tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("POST %s as %q: %d, want %d", c.path, c.tok, resp.StatusCode, c.want)
+		}
+		if c.want == 200 && strings.HasSuffix(c.path, "/pause") && sessions.paused["sess-1"] != "alice: checking" {
+			t.Errorf("pause recorded as %q", sessions.paused["sess-1"])
+		}
+	}
+}

@@ -51,6 +51,9 @@ type Sessions interface {
 // Handler serves the approvals page and API; sessions, when set, adds
 // pausing and resuming sessions (the same permission as approving).
 func Handler(svc *Service, authn Authenticator, authz Authorizer, sessions Sessions, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	h := &api{svc: svc, authn: authn, authz: authz, sessions: sessions, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
