@@ -113,6 +113,13 @@ func Init(dir string, o InitOptions) (string, error) {
 		// timeout, an hour, stays above it).
 		Approvals: config.Approvals{Listen: o.Approvals, Store: "approvals.db", Timeout: config.Duration(4 * time.Minute),
 			AsyncGroups: []string{"async-agents"}},
+		// A runaway agent is stopped early: statements end after a minute,
+		// results past 100,000 rows are cut, and three statements over 10 s
+		// within 5 minutes pause the session for a human.
+		Guardrails: config.Guardrails{
+			StatementTimeout: config.Duration(time.Minute), MaxRows: 100000,
+			Pause: config.Pause{SlowerThan: config.Duration(10 * time.Second), After: 3, Within: config.Duration(5 * time.Minute)},
+		},
 		Targets: []config.Target{{
 			Name: DemoTarget, Protocol: "postgres", Address: o.PostgresAddr, Database: cmp.Or(o.Database, DemoDatabase),
 			Tags: map[string]string{"env": "dev"},
