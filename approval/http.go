@@ -146,6 +146,18 @@ func (h *api) get(w http.ResponseWriter, r *http.Request, a Approver) {
 	}
 }
 
+// readBody decodes an optional JSON body; false: it answered 400.
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if r.ContentLength == 0 {
+		return true
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(v); err != nil {
+		fail(w, http.StatusBadRequest, "malformed body: "+err.Error())
+		return false
+	}
+	return true
+}
+
 type decideBody struct {
 	Scope   string `json:"scope"`
 	Minutes int    `json:"minutes"`
@@ -155,11 +167,8 @@ type decideBody struct {
 func (h *api) decide(approve bool) func(http.ResponseWriter, *http.Request, Approver) {
 	return func(w http.ResponseWriter, r *http.Request, a Approver) {
 		var b decideBody
-		if r.ContentLength != 0 {
-			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&b); err != nil {
-				fail(w, http.StatusBadRequest, "malformed body: "+err.Error())
-				return
-			}
+		if !readBody(w, r, &b) {
+			return
 		}
 		q, ok := h.load(w, r, a)
 		if !ok {
@@ -192,11 +201,8 @@ var ErrNoSession = errors.New("no live session with that id on this sluice (a se
 func (h *api) control(pause bool) func(http.ResponseWriter, *http.Request, Approver) {
 	return func(w http.ResponseWriter, r *http.Request, a Approver) {
 		var b decideBody
-		if r.ContentLength != 0 {
-			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&b); err != nil {
-				fail(w, http.StatusBadRequest, "malformed body: "+err.Error())
-				return
-			}
+		if !readBody(w, r, &b) {
+			return
 		}
 		id := r.PathValue("id")
 		target, agent, actingFor, err := h.sessions.SessionTarget(id)

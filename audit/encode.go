@@ -82,18 +82,7 @@ func (e *Event) appendJSON(b []byte) []byte {
 		b = append(b, '}')
 	}
 	b = appendStrings(b, "groups", e.Groups)
-	if len(e.Client) > 0 {
-		b = append(b, `,"client":{`...)
-		for i, k := range sortedKeys(e.Client) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, e.Client[k])
-		}
-		b = append(b, '}')
-	}
+	b = appendObject(b, "client", e.Client, appendString)
 	if e.BytesIn != 0 {
 		b = append(b, `,"bytes_from_client":`...)
 		b = strconv.AppendInt(b, e.BytesIn, 10)
@@ -102,30 +91,34 @@ func (e *Event) appendJSON(b []byte) []byte {
 		b = append(b, `,"bytes_to_client":`...)
 		b = strconv.AppendInt(b, e.BytesOut, 10)
 	}
-	if len(e.MaskedCount) > 0 {
-		b = append(b, `,"masked_values":{`...)
-		for i, k := range sortedKeys(e.MaskedCount) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = strconv.AppendInt(b, int64(e.MaskedCount[k]), 10)
-		}
-		b = append(b, '}')
-	}
+	b = appendObject(b, "masked_values", e.MaskedCount, func(b []byte, v int) []byte { return strconv.AppendInt(b, int64(v), 10) })
 	b = appendField(b, "prev", e.Prev)
 	b = appendField(b, "hash", e.Hash)
 	return append(b, '}')
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+// appendObject writes a map as encoding/json does: keys sorted.
+func appendObject[V any](b []byte, name string, m map[string]V, value func([]byte, V) []byte) []byte {
+	if len(m) == 0 {
+		return b
+	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':', '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = value(b, m[k])
+	}
+	return append(b, '}')
 }
 
 func appendField(b []byte, name, v string) []byte {

@@ -181,7 +181,7 @@ func (c *Config) GuardrailsFor(t Target) Guardrails {
 	return c.Guardrails
 }
 
-func (g Guardrails) validate(field string) []error {
+func (g Guardrails) validate(field string, approvals bool) []error {
 	var errs []error
 	if g.StatementTimeout < 0 || g.MaxRows < 0 || g.MaxBytes < 0 || g.StatementsPerSecond < 0 || g.RowsPerMinute < 0 || g.Pause.After < 0 {
 		errs = append(errs, fmt.Errorf("%s: limits cannot be negative", field))
@@ -191,6 +191,11 @@ func (g Guardrails) validate(field string) []error {
 	}
 	if p := g.Pause; p.After > 0 && (p.SlowerThan <= 0 || p.Within <= 0) {
 		errs = append(errs, fmt.Errorf("%s.pause: after needs slower_than and within", field))
+	}
+	if g.Pause.After > 0 && !approvals {
+		// A paused session's statements wait for approval, and a human
+		// resumes it through the approvals API.
+		errs = append(errs, fmt.Errorf("%s.pause needs approvals.listen", field))
 	}
 	return errs
 }
@@ -299,10 +304,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("jwt.jwks_uri %q must be an http(s) URL", u))
 		}
 	}
-	errs = append(errs, c.Guardrails.validate("guardrails")...)
+	errs = append(errs, c.Guardrails.validate("guardrails", c.Approvals.Listen != "")...)
 	for _, t := range c.Targets {
 		if t.Guardrails != nil {
-			errs = append(errs, t.Guardrails.validate(fmt.Sprintf("target %q: guardrails", t.Name))...)
+			errs = append(errs, t.Guardrails.validate(fmt.Sprintf("target %q: guardrails", t.Name), c.Approvals.Listen != "")...)
 		}
 	}
 	if a := c.Approvals; a.Listen != "" {

@@ -134,3 +134,39 @@ func TestCredentials(t *testing.T) {
 		t.Error("a login for a group the agent is not in")
 	}
 }
+
+func TestGuardrails(t *testing.T) {
+	s := good + `  - {name: bulk, protocol: mysql, address: "127.0.0.1:3306", guardrails: {max_rows: 5}}
+approvals: {listen: "127.0.0.1:9443"}
+guardrails:
+  statement_timeout: 30s
+  max_rows: 1000
+  statements_per_second: 20
+  pause: {slower_than: 2s, after: 3, within: 5m}
+`
+	c, err := Load(write(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, _ := c.Target("demo")
+	if g := demo.Guardrails; g.StatementTimeout.Seconds() != 30 || g.MaxRows != 1000 || g.StatementsPerSecond != 20 ||
+		g.PauseAfter != 3 || g.SlowerThan.Seconds() != 2 || g.Window.Minutes() != 5 {
+		t.Errorf("demo: %+v", g)
+	}
+	bulk, _ := c.Target("bulk")
+	if g := bulk.Guardrails; g.MaxRows != 5 || g.StatementTimeout != 0 || g.PauseAfter != 0 {
+		t.Errorf("a target's guardrails replace the top level's: %+v", g)
+	}
+	for name, bad := range map[string]string{
+		"negative":             "guardrails: {max_rows: -1}\n",
+		"pause without window": "approvals: {listen: \"127.0.0.1:9443\"}\nguardrails: {pause: {after: 3}}\n",
+		"pause, no approvals":  "guardrails: {pause: {slower_than: 2s, after: 3, within: 5m}}\n",
+		"tiny timeout":         "guardrails: {statement_timeout: 10us}\n",
+	} {
+		if _, err := Load(write(t, good+bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}

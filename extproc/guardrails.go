@@ -74,9 +74,12 @@ func (s *Server) Pause(id, by, reason string) error {
 	if reason == "" {
 		reason = "paused by " + by
 	}
-	if t.guard.Pause(reason) {
-		t.paused(reason, by)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.guard.Pause(reason) {
+		return fmt.Errorf("session %s is already paused", id)
 	}
+	t.paused(reason, by)
 	return nil
 }
 
@@ -87,12 +90,13 @@ func (s *Server) Resume(ctx context.Context, id, by string) error {
 	if err != nil {
 		return err
 	}
+	t.mu.Lock()
 	if !t.guard.Resume() {
+		t.mu.Unlock()
 		return fmt.Errorf("session %s is not paused", id)
 	}
 	t.log.Info("session resumed", "by", by)
 	t.audit(audit.Event{Kind: audit.KindSessionResumed, By: by})
-	t.mu.Lock()
 	held := t.pauseHold
 	t.mu.Unlock()
 	if held != "" && s.cfg.Approvals != nil {

@@ -30,6 +30,19 @@ type Limits struct {
 	Window     time.Duration
 }
 
+// CutResult says why a result of rows rows and bytes bytes so far must be
+// cut ("" while within the limits); the wire sessions end the result with
+// this as the client's error.
+func (l Limits) CutResult(rows, bytes int64) string {
+	switch {
+	case l.MaxRows > 0 && rows > l.MaxRows:
+		return fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_rows is %d; add a LIMIT or narrow the WHERE clause", l.MaxRows, l.MaxRows)
+	case l.MaxBytes > 0 && bytes > l.MaxBytes:
+		return fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_bytes is %d bytes; select fewer columns or rows", rows-1, l.MaxBytes)
+	}
+	return ""
+}
+
 // Counters are a session's recent activity, as Cedar context.
 type Counters struct {
 	Statements            int64 // since the session began

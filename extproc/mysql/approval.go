@@ -49,7 +49,9 @@ func (s *Session) Resume(v session.Verdict, out *session.Output) {
 	if v.Approved {
 		s.log.Info("approved statement released", "approval", v.ID)
 		s.admit = h.sql
-		if err := s.command(h.payload, out); err != nil {
+		err := s.command(h.payload, out)
+		s.admit = "" // for this statement only (a resumed session may not even ask)
+		if err != nil {
 			_ = s.fail(err, out)
 			return
 		}

@@ -26,13 +26,8 @@ func (s *Session) limitRows(p phys, out *session.Output) bool {
 	r := &s.resp
 	r.rows++
 	r.bytes += int64(len(b))
-	var msg string
-	switch {
-	case l.MaxRows > 0 && r.rows > l.MaxRows:
-		msg = fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_rows is %d; add a LIMIT or narrow the WHERE clause", l.MaxRows, l.MaxRows)
-	case l.MaxBytes > 0 && r.bytes > l.MaxBytes:
-		msg = fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_bytes is %d bytes; select fewer columns or rows", r.rows-1, l.MaxBytes)
-	default:
+	msg := l.CutResult(r.rows, r.bytes)
+	if msg == "" {
 		return false
 	}
 	out.ToClient, _ = appendPacket(out.ToClient, errPayload(erTooBigSelect, "42000", msg), p.seq)

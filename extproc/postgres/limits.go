@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -28,13 +27,8 @@ func (s *Session) limitRows(f frame, out *session.Output) bool {
 	}
 	head.rows++
 	head.bytes += int64(binary.BigEndian.Uint32(f.raw[1:5])) + 1
-	var msg string
-	switch {
-	case l.MaxRows > 0 && head.rows > l.MaxRows:
-		msg = fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_rows is %d; add a LIMIT or narrow the WHERE clause", l.MaxRows, l.MaxRows)
-	case l.MaxBytes > 0 && head.bytes > l.MaxBytes:
-		msg = fmt.Sprintf("sluice: result cut after %d rows: guardrails.max_bytes is %d bytes; select fewer columns or rows", head.rows-1, l.MaxBytes)
-	default:
+	msg := l.CutResult(head.rows, head.bytes)
+	if msg == "" {
 		return false
 	}
 	head.cut, s.cutPending = true, true
