@@ -66,7 +66,9 @@ func (m Multi) WriteBatch(es []Event) error {
 
 // Store keeps events in SQLite or PostgreSQL, in insertion order.
 type Store struct {
-	db *sqlstore.DB
+	db      *sqlstore.DB
+	mu      sync.Mutex
+	inserts map[int]*sql.Stmt // prepared multi-row INSERTs by row count
 }
 
 // OpenStore opens the store at url (postgres:// or a SQLite path).
@@ -96,40 +98,73 @@ func OpenStore(ctx context.Context, url string) (*Store, error) {
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for _, st := range s.inserts {
+		st.Close()
+	}
+	s.inserts = nil
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Write implements Sink.
 func (s *Store) Write(e Event) error { return s.WriteBatch([]Event{e}) }
 
-// insertRows bounds one INSERT's rows (SQLite allows 32766 parameters).
-const insertRows = 128
+// insertSizes are the row counts of the prepared multi-row INSERTs a batch
+// is cut into (largest first): parsing a long INSERT for every batch cost
+// more than running it.
+var insertSizes = []int{64, 8, 1}
 
-// WriteBatch implements BatchWriter: one transaction for the batch, one
-// multi-row INSERT per 128 events.
+// insert returns the prepared INSERT of n rows.
+func (s *Store) insert(n int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.inserts[n]; st != nil {
+		return st, nil
+	}
+	q := "INSERT INTO sluice_audit (session, seq, kind, event) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")
+	st, err := s.db.Prepare(s.db.Rebind(q))
+	if err != nil {
+		return nil, err
+	}
+	if s.inserts == nil {
+		s.inserts = map[int]*sql.Stmt{}
+	}
+	s.inserts[n] = st
+	return st, nil
+}
+
+// WriteBatch implements BatchWriter: one transaction for the batch, written
+// with prepared multi-row INSERTs.
 func (s *Store) WriteBatch(es []Event) error {
+	// Prepared before the transaction: a SQLite store has one connection,
+	// which the transaction holds.
+	stmts := make([]*sql.Stmt, len(insertSizes))
+	for i, n := range insertSizes {
+		st, err := s.insert(n)
+		if err != nil {
+			return fmt.Errorf("cannot store audit events: %w", err)
+		}
+		stmts[i] = st
+	}
 	tx, err := s.db.Begin()
 	if err != nil {
 		return fmt.Errorf("cannot store audit events: %w", err)
 	}
 	defer tx.Rollback()
-	var q strings.Builder
-	args := make([]any, 0, 4*min(len(es), insertRows))
-	for len(es) > 0 {
-		chunk := es[:min(len(es), insertRows)]
-		es = es[len(chunk):]
-		q.Reset()
-		args = args[:0]
-		q.WriteString("INSERT INTO sluice_audit (session, seq, kind, event) VALUES ")
-		for i, e := range chunk {
-			b := e.JSON()
-			if i > 0 {
-				q.WriteByte(',')
+	args := make([]any, 0, 4*insertSizes[0])
+	for i, n := range insertSizes {
+		for len(es) >= n {
+			st := stmts[i]
+			args = args[:0]
+			for _, e := range es[:n] {
+				args = append(args, e.Session, e.Seq, e.Kind, string(e.JSON()))
 			}
-			q.WriteString("(?, ?, ?, ?)")
-			args = append(args, e.Session, e.Seq, e.Kind, string(b))
-		}
-		if _, err := tx.Exec(s.db.Rebind(q.String()), args...); err != nil {
-			return fmt.Errorf("cannot store audit events: %w", err)
+			if _, err := tx.Stmt(st).Exec(args...); err != nil {
+				return fmt.Errorf("cannot store audit events: %w", err)
+			}
+			es = es[n:]
 		}
 	}
 	if err := tx.Commit(); err != nil {
