@@ -25,6 +25,22 @@ import (
 type benchResult struct {
 	tps, latencyMS float64
 	failed         int
+	rounds         []float64 // each round's TPS
+}
+
+// roundRatios is the range of a/b over the rounds run back to back.
+func roundRatios(a, b benchResult) string {
+	lo, hi := 0.0, 0.0
+	for i := range min(len(a.rounds), len(b.rounds)) {
+		r := a.rounds[i] / b.rounds[i]
+		if i == 0 || r < lo {
+			lo = r
+		}
+		if i == 0 || r > hi {
+			hi = r
+		}
+	}
+	return fmt.Sprintf("%.2f-%.2f", lo, hi)
 }
 
 var (
@@ -61,7 +77,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("bench", stderr)
 	dir := fs.String("dir", "", "working folder (default: a temporary one)")
 	duration := fs.Duration("duration", 5*time.Second, "length of each pgbench run")
-	rounds := fs.Int("rounds", 3, "pgbench runs per path and setting, interleaved across paths")
+	rounds := fs.Int("rounds", 5, "pgbench runs per path and setting, interleaved across paths")
 	withMySQL := fs.Bool("mysql", true, "also measure MySQL (MariaDB) point lookups")
 	scale := fs.Int("scale", 10, "pgbench scale factor")
 	if err := parse(fs, args); err != nil {
@@ -159,7 +175,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
 			}
-			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f", mode, c, res[3].tps/res[2].tps))
+			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f (rounds %s)", mode, c, res[3].tps/res[2].tps, roundRatios(res[3], res[2])))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -221,6 +237,7 @@ func interleave(rounds, n int, run func(path, round int) (benchResult, error)) (
 				return nil, err
 			}
 			res[i].tps += r.tps / float64(rounds)
+			res[i].rounds = append(res[i].rounds, r.tps)
 			res[i].latencyMS += r.latencyMS / float64(rounds)
 			res[i].failed += r.failed
 		}

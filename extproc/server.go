@@ -238,6 +238,7 @@ type tunnel struct {
 	guard         *guard.Session
 	pauseHold     string            // the approval request of a statement held by a pause
 	shapeMemo     map[string]string // normalized text → fingerprint
+	shapes        policy.Shapes
 	spanCtx       context.Context
 	bytesIn       int64  // from the client
 	bytesOut      int64  // to the client
@@ -685,7 +686,7 @@ func (t *tunnel) memoSQL(sql string) [2]string {
 	if t.shapeMemo == nil || len(t.shapeMemo) >= 512 {
 		t.shapeMemo = map[string]string{}
 	}
-	norm := policy.Normalize(t.target.Protocol, sql)
+	norm := t.shapes.Normalize(t.target.Protocol, sql)
 	fp, ok := t.shapeMemo[norm]
 	if !ok || norm == policy.Unparseable {
 		fp = policy.Fingerprint(t.target.Protocol, sql)
