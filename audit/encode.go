@@ -107,9 +107,7 @@ func appendObject[V any](b []byte, name string, m map[string]V, value func([]byt
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	b = append(b, ',', '"')
-	b = append(b, name...)
-	b = append(b, '"', ':', '{')
+	b = append(appendKey(b, name), '{')
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
@@ -121,11 +119,15 @@ func appendObject[V any](b []byte, name string, m map[string]V, value func([]byt
 	return append(b, '}')
 }
 
-func appendField(b []byte, name, v string) []byte {
+// appendKey writes `,"name":` (every field follows "v").
+func appendKey(b []byte, name string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, name...)
-	b = append(b, '"', ':')
-	return appendString(b, v)
+	return append(b, '"', ':')
+}
+
+func appendField(b []byte, name, v string) []byte {
+	return appendString(appendKey(b, name), v)
 }
 
 func appendOptional(b []byte, name, v string) []byte {
@@ -139,9 +141,7 @@ func appendStrings(b []byte, name string, vs []string) []byte {
 	if len(vs) == 0 {
 		return b
 	}
-	b = append(b, ',', '"')
-	b = append(b, name...)
-	b = append(b, '"', ':', '[')
+	b = append(appendKey(b, name), '[')
 	for i, v := range vs {
 		if i > 0 {
 			b = append(b, ',')

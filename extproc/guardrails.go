@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -116,15 +115,6 @@ func (s *Server) SessionTarget(id string) (target, agent, actingFor string, err 
 		return "", "", "", err
 	}
 	return t.target.Name, t.ident.Subject, t.ident.ActingFor, nil
-}
-
-// SessionState says whether a live session is paused, and why.
-func (s *Server) SessionState(id string) (paused string, counters guard.Counters, err error) {
-	t, err := s.liveTunnel(id)
-	if err != nil {
-		return "", guard.Counters{}, err
-	}
-	return t.guard.Paused(), t.guard.Counters(time.Now()), nil
 }
 
 func (s *Server) liveTunnel(id string) (*tunnel, error) {

@@ -236,8 +236,7 @@ type tunnel struct {
 	memoMu        sync.Mutex // the audit worker and the data path (spans) share the memo
 	sqlMemo       map[string][2]string
 	guard         *guard.Session
-	pauseHold     string            // the approval request of a statement held by a pause
-	shapeMemo     map[string]string // normalized text → fingerprint
+	pauseHold     string // the approval request of a statement held by a pause
 	shapes        policy.Shapes
 	spanCtx       context.Context
 	bytesIn       int64  // from the client
@@ -661,11 +660,8 @@ func (t *tunnel) closeAudit() {
 var tracer = otel.Tracer("github.com/sluicedb/sluice/extproc")
 
 // normalize and fingerprint parse the statement again; sessions repeat
-// their statements, so the results are kept (a few hundred per tunnel).
-// A fingerprint depends on the normalized text alone (the databases derive
-// it from the same normalization), so statements differing only in their
-// literals — the simple protocol's usual traffic — share one
-// fingerprinting.
+// their statements, so the results are kept (a few hundred per tunnel, and
+// per shape in policy.Shapes).
 func (t *tunnel) normalize(sql string) string {
 	return t.memoSQL(sql)[0]
 }
@@ -683,17 +679,7 @@ func (t *tunnel) memoSQL(sql string) [2]string {
 	if t.sqlMemo == nil || len(t.sqlMemo) >= 512 {
 		t.sqlMemo = map[string][2]string{}
 	}
-	if t.shapeMemo == nil || len(t.shapeMemo) >= 512 {
-		t.shapeMemo = map[string]string{}
-	}
-	norm := t.shapes.Normalize(t.target.Protocol, sql)
-	fp, ok := t.shapeMemo[norm]
-	if !ok || norm == policy.Unparseable {
-		fp = policy.Fingerprint(t.target.Protocol, sql)
-		if norm != policy.Unparseable {
-			t.shapeMemo[norm] = fp
-		}
-	}
+	norm, fp := t.shapes.Shape(t.target.Protocol, sql)
 	v := [2]string{norm, fp}
 	t.sqlMemo[sql] = v
 	return v

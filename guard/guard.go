@@ -162,8 +162,11 @@ func (s *Session) Limits() Limits { return s.limits }
 // Check is asked before a statement runs: an error refuses it (a rate limit
 // is exceeded).
 func (s *Session) Check(now time.Time) error {
-	c := s.Counters(now)
 	l := s.limits
+	if l.StatementsPerSecond <= 0 && l.RowsPerMinute <= 0 {
+		return nil // asked on every decision: no counting without limits
+	}
+	c := s.Counters(now)
 	switch {
 	case l.StatementsPerSecond > 0 && c.StatementsLastSecond >= l.StatementsPerSecond:
 		return fmt.Errorf("rate limit: this session ran %d statements in the last second (guardrails.statements_per_second %d); slow down", c.StatementsLastSecond, l.StatementsPerSecond)

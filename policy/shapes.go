@@ -15,7 +15,28 @@ import (
 // not plain enough to mask, libpg_query normalizes every time. Not safe for
 // concurrent use.
 type Shapes struct {
-	agreed map[string]bool // mask → libpg_query gave the same text
+	agreed       map[string]bool   // mask → libpg_query gave the same text
+	fingerprints map[string]string // normalized text → fingerprint
+}
+
+// Shape returns a statement's normalized text and fingerprint. A
+// fingerprint depends on the normalized text alone (the databases derive it
+// from the same normalization), so statements differing only in their
+// literals share one fingerprinting.
+func (s *Shapes) Shape(protocol, sql string) (normalized, fingerprint string) {
+	norm := s.Normalize(protocol, sql)
+	if norm == Unparseable {
+		return norm, Fingerprint(protocol, sql)
+	}
+	if fp, ok := s.fingerprints[norm]; ok {
+		return norm, fp
+	}
+	fp := Fingerprint(protocol, sql)
+	if s.fingerprints == nil || len(s.fingerprints) >= 512 {
+		s.fingerprints = map[string]string{}
+	}
+	s.fingerprints[norm] = fp
+	return norm, fp
 }
 
 // Normalize is policy.Normalize, remembered by shape.

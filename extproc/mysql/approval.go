@@ -40,9 +40,8 @@ func (s *Session) Resume(v session.Verdict, out *session.Output) {
 		return
 	}
 	s.held = nil
-	backlog := s.backlog
-	s.backlog = nil
 	if v.Fatal {
+		s.backlog = nil
 		s.Expire(v.Message, out)
 		return
 	}
@@ -60,14 +59,7 @@ func (s *Session) Resume(v session.Verdict, out *session.Output) {
 		d.Outcome, d.Reason = policy.Deny, v.Message
 		s.refuse(d, h.sql, out)
 	}
-	for i, p := range backlog {
-		if s.held != nil {
-			s.backlog = append(s.backlog, backlog[i:]...)
-			return
-		}
-		if err := s.clientPacket(p, out); err != nil {
-			_ = s.fail(err, out)
-			return
-		}
+	if err := s.replayBacklog(out); err != nil {
+		_ = s.fail(err, out)
 	}
 }

@@ -83,13 +83,7 @@ func (s *Session) abortAfterCut(out *session.Output) bool {
 		s.log.Warn("a result was cut inside a transaction with more statements already sent: the transaction stays open on the server")
 		return false
 	}
-	for len(s.ops) > 0 {
-		k := s.ops[0].kind
-		s.pop()
-		if k.endsAtReadyForQuery() {
-			break
-		}
-	}
+	s.popThroughReady()
 	q := pgproto3.Query{String: "DO $sluice$ BEGIN RAISE EXCEPTION 'sluice cut a result past its guardrails: this transaction is aborted'; END $sluice$"}
 	out.ToServer, _ = q.Encode(out.ToServer)
 	s.ops = append(s.ops, op{kind: opQuery, cut: true})

@@ -668,14 +668,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 			return &ProtocolError{"malformed ReadyForQuery from the server"}
 		}
 		s.cur = nil
-		// Pop through the op this answers; anything before it was skipped.
-		for len(s.ops) > 0 {
-			k := s.ops[0].kind
-			s.pop()
-			if k.endsAtReadyForQuery() {
-				break
-			}
-		}
+		s.popThroughReady()
 		return nil
 	case 'T':
 		s.rowDescription(head, f.body)
@@ -712,6 +705,18 @@ func (s *Session) afterError() {
 	}
 	for len(s.ops) > 0 && s.ops[0].kind != opSync {
 		s.pop()
+	}
+}
+
+// popThroughReady pops through the op a ReadyForQuery answers; anything
+// before it was skipped.
+func (s *Session) popThroughReady() {
+	for len(s.ops) > 0 {
+		k := s.ops[0].kind
+		s.pop()
+		if k.endsAtReadyForQuery() {
+			return
+		}
 	}
 }
 
