@@ -44,3 +44,22 @@ func TestLoadRejects(t *testing.T) {
 		}
 	}
 }
+
+// Every way a policy can read the session's counters is noticed, since
+// decisions of such a set are not memoized and only it gets the counters.
+func TestUsesSession(t *testing.T) {
+	for text, want := range map[string]bool{
+		`permit (principal, action == Sluice::Action::"select", resource) when { context.session.paused };`:            true,
+		`permit (principal, action == Sluice::Action::"select", resource) when { context["session"].statements > 1 };`: true,
+		`permit (principal, action == Sluice::Action::"select", resource) when { context has session };`:               true,
+		`permit (principal, action in Sluice::Action::"session", resource) when { context.bounded };`:                  false,
+	} {
+		set, err := Load(fstest.MapFS{"p.cedar": {Data: []byte(text)}})
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		if set.UsesSession != want {
+			t.Errorf("%s: UsesSession %v", text, set.UsesSession)
+		}
+	}
+}

@@ -486,14 +486,20 @@ func (t *tunnel) expire() {
 	t.log.Info("token expired; ending the session")
 	t.out.Reset()
 	e.Expire("the agent's token expired: reconnect with a fresh token", &t.out)
+	t.sendOut("the token's expiry")
+}
+
+// sendOut sends both ways what the session wrote outside a body message
+// (an expiry, a decided hold).
+func (t *tunnel) sendOut(what string) {
 	if len(t.out.ToServer) > 0 {
 		if err := t.sendBody(true, t.out.ToServer, false); err != nil {
-			t.log.Warn("cannot end the session toward the database", "err", err)
+			t.log.Warn("cannot send to the database", "what", what, "err", err)
 		}
 	}
 	if len(t.out.ToClient) > 0 && t.clientOpen {
 		if err := t.sendBody(false, t.out.ToClient, false); err != nil {
-			t.log.Warn("cannot tell the client its token expired", "err", err)
+			t.log.Warn("cannot send to the client", "what", what, "err", err)
 		}
 	}
 }
@@ -570,16 +576,7 @@ func (t *tunnel) await(id string) {
 	if t.out.Hold != "" {
 		go t.await(t.out.Hold)
 	}
-	if len(t.out.ToServer) > 0 {
-		if err := t.sendBody(true, t.out.ToServer, false); err != nil {
-			t.log.Warn("cannot send the released statement", "err", err)
-		}
-	}
-	if len(t.out.ToClient) > 0 && t.clientOpen {
-		if err := t.sendBody(false, t.out.ToClient, false); err != nil {
-			t.log.Warn("cannot answer the held statement", "err", err)
-		}
-	}
+	t.sendOut("the held statement's outcome")
 }
 
 // audit appends an event to the session's chain. A failing sink is

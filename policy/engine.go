@@ -70,7 +70,7 @@ type Authorizer struct {
 
 	guard Guard
 	// sessionCtx is the Cedar context's session record while a decision
-	// is made.
+	// is made, when the policies read it.
 	sessionCtx cedargo.Value
 }
 
@@ -184,13 +184,17 @@ func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 	if d, ok := a.memo[key]; ok && !set.UsesSession {
 		return a.guarded(d)
 	}
-	var c guard.Counters
-	if a.guard != nil {
-		c = a.guard.Counters(time.Now())
+	if set.UsesSession {
+		// Only a set that reads the counters gets them: counting is not
+		// free, and every new text of the simple protocol comes here.
+		var c guard.Counters
+		if a.guard != nil {
+			c = a.guard.Counters(time.Now())
+		}
+		a.sessionCtx = sessionContext(c)
+		defer func() { a.sessionCtx = nil }()
 	}
-	a.sessionCtx = sessionContext(c)
 	d := a.authorizeSQL(sql)
-	a.sessionCtx = nil
 	if !set.UsesSession {
 		if a.memo == nil || len(a.memo) >= memoSize {
 			a.memo = make(map[memoKey]Decision)
