@@ -210,11 +210,11 @@ type Buffered struct {
 }
 
 // NewBuffered starts the writer with room for size events. Events are
-// gathered for 20 ms, so a busy gateway pays one commit per batch rather
+// gathered for 100 ms, so a busy gateway pays one commit per batch rather
 // than one per statement.
 func NewBuffered(sink Sink, size int) *Buffered {
 	b := &Buffered{}
-	b.batcher = NewBatcher(size, 20*time.Millisecond, func(es []Event) {
+	b.batcher = NewBatcher(size, 100*time.Millisecond, func(es []Event) {
 		for len(es) > 0 {
 			n := min(len(es), 512)
 			err := writeBatch(sink, es[:n])

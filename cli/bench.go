@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,19 +29,23 @@ type benchResult struct {
 	rounds         []float64 // each round's TPS
 }
 
-// roundRatios is the range of a/b over the rounds run back to back.
-func roundRatios(a, b benchResult) string {
-	lo, hi := 0.0, 0.0
+// pairedRatio compares a with b round by round (paths of a pair run back to
+// back): the median of the rounds' a/b, which one slow spell of a shared
+// machine cannot move the way it moves a mean, and their range.
+func pairedRatio(a, b benchResult) (median, lo, hi float64) {
+	var rs []float64
 	for i := range min(len(a.rounds), len(b.rounds)) {
-		r := a.rounds[i] / b.rounds[i]
-		if i == 0 || r < lo {
-			lo = r
-		}
-		if i == 0 || r > hi {
-			hi = r
-		}
+		rs = append(rs, a.rounds[i]/b.rounds[i])
 	}
-	return fmt.Sprintf("%.2f-%.2f", lo, hi)
+	if len(rs) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(rs)
+	median = rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		median = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return median, rs[0], rs[len(rs)-1]
 }
 
 var (
@@ -77,7 +82,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("bench", stderr)
 	dir := fs.String("dir", "", "working folder (default: a temporary one)")
 	duration := fs.Duration("duration", 5*time.Second, "length of each pgbench run")
-	rounds := fs.Int("rounds", 5, "pgbench runs per path and setting, interleaved across paths")
+	rounds := fs.Int("rounds", 7, "pgbench runs per path and setting, interleaved across paths")
 	withMySQL := fs.Bool("mysql", true, "also measure MySQL (MariaDB) point lookups")
 	scale := fs.Int("scale", 10, "pgbench scale factor")
 	if err := parse(fs, args); err != nil {
@@ -160,7 +165,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var auditRatios []string
 	for _, mode := range []string{"simple", "prepared"} {
 		for _, c := range []int{1, 8} {
-			res, err := interleave(*rounds, len(paths), func(i, round int) (benchResult, error) {
+			res, err := interleave(*rounds, len(paths), [2]int{2, 3}, func(i, round int) (benchResult, error) {
 				fmt.Fprintf(stderr, "bench: -M %s -c %d %s (round %d)\n", mode, c, paths[i].name, round)
 				return runPgbench(ctx, "-S", "-n", "-T", secs, "-c", strconv.Itoa(c), "-j", strconv.Itoa(min(c, 2)), "-M", mode, paths[i].url)
 			})
@@ -175,13 +180,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
 			}
-			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f (rounds %s)", mode, c, res[3].tps/res[2].tps, roundRatios(res[3], res[2])))
+			med, lo, hi := pairedRatio(res[3], res[2])
+			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[3].tps/res[2].tps))
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off (goal >= 0.90): %s\n", strings.Join(auditRatios, ", "))
+	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off, median of %d paired rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(auditRatios, "\n  "))
 	if !*withMySQL {
 		return nil
 	}
@@ -204,7 +210,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "mysql protocol\tclients\tpath\tQPS\tmean latency ms\terrors\tQPS vs direct\tQPS vs tunnel\t\n")
 	for _, prepared := range []bool{false, true} {
 		for _, c := range []int{1, 8} {
-			res, err := interleave(*rounds, len(myPaths), func(i, round int) (benchResult, error) {
+			res, err := interleave(*rounds, len(myPaths), [2]int{-1, -1}, func(i, round int) (benchResult, error) {
 				fmt.Fprintf(stderr, "bench: mysql prepared=%v -c %d %s (round %d)\n", prepared, c, myPaths[i].name, round)
 				return mysqlLoad(ctx, myPaths[i].dsn, prepared, c, *duration)
 			})
@@ -224,14 +230,41 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-// interleave runs each of n paths rounds times, each round in another
-// order, so that a slow spell of this shared machine falls on every path
-// rather than on whichever ran then; a path's result is its rounds' mean.
-func interleave(rounds, n int, run func(path, round int) (benchResult, error)) ([]benchResult, error) {
+// schedule is the order paths run in, round by round. The two paths of
+// pair (-1: none) run back to back, in turns first, so each round compares
+// them at the same moment; the others rotate around them so that a slow
+// spell of the machine falls on every path rather than on whichever ran
+// then.
+func schedule(rounds, n int, pair [2]int) [][]int {
+	var units [][]int
+	for i := range n {
+		switch i {
+		case pair[0]:
+			units = append(units, pair[:])
+		case pair[1]:
+		default:
+			units = append(units, []int{i})
+		}
+	}
+	order := make([][]int, rounds)
+	for r := range rounds {
+		for k := range units {
+			u := units[(k+r)%len(units)]
+			if len(u) == 2 && r%2 == 1 {
+				u = []int{u[1], u[0]}
+			}
+			order[r] = append(order[r], u...)
+		}
+	}
+	return order
+}
+
+// interleave runs n paths in schedule's order; a path's result is its
+// rounds' mean, with each round's TPS kept for pairedRatio.
+func interleave(rounds, n int, pair [2]int, run func(path, round int) (benchResult, error)) ([]benchResult, error) {
 	res := make([]benchResult, n)
-	for round := range rounds {
-		for k := range n {
-			i := (k + round) % n
+	for round, order := range schedule(rounds, n, pair) {
+		for _, i := range order {
 			r, err := run(i, round+1)
 			if err != nil {
 				return nil, err

@@ -102,7 +102,7 @@ type Server struct {
 
 	// auditQ runs audit work (normalizing statements, hashing, writing) off
 	// the data path, in order, on one goroutine.
-	auditQ   *audit.Batcher[func()]
+	auditQ   *audit.Batcher[auditWork]
 	auditMu  sync.Mutex
 	auditErr error // set when the queue overflowed
 
@@ -121,9 +121,9 @@ func NewServer(cfg Config) *Server {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s := &Server{cfg: cfg, ctx: ctx, shutdown: cancel, agents: guard.NewAgents()}
 	if cfg.Audit != nil {
-		s.auditQ = audit.NewBatcher(20000, 5*time.Millisecond, func(work []func()) {
-			for _, f := range work {
-				f()
+		s.auditQ = audit.NewBatcher(20000, 5*time.Millisecond, func(work []auditWork) {
+			for i := range work {
+				work[i].do()
 			}
 		})
 	}
@@ -139,8 +139,8 @@ func (s *Server) Close() {
 
 // enqueueAudit queues audit work; a full queue loses the event and makes
 // the trail unhealthy (new sessions are then refused unless fail-open).
-func (s *Server) enqueueAudit(f func()) {
-	if !s.auditQ.Add(f) {
+func (s *Server) enqueueAudit(w auditWork) {
+	if !s.auditQ.Add(w) {
 		s.auditMu.Lock()
 		s.auditErr = errors.New("audit queue full (or closed): events were lost")
 		s.auditMu.Unlock()
@@ -582,29 +582,46 @@ func (t *tunnel) await(id string) {
 // audit appends an event to the session's chain. A failing sink is
 // logged: statements were already decided and answered.
 func (t *tunnel) audit(e audit.Event) {
-	t.auditWith(e, nil)
+	t.auditWith(auditWork{e: e})
 }
 
-// auditWith queues an event; prepare, when set, completes it off the data
-// path (normalizing the statement) before it is chained.
-func (t *tunnel) auditWith(e audit.Event, prepare func(*audit.Event)) {
-	chain := t.chain
-	if chain == nil {
+// auditWork is one queued event. A statement's text (sql) is normalized
+// off the data path, unless keep says the target's trail keeps literals.
+// A value, not a closure: the queue holds it without an allocation per
+// statement.
+type auditWork struct {
+	t         *tunnel
+	chain     *audit.Chain
+	e         audit.Event
+	statement bool
+	sql       string
+	keep      bool
+}
+
+func (w *auditWork) do() {
+	if w.statement {
+		w.e.Statement, w.e.Fingerprint = w.t.normalize(w.sql), w.t.fingerprint(w.sql)
+		if w.keep {
+			w.e.Statement = w.sql
+		}
+	}
+	if _, err := w.chain.Append(w.e); err != nil {
+		w.t.log.Error("cannot write audit event", "kind", w.e.Kind, "err", err)
+	}
+}
+
+// auditWith queues w's event, completed with the session's identity.
+func (t *tunnel) auditWith(w auditWork) {
+	if t.chain == nil {
 		return
 	}
+	e := &w.e
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
 	e.Session, e.Agent, e.ActingFor, e.Target = t.id, t.ident.Subject, t.ident.ActingFor, t.target.Name
-	log := t.log
-	t.srv.enqueueAudit(func() {
-		if prepare != nil {
-			prepare(&e)
-		}
-		if _, err := chain.Append(e); err != nil {
-			log.Error("cannot write audit event", "kind", e.Kind, "err", err)
-		}
-	})
+	w.t, w.chain = t, t.chain
+	t.srv.enqueueAudit(w)
 }
 
 // RecordsResults implements session.Observer: rows are kept for the audit
@@ -625,17 +642,11 @@ func (t *tunnel) Statement(r session.StatementRecord) {
 	if t.chain == nil {
 		return
 	}
-	keep := t.target.Tags["audit_literals"] == "keep"
-	t.auditWith(audit.Event{
+	t.auditWith(auditWork{e: audit.Event{
 		Kind: audit.KindStatement, Time: r.Start.UTC(),
 		Decision: r.Outcome, Reason: r.Reason, Policies: r.Policies, Masked: r.Masked, Rows: r.Rows,
 		LatencyMS: float64(r.End.Sub(r.Start).Microseconds()) / 1000, Error: r.Error, Result: recorded(r.Result),
-	}, func(e *audit.Event) {
-		e.Statement, e.Fingerprint = t.normalize(r.SQL), t.fingerprint(r.SQL)
-		if keep {
-			e.Statement = r.SQL
-		}
-	})
+	}, statement: true, sql: r.SQL, keep: t.target.Tags["audit_literals"] == "keep"})
 }
 
 func recorded(r *session.Result) *audit.Result {

@@ -55,7 +55,7 @@ func (s *Session) tapFor() *rowTap {
 		return nil
 	}
 	if s.ops[0].tap == nil {
-		s.ops[0].tap = &rowTap{}
+		s.ops[0].tap = &rowTap{scratch: &s.scratchRow}
 	}
 	return s.ops[0].tap
 }
@@ -70,10 +70,13 @@ const (
 // rowTap records the DataRows sent to the client, reassembling rows that
 // streamed through in pieces, without ever holding more than recordMaxRow.
 type rowTap struct {
-	res   session.Result
-	buf   []byte
-	skip  int // bytes left of a row too large to keep
-	bytes int
+	// scratch is the session's DataRow to decode into: pgproto3 gives a
+	// fresh one room for 32 values, an allocation per recorded row.
+	scratch *pgproto3.DataRow
+	res     session.Result
+	buf     []byte
+	skip    int // bytes left of a row too large to keep
+	bytes   int
 }
 
 func (t *rowTap) feed(b []byte) {
@@ -119,7 +122,7 @@ func (t *rowTap) row(msg []byte) {
 		t.res.Truncated = true
 		return
 	}
-	var m pgproto3.DataRow
+	m := t.scratch
 	if m.Decode(msg[5:]) != nil {
 		return
 	}

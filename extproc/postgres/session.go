@@ -114,6 +114,7 @@ type Session struct {
 	stmtTypes  map[string][]uint32 // result column types per prepared statement
 	portalType map[string][]uint32 // result column types per described portal
 	cur        *rowPlan            // simple protocol: the result being returned
+	scratchRow pgproto3.DataRow    // decoded recorded rows (see rowTap)
 	stats      maskStats
 	detect     bool
 	login      *brokeredLogin // nil: the client authenticates itself
