@@ -82,7 +82,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("bench", stderr)
 	dir := fs.String("dir", "", "working folder (default: a temporary one)")
 	duration := fs.Duration("duration", 5*time.Second, "length of each pgbench run")
-	rounds := fs.Int("rounds", 7, "pgbench runs per path and setting, interleaved across paths")
+	rounds := fs.Int("rounds", 9, "pgbench runs per path and setting, interleaved across paths")
 	withMySQL := fs.Bool("mysql", true, "also measure MySQL (MariaDB) point lookups")
 	scale := fs.Int("scale", 10, "pgbench scale factor")
 	if err := parse(fs, args); err != nil {
