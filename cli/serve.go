@@ -82,7 +82,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = stopTelemetry(context.WithoutCancel(ctx)) }()
+	defer func() {
+		// The last spans, metrics and logs get a moment to leave; a collector
+		// that is gone must not keep sluice from stopping (the exporters
+		// would retry for a minute).
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := stopTelemetry(sctx); err != nil {
+			log.Warn("telemetry not flushed at shutdown", "err", err)
+		}
+	}()
 	catalogs := map[string]bool{}
 	startCatalogs(ctx, c, engine, catalogs, log)
 	live := &liveTargets{}
