@@ -6,13 +6,19 @@ import (
 	"testing"
 )
 
-// One statement event at a time, as a lightly loaded session writes them.
-func BenchmarkStoreWriteOne(b *testing.B) {
+// benchStore is a new SQLite store, closed when the benchmark ends.
+func benchStore(b *testing.B) *Store {
 	st, err := OpenStore(context.Background(), filepath.Join(b.TempDir(), "audit.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { st.Close() })
+	return st
+}
+
+// One statement event at a time, as a lightly loaded session writes them.
+func BenchmarkStoreWriteOne(b *testing.B) {
+	st := benchStore(b)
 	c := NewChain(nil)
 	e, _ := c.Append(Event{Session: "s", Kind: KindStatement, Agent: "a", Target: "t", Statement: "SELECT abalance FROM pgbench_accounts WHERE aid = $1", Decision: "allow", Rows: 1})
 	b.ResetTimer()
@@ -33,11 +39,7 @@ func BenchmarkChainAppend(b *testing.B) {
 // A busy gateway's batch: 256 statement events with a one-row recording,
 // sealed then written in one transaction, per op.
 func BenchmarkSealAndStoreBatch(b *testing.B) {
-	st, err := OpenStore(context.Background(), filepath.Join(b.TempDir(), "audit.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := benchStore(b)
 	c := NewChain(nil)
 	v := "4711"
 	batch := make([]Event, 256)

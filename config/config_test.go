@@ -27,6 +27,18 @@ func write(t *testing.T, s string) string {
 	return p
 }
 
+// refused loads the config at p, which must fail, and returns the error.
+func refused(t *testing.T, name, p string) error {
+	t.Helper()
+	_, err := Load(p)
+	if err == nil {
+		t.Errorf("%s: accepted", name)
+	} else {
+		t.Logf("%s: %v", name, err)
+	}
+	return err
+}
+
 func TestLoad(t *testing.T) {
 	p := write(t, good)
 	c, err := Load(p)
@@ -54,12 +66,7 @@ func TestLoadRejects(t *testing.T) {
 		"bad duration":   {"admin:", "idle_timeout: forever, admin:"},
 		"unknown syntax": {"targets:", "targets: ["},
 	} {
-		s := strings.Replace(good, edit[0], edit[1], 1)
-		if _, err := Load(write(t, s)); err == nil {
-			t.Errorf("%s: accepted", name)
-		} else {
-			t.Logf("%s: %v", name, err)
-		}
+		refused(t, name, write(t, strings.Replace(good, edit[0], edit[1], 1)))
 	}
 }
 
@@ -98,34 +105,17 @@ func TestCredentials(t *testing.T) {
 		t.Errorf("secret marshalled: %s", js)
 	}
 
-	for name, edit := range map[string]string{
-		"missing file": "password_file: reader.pw}",
-		"unset env":    "password_env: SLUICE_TEST_PW}",
-		"both sources": "password_file: reader.pw}",
-		"no user":      "user: reader,",
+	for name, edit := range map[string][2]string{
+		"missing file": {"password_file: reader.pw}", "password_file: nowhere.pw}"},
+		"unset env":    {"password_env: SLUICE_TEST_PW}", "password_env: SLUICE_TEST_UNSET}"},
+		"both sources": {"password_file: reader.pw}", "password_file: reader.pw, password_env: SLUICE_TEST_PW}"},
+		"no user":      {"user: reader,", ""},
 	} {
-		var s string
-		switch name {
-		case "missing file":
-			s = strings.Replace(cfg, edit, "password_file: nowhere.pw}", 1)
-		case "unset env":
-			s = strings.Replace(cfg, edit, "password_env: SLUICE_TEST_UNSET}", 1)
-		case "both sources":
-			s = strings.Replace(cfg, edit, "password_file: reader.pw, password_env: SLUICE_TEST_PW}", 1)
-		case "no user":
-			s = strings.Replace(cfg, edit, "", 1)
-		default:
-			continue
-		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(strings.Replace(cfg, edit[0], edit[1], 1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Load(p); err == nil {
-			t.Errorf("%s: accepted", name)
-		} else if strings.Contains(err.Error(), "pw-from") {
+		if err := refused(t, name, p); err != nil && strings.Contains(err.Error(), "pw-from") {
 			t.Errorf("%s: error shows the secret: %v", name, err)
-		} else {
-			t.Logf("%s: %v", name, err)
 		}
 	}
 	// Groups listed, none of the agent's: no login, an error.
@@ -163,10 +153,6 @@ guardrails:
 		"pause, no approvals":  "guardrails: {pause: {slower_than: 2s, after: 3, within: 5m}}\n",
 		"tiny timeout":         "guardrails: {statement_timeout: 10us}\n",
 	} {
-		if _, err := Load(write(t, good+bad)); err == nil {
-			t.Errorf("%s: accepted", name)
-		} else {
-			t.Logf("%s: %v", name, err)
-		}
+		refused(t, name, write(t, good+bad))
 	}
 }

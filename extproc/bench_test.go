@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -12,9 +11,6 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/sluicedb/sluice/audit"
 	"github.com/sluicedb/sluice/cedar"
@@ -51,45 +47,27 @@ func BenchmarkPointLookup(b *testing.B) {
 				PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},
 			}
 			var store *audit.Store
+			var buf *audit.Buffered
 			if audited {
 				store, err = audit.OpenStore(context.Background(), filepath.Join(b.TempDir(), "audit.db"))
 				if err != nil {
 					b.Fatal(err)
 				}
-				buf := audit.NewBuffered(store, 10000)
+				buf = audit.NewBuffered(store, 10000)
 				cfg.Audit, cfg.AuditHealth = buf, buf.Healthy
 				defer store.Close()
-				defer buf.Close()
+				defer buf.Close() // when the benchmark fails early; Close is idempotent
 			}
 			srv := extproc.NewServer(cfg)
 			defer srv.Close()
-			l := bufconn.Listen(1 << 20)
-			g := grpc.NewServer()
-			extprocv3.RegisterExternalProcessorServer(g, srv)
-			go g.Serve(l)
-			defer g.Stop()
-			conn, err := grpc.NewClient("passthrough:///buf", grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
+			client, stop := dial(b, srv)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			st, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
+			st, err := client.Process(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
-			rt := func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-				if err := st.Send(req); err != nil {
-					b.Fatal(err)
-				}
-				resp, err := st.Recv()
-				if err != nil {
-					b.Fatal(err)
-				}
-				return resp
-			}
+			rt := func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return roundTrip(b, st, req) }
 			rt(headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}}))
 			rt(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{}}})
 			startup, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "d"}}).Encode(nil)
@@ -146,10 +124,10 @@ func BenchmarkPointLookup(b *testing.B) {
 			}
 			// The audit work queued by the loop belongs to its cost: finish it.
 			cancel()
-			g.Stop()
+			stop()
 			srv.Close()
 			if audited {
-				cfg.Audit.(*audit.Buffered).Close()
+				buf.Close()
 			}
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 			if audited {

@@ -600,7 +600,8 @@ type auditWork struct {
 
 func (w *auditWork) do() {
 	if w.statement {
-		w.e.Statement, w.e.Fingerprint = w.t.normalize(w.sql), w.t.fingerprint(w.sql)
+		shape := w.t.memoSQL(w.sql)
+		w.e.Statement, w.e.Fingerprint = shape[0], shape[1]
 		if w.keep {
 			w.e.Statement = w.sql
 		}
@@ -667,17 +668,14 @@ func (t *tunnel) closeAudit() {
 
 var tracer = otel.Tracer("github.com/sluicedb/sluice/extproc")
 
-// normalize and fingerprint parse the statement again; sessions repeat
-// their statements, so the results are kept (a few hundred per tunnel, and
-// per shape in policy.Shapes).
+// normalize is the statement's text with literals redacted.
 func (t *tunnel) normalize(sql string) string {
 	return t.memoSQL(sql)[0]
 }
 
-func (t *tunnel) fingerprint(sql string) string {
-	return t.memoSQL(sql)[1]
-}
-
+// memoSQL is the statement's normalized text and fingerprint. They take
+// parsing again; sessions repeat their statements, so the results are kept
+// (a few hundred per tunnel, and per shape in policy.Shapes).
 func (t *tunnel) memoSQL(sql string) [2]string {
 	t.memoMu.Lock()
 	defer t.memoMu.Unlock()

@@ -46,18 +46,30 @@ func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
 		}},
 		PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},
 	})
+	c, _ := dial(t, srv)
+	return c
+}
+
+// dial serves srv over an in-process gRPC connection; stop (also run at
+// cleanup) closes both ends.
+func dial(tb testing.TB, srv *extproc.Server) (c extprocv3.ExternalProcessorClient, stop func()) {
+	tb.Helper()
 	l := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	extprocv3.RegisterExternalProcessorServer(g, srv)
 	go g.Serve(l)
-	t.Cleanup(g.Stop)
 	conn, err := grpc.NewClient("passthrough:///buf", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }))
 	if err != nil {
-		t.Fatal(err)
+		g.Stop()
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return extprocv3.NewExternalProcessorClient(conn)
+	stop = func() {
+		conn.Close()
+		g.Stop()
+	}
+	tb.Cleanup(stop)
+	return extprocv3.NewExternalProcessorClient(conn), stop
 }
 
 func headers(authority string, claims map[string]any) *extprocv3.ProcessingRequest {
@@ -89,7 +101,7 @@ func open(t *testing.T, c extprocv3.ExternalProcessorClient) extprocv3.ExternalP
 	return st
 }
 
-func roundTrip(t *testing.T, st extprocv3.ExternalProcessor_ProcessClient, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+func roundTrip(t testing.TB, st extprocv3.ExternalProcessor_ProcessClient, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	t.Helper()
 	if err := st.Send(req); err != nil {
 		t.Fatal(err)

@@ -8,21 +8,26 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/guard"
-	"github.com/sluicedb/sluice/policy"
 )
 
 func guardedSession(t *testing.T, l guard.Limits) *Session {
 	t.Helper()
-	set, err := cedar.Default()
-	if err != nil {
+	return sessionFor(t, session.Target{Name: "demo", Protocol: "postgres", Database: "app", Guardrails: l}, "analysts")
+}
+
+// queried is a ready guarded session that sent "SELECT 1", and its output.
+func queried(t *testing.T, l guard.Limits) (*Session, *session.Output) {
+	t.Helper()
+	s := guardedSession(t, l)
+	ready(t, s)
+	var out session.Output
+	if err := s.FromClient(enc(t, &pgproto3.Query{String: "SELECT 1"}), &out); err != nil {
 		t.Fatal(err)
 	}
-	target := session.Target{Name: "demo", Protocol: "postgres", Database: "app", Guardrails: l}
-	auth := policy.NewEngine(set).Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target)
-	return NewSession(Config{Target: target, Authorizer: auth, MaxFrame: 1 << 20})
+	out.Reset()
+	return s, &out
 }
 
 // received decodes what the client was sent.
@@ -86,17 +91,11 @@ func resultOf(t *testing.T, rows int, status byte) []byte {
 // arrive whole or streamed in pieces.
 func TestRowLimitCutsResult(t *testing.T) {
 	for _, chunk := range []int{1 << 20, 7} {
-		s := guardedSession(t, guard.Limits{MaxRows: 3})
-		ready(t, s)
-		var out session.Output
-		if err := s.FromClient(enc(t, &pgproto3.Query{String: "SELECT 1"}), &out); err != nil {
-			t.Fatal(err)
-		}
-		out.Reset()
+		s, out := queried(t, guard.Limits{MaxRows: 3})
 		srv := resultOf(t, 5, 'I')
 		for len(srv) > 0 {
 			n := min(chunk, len(srv))
-			if err := s.FromServer(srv[:n], &out); err != nil {
+			if err := s.FromServer(srv[:n], out); err != nil {
 				t.Fatal(err)
 			}
 			srv = srv[n:]
@@ -113,11 +112,11 @@ func TestRowLimitCutsResult(t *testing.T) {
 		}
 		// The connection goes on.
 		out.Reset()
-		if err := s.FromClient(enc(t, &pgproto3.Query{String: "SELECT 2"}), &out); err != nil || len(out.ToServer) == 0 {
+		if err := s.FromClient(enc(t, &pgproto3.Query{String: "SELECT 2"}), out); err != nil || len(out.ToServer) == 0 {
 			t.Fatalf("next query: %v", err)
 		}
 		out.Reset()
-		if err := s.FromServer(resultOf(t, 2, 'I'), &out); err != nil {
+		if err := s.FromServer(resultOf(t, 2, 'I'), out); err != nil {
 			t.Fatal(err)
 		}
 		if got := kinds(received(t, out.ToClient)); got != "TDDCZI" {
@@ -130,14 +129,8 @@ func TestRowLimitCutsResult(t *testing.T) {
 // the client believes it did: sluice sends a failing statement, drops its
 // error and forwards its ReadyForQuery (status E).
 func TestRowLimitInTransactionAbortsIt(t *testing.T) {
-	s := guardedSession(t, guard.Limits{MaxBytes: 40})
-	ready(t, s)
-	var out session.Output
-	if err := s.FromClient(enc(t, &pgproto3.Query{String: "SELECT 1"}), &out); err != nil {
-		t.Fatal(err)
-	}
-	out.Reset()
-	if err := s.FromServer(resultOf(t, 5, 'T'), &out); err != nil {
+	s, out := queried(t, guard.Limits{MaxBytes: 40})
+	if err := s.FromServer(resultOf(t, 5, 'T'), out); err != nil {
 		t.Fatal(err)
 	}
 	ms := received(t, out.ToClient)
@@ -147,13 +140,13 @@ func TestRowLimitInTransactionAbortsIt(t *testing.T) {
 	if e := ms[3].(*pgproto3.ErrorResponse); !strings.Contains(e.Message, "guardrails.max_bytes is 40 bytes") {
 		t.Fatalf("error: %+v", e)
 	}
-	be := pgproto3.NewBackend(bytes.NewReader(out.ToServer), nil)
-	m, err := be.Receive()
-	if q, ok := m.(*pgproto3.Query); err != nil || !ok || !strings.HasPrefix(q.String, "DO $sluice$ BEGIN RAISE EXCEPTION") {
-		t.Fatalf("to the server: %T %v", m, err)
+	if ms := backend(t, out.ToServer); len(ms) == 0 {
+		t.Fatal("nothing to the server")
+	} else if q, ok := ms[0].(*pgproto3.Query); !ok || !strings.HasPrefix(q.String, "DO $sluice$ BEGIN RAISE EXCEPTION") {
+		t.Fatalf("to the server: %T", ms[0])
 	}
 	out.Reset()
-	if err := s.FromServer(enc(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "P0001", Message: "sluice cut…"}, &pgproto3.ReadyForQuery{TxStatus: 'E'}), &out); err != nil {
+	if err := s.FromServer(enc(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "P0001", Message: "sluice cut…"}, &pgproto3.ReadyForQuery{TxStatus: 'E'}), out); err != nil {
 		t.Fatal(err)
 	}
 	if got := kinds(received(t, out.ToClient)); got != "ZE" {

@@ -10,23 +10,15 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
 
-	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
-	"github.com/sluicedb/sluice/policy"
 )
 
 const testPassword = "s3cr3t-broker-pw"
 
 func newBrokeredSession(t *testing.T) *Session {
 	t.Helper()
-	set, err := cedar.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	login := &session.Login{User: "reader", Password: session.Secret(testPassword)}
-	target := session.Target{Name: "demo", Protocol: "postgres", Database: "app", Login: login}
-	auth := policy.NewEngine(set).Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target)
-	return NewSession(Config{Target: target, Authorizer: auth})
+	return sessionFor(t, session.Target{Name: "demo", Protocol: "postgres", Database: "app", Login: login}, "analysts")
 }
 
 // backend decodes what sluice sent the server, as the server would.

@@ -28,11 +28,17 @@ func enc(t testing.TB, msgs ...interface{ Encode([]byte) ([]byte, error) }) []by
 
 func newTestSession(t testing.TB, groups ...string) *Session {
 	t.Helper()
+	return sessionFor(t, session.Target{Name: "demo", Protocol: "postgres", Database: "app"}, groups...)
+}
+
+// sessionFor is a session to target for an agent in groups, under the
+// default policies.
+func sessionFor(t testing.TB, target session.Target, groups ...string) *Session {
+	t.Helper()
 	set, err := cedar.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := session.Target{Name: "demo", Protocol: "postgres", Database: "app"}
 	auth := policy.NewEngine(set).Session(session.Identity{Subject: "a", Groups: groups}, target)
 	return NewSession(Config{Target: target, Authorizer: auth, MaxFrame: 1 << 20})
 }
