@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"slices"
 	"sort"
@@ -21,11 +22,16 @@ import (
 	"github.com/sluicedb/sluice/policy"
 )
 
-// Snapshot is what a loader reads: relations with their columns, and tags
-// from column comments.
+// Snapshot is what a loader reads: relations with their columns, tags
+// from column comments, view definitions, rules, table inheritance and the
+// names of user-defined functions (see policy.StaticCatalog).
 type Snapshot struct {
 	Relations map[string][]string
 	Tags      map[string]map[string]string
+	Views     map[string]string
+	Rules     map[string][]string
+	Parents   map[string][]string
+	Functions map[string]bool
 }
 
 // Loader reads a catalog snapshot from a database.
@@ -87,9 +93,9 @@ func (s *Source) reload(ctx context.Context) error {
 		return nil
 	}
 	c := policy.NewStaticCatalog(gen, snap.Relations)
-	c.Tags = snap.Tags
+	c.Tags, c.Views, c.RuleDefs, c.Parents, c.Functions = snap.Tags, snap.Views, snap.Rules, snap.Parents, snap.Functions
 	s.cur.Store(c)
-	s.log.Info("catalog loaded", "target", s.name, "relations", len(snap.Relations), "tagged_columns", len(snap.Tags))
+	s.log.Info("catalog loaded", "target", s.name, "relations", len(snap.Relations), "tagged_columns", len(snap.Tags), "views", len(snap.Views))
 	return nil
 }
 
@@ -115,25 +121,25 @@ func (s *Source) Run(ctx context.Context, every time.Duration) {
 // fingerprint identifies a snapshot's content; 0 is reserved for empty.
 func fingerprint(snap Snapshot) uint64 {
 	h := fnv.New64a()
-	for _, m := range []map[string][]string{snap.Relations} {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(h, "%s(%v)", k, m[k])
-		}
-	}
-	tkeys := make([]string, 0, len(snap.Tags))
-	for k := range snap.Tags {
-		tkeys = append(tkeys, k)
-	}
-	sort.Strings(tkeys)
-	for _, k := range tkeys {
-		fmt.Fprintf(h, "%s%v", k, snap.Tags[k])
-	}
+	hashMap(h, "relations", snap.Relations)
+	hashMap(h, "tags", snap.Tags)
+	hashMap(h, "views", snap.Views)
+	hashMap(h, "rules", snap.Rules)
+	hashMap(h, "parents", snap.Parents)
+	hashMap(h, "functions", snap.Functions)
 	return h.Sum64() | 1
+}
+
+func hashMap[V any](h io.Writer, name string, m map[string]V) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(h, "%s:%d;", name, len(keys))
+	for _, k := range keys {
+		fmt.Fprintf(h, "%q=%v;", k, m[k])
+	}
 }
 
 const pgQuery = `
@@ -149,6 +155,34 @@ WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
 GROUP BY 1, 2`
 
+// pgViewsQuery reads view and materialized view definitions outside the
+// system schemas. With an empty search_path pg_get_viewdef qualifies every
+// relation with its schema, so the analyzer resolves them without one.
+const pgViewsQuery = `
+SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+
+// pgRulesQuery reads the rules on tables (a view's own _RETURN rule is its
+// definition).
+const pgRulesQuery = `
+SELECT n.nspname, c.relname, pg_catalog.pg_get_ruledef(r.oid)
+FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE r.rulename <> '_RETURN'`
+
+// pgParentsQuery reads table inheritance (partitions and INHERITS).
+const pgParentsQuery = `
+SELECT cn.nspname, c.relname, pn.nspname, p.relname
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace`
+
+// pgFunctionsQuery reads the names of functions outside the system schemas.
+const pgFunctionsQuery = `
+SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`
+
 // Postgres loads relations and columns from a PostgreSQL database.
 func Postgres(url string) Loader {
 	return func(ctx context.Context) (Snapshot, error) {
@@ -158,6 +192,9 @@ func Postgres(url string) Loader {
 			return snap, fmt.Errorf("cannot connect for the catalog: %w", err)
 		}
 		defer conn.Close(ctx)
+		if err := pgExtras(ctx, conn, &snap); err != nil {
+			return snap, fmt.Errorf("cannot read the catalog: %w", err)
+		}
 		rows, err := conn.Query(ctx, pgQuery)
 		if err != nil {
 			return snap, fmt.Errorf("cannot read the catalog: %w", err)
@@ -181,6 +218,41 @@ func Postgres(url string) Loader {
 		}
 		return snap, nil
 	}
+}
+
+// pgExtras reads views, rules, inheritance and function names.
+func pgExtras(ctx context.Context, conn *pgx.Conn, snap *Snapshot) error {
+	if _, err := conn.Exec(ctx, "SET search_path = ''"); err != nil {
+		return err
+	}
+	snap.Views, snap.Rules, snap.Parents, snap.Functions = map[string]string{}, map[string][]string{}, map[string][]string{}, map[string]bool{}
+	var a, b, c, d string
+	if err := scanAll(ctx, conn, pgViewsQuery, func() { snap.Views[a+"."+b] = c }, &a, &b, &c); err != nil {
+		return err
+	}
+	if err := scanAll(ctx, conn, pgRulesQuery, func() { snap.Rules[a+"."+b] = append(snap.Rules[a+"."+b], c) }, &a, &b, &c); err != nil {
+		return err
+	}
+	if err := scanAll(ctx, conn, pgParentsQuery, func() { snap.Parents[a+"."+b] = append(snap.Parents[a+"."+b], c+"."+d) }, &a, &b, &c, &d); err != nil {
+		return err
+	}
+	return scanAll(ctx, conn, pgFunctionsQuery, func() { snap.Functions[a] = true }, &a)
+}
+
+// scanAll runs query and calls each after scanning a row into dest.
+func scanAll(ctx context.Context, conn *pgx.Conn, query string, each func(), dest ...any) error {
+	rows, err := conn.Query(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		each()
+	}
+	return rows.Err()
 }
 
 // MySQL loads tables and columns from information_schema (MySQL, MariaDB).
@@ -210,6 +282,27 @@ func MySQL(dsn string) Loader {
 				snap.Tags[k+"."+col] = tags
 			}
 		}
-		return snap, rows.Err()
+		if err := rows.Err(); err != nil {
+			return snap, fmt.Errorf("cannot read the catalog: %w", err)
+		}
+		// View definitions, every name qualified, for lineage through them.
+		vrows, err := db.QueryContext(ctx, `SELECT table_schema, table_name, view_definition FROM information_schema.views
+			WHERE table_schema NOT IN ('information_schema', 'mysql', 'performance_schema')`)
+		if err != nil {
+			return snap, fmt.Errorf("cannot read the catalog's views: %w", err)
+		}
+		defer vrows.Close()
+		snap.Views = map[string]string{}
+		for vrows.Next() {
+			var schema, view string
+			var def sql.NullString
+			if err := vrows.Scan(&schema, &view, &def); err != nil {
+				return snap, fmt.Errorf("cannot read the catalog's views: %w", err)
+			}
+			// A definition the catalog login may not see reads as empty:
+			// the view then cannot be traced and is refused.
+			snap.Views[schema+"."+view] = def.String
+		}
+		return snap, vrows.Err()
 	}
 }

@@ -43,7 +43,8 @@ func startApprovals(ctx context.Context, c *config.Config, engine *policy.Engine
 	if c.JWT.JWKSURI != "" {
 		keys = token.URLKeys(c.JWT.JWKSURI, c.Path(c.JWT.JWKSCAFile))
 	}
-	v := &token.Verifier{Issuer: c.JWT.Issuer, Audiences: c.JWT.Audiences, Keys: keys}
+	v := &token.Verifier{Issuer: c.JWT.Issuer, Audiences: c.JWT.Audiences, Keys: keys,
+		MaxTTL: time.Duration(c.JWT.MaxTTL), ClockSkew: time.Duration(c.JWT.ClockSkew)}
 	authn := approverAuth{v: v, groups: c.JWT.GroupsClaim}
 	authz := approverPolicy{engine}
 	cert, err := tls.LoadX509KeyPair(c.Path(c.Envoy.TLSCert), c.Path(c.Envoy.TLSKey))

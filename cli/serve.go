@@ -134,6 +134,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		PayloadKey:    envoy.PayloadKey,
 		GroupsKey:     c.JWT.GroupsClaim,
 		Audiences:     c.JWT.Audiences,
+		MaxTTL:        time.Duration(c.JWT.MaxTTL),
+		ClockSkew:     time.Duration(c.JWT.ClockSkew),
 		TraceDir:      *traceDir,
 	})
 	sessions.srv.Store(srv)

@@ -152,6 +152,14 @@ type JWT struct {
 	// JWKSCAFile verifies an https JWKS URL's server (default: the system's CAs).
 	JWKSCAFile  string `yaml:"jwks_ca_file,omitempty"`
 	GroupsClaim string `yaml:"groups_claim"`
+	// MaxTTL caps how long a token may still be valid when presented
+	// (its exp minus now; default 24h): a token without exp, or one
+	// minted to live longer, is refused by Envoy, sluice and the
+	// approvals API alike.
+	MaxTTL Duration `yaml:"max_ttl,omitempty"`
+	// ClockSkew is the leeway for exp (default 30s), the same in Envoy,
+	// sluice and the approvals API.
+	ClockSkew Duration `yaml:"clock_skew,omitempty"`
 }
 
 // Target is a database agents may reach.
@@ -259,6 +267,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.JWT.GroupsClaim == "" {
 		c.JWT.GroupsClaim = "groups"
+	}
+	if c.JWT.MaxTTL == 0 {
+		c.JWT.MaxTTL = Duration(24 * time.Hour)
+	}
+	if c.JWT.ClockSkew == 0 {
+		c.JWT.ClockSkew = Duration(30 * time.Second)
 	}
 	if c.ExtProc.Address == "" {
 		c.ExtProc.Address = c.ExtProc.Listen
@@ -420,6 +434,7 @@ func (c *Config) Target(name string) (session.Target, bool) {
 			for _, cr := range t.Credentials {
 				st.Logins = append(st.Logins, session.Login{Groups: cr.Groups, User: cr.User, Password: cr.password})
 			}
+			st.Aliases = c.aliasesOf(t)
 			return st, true
 		}
 	}
@@ -436,4 +451,16 @@ func (c *Config) Write(path string) error {
 		return fmt.Errorf("cannot write config: %w", err)
 	}
 	return nil
+}
+
+// aliasesOf names the other targets on the same database as t (protocol,
+// address and database alike).
+func (c *Config) aliasesOf(t Target) []string {
+	var out []string
+	for _, o := range c.Targets {
+		if o.Name != t.Name && o.Protocol == t.Protocol && strings.EqualFold(o.Address, t.Address) && o.Database == t.Database {
+			out = append(out, o.Name)
+		}
+	}
+	return out
 }

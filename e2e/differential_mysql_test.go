@@ -54,7 +54,9 @@ func TestDifferentialMariaDB(t *testing.T) {
 	}
 	cat := policy.NewStaticCatalog(1, cf.Catalog["demo-mysql"])
 	compareWithDatabase(t, "MariaDB", cf, set,
-		func(sql string) policy.Analysis { return policy.AnalyzeMySQL(sql, "sluice_demo", cat) },
+		func(sql string) policy.Analysis {
+			return policy.AnalyzeMySQL(sql, policy.MySQLSession{Database: "sluice_demo"}, cat)
+		},
 		func(role, sql string, rollback bool) error { return myRunAs(ctx, m, role, sql, rollback) })
 }
 

@@ -32,7 +32,9 @@ var shapes = []struct {
 }{
 	{"SELECT id, name, email, ssn FROM customers WHERE id <= 2 ORDER BY id", []string{"Customer 1", "c***@example.com", "*******6789"}},
 	{"SELECT * FROM customers WHERE id <= 2 ORDER BY id", []string{"Customer 2", "c***@example.com", "*******6789"}},
-	{"SELECT lower(email) AS e, upper(ssn) AS s FROM customers WHERE id <= 2", []string{"c***@example.com", "*******6789"}},
+	// Derived values keep nothing of the original: partial masks are for
+	// the bare column only.
+	{"SELECT lower(email) AS e, upper(ssn) AS s FROM customers WHERE id <= 2", []string{"[redacted]"}},
 	{"SELECT row_to_json(c) AS j FROM customers c WHERE id <= 2", nil},
 	{"SELECT c AS whole FROM customers c WHERE id <= 2", nil},
 	{"SELECT string_agg(email, ',') AS all_emails FROM customers WHERE id <= 2", nil},
@@ -41,7 +43,7 @@ var shapes = []struct {
 	{"WITH e AS (SELECT email, name FROM customers WHERE id <= 2) SELECT * FROM e", []string{"c***@example.com", "Customer 1"}},
 	{"SELECT name FROM customers WHERE id = 1 UNION ALL SELECT email FROM customers WHERE id = 2", nil},
 	{"SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.id <= 2", []string{"c***@example.com"}},
-	{"SELECT (SELECT ssn FROM customers WHERE id = o.customer_id) AS s FROM orders o WHERE o.customer_id <= 2", []string{"*******6789"}},
+	{"SELECT (SELECT ssn FROM customers WHERE id = o.customer_id) AS s FROM orders o WHERE o.customer_id <= 2", []string{"[redacted]"}},
 	{"COPY (SELECT id, email FROM customers WHERE id <= 2) TO STDOUT", []string{"c***@example.com"}},
 }
 

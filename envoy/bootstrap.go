@@ -247,7 +247,12 @@ func jwtFilter(c *config.Config) *jwtv3.JwtAuthentication {
 		},
 		Forward:           false,
 		PayloadInMetadata: PayloadKey,
-		ClockSkewSeconds:  30,
+		// The same leeway and lifetime cap sluice applies (config.JWT).
+		ClockSkewSeconds:  uint32(max(0, time.Duration(c.JWT.ClockSkew).Seconds())),
+		RequireExpiration: true,
+	}
+	if c.JWT.MaxTTL > 0 {
+		provider.MaxLifetime = durationpb.New(time.Duration(c.JWT.MaxTTL))
 	}
 	setJWKS(provider, c)
 	return &jwtv3.JwtAuthentication{

@@ -12,9 +12,20 @@ import (
 	"github.com/sluicedb/sluice/extproc/session"
 )
 
+// tokenRules are the checks sluice makes of a validated token's claims,
+// beyond Envoy's: its audience, and (the same as Envoy's) that it expires,
+// not too far ahead, within the same clock skew.
+type tokenRules struct {
+	payloadKey, groupsKey string
+	audiences             []string
+	maxTTL, skew          time.Duration
+	now                   func() time.Time
+}
+
 // identityFrom reads the claims Envoy's jwt_authn filter validated. Clients
 // cannot forge dynamic metadata, so a tunnel without it has no identity.
-func identityFrom(req *extprocv3.ProcessingRequest, payloadKey, groupsKey string, audiences []string) (session.Identity, error) {
+func identityFrom(req *extprocv3.ProcessingRequest, rules tokenRules) (session.Identity, error) {
+	payloadKey, groupsKey, audiences := rules.payloadKey, rules.groupsKey, rules.audiences
 	ns := req.GetMetadataContext().GetFilterMetadata()[JWTNamespace]
 	payload := ns.GetFields()[payloadKey].GetStructValue()
 	if payload == nil {
@@ -33,8 +44,21 @@ func identityFrom(req *extprocv3.ProcessingRequest, payloadKey, groupsKey string
 	if act, ok := claims["act"].(map[string]any); ok {
 		id.ActingFor, _ = act["sub"].(string)
 	}
-	if exp, ok := claims["exp"].(float64); ok {
-		id.Expiry = time.Unix(int64(exp), 0)
+	exp, ok := claims["exp"].(float64)
+	if !ok {
+		return session.Identity{}, errors.New("token has no exp claim: tokens must expire")
+	}
+	// The session may last as long as Envoy would accept the token.
+	id.Expiry = time.Unix(int64(exp), 0).Add(rules.skew)
+	now := time.Now()
+	if rules.now != nil {
+		now = rules.now()
+	}
+	if !now.Before(id.Expiry) {
+		return session.Identity{}, errors.New("token expired")
+	}
+	if rules.maxTTL > 0 && id.Expiry.Sub(now) > rules.maxTTL+rules.skew {
+		return session.Identity{}, fmt.Errorf("token lives longer than the gateway allows (jwt.max_ttl %s)", rules.maxTTL)
 	}
 	switch g := claims[groupsKey].(type) {
 	case nil:

@@ -73,6 +73,9 @@ type Config struct {
 	Protocols  map[string]NewSessionFunc // by session.Target.Protocol
 	PayloadKey string                    // jwt_authn payload_in_metadata key
 	GroupsKey  string                    // claim holding the agent's groups
+	// MaxTTL and ClockSkew are the token lifetime cap and exp leeway,
+	// the same as Envoy's jwt_authn (config.JWT).
+	MaxTTL, ClockSkew time.Duration
 	// Audiences are the token audiences accepted. sluice checks them, not
 	// jwt_authn, so that a token for another audience gets a 401 (as an
 	// unauthenticated request) rather than jwt_authn's 403.
@@ -244,6 +247,7 @@ type tunnel struct {
 	clientOpen    bool   // response headers answered: bytes may go to the client
 	pendingClient []byte // bytes for the client before it was open
 	reqDone       bool   // end_of_stream sent toward the server
+	expired       bool   // the token expired before the client's first bytes
 	respDone      bool   // end_of_stream sent toward the client
 	trace         *traceFile
 }
@@ -292,7 +296,8 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	if headers[":method"] != "CONNECT" {
 		return true, t.refuse(typev3.StatusCode_MethodNotAllowed, "sluice carries database tunnels: use CONNECT")
 	}
-	id, err := identityFrom(req, t.srv.cfg.PayloadKey, t.srv.cfg.GroupsKey, t.srv.cfg.Audiences)
+	c := &t.srv.cfg
+	id, err := identityFrom(req, tokenRules{payloadKey: c.PayloadKey, groupsKey: c.GroupsKey, audiences: c.Audiences, maxTTL: c.MaxTTL, skew: c.ClockSkew})
 	if err != nil {
 		return true, t.refuse(typev3.StatusCode_Unauthorized, err.Error())
 	}
@@ -355,9 +360,11 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		t.timer = time.AfterFunc(time.Until(id.Expiry), t.expire)
 	}
 	if dir := t.srv.cfg.TraceDir; dir != "" {
-		tr, err := openTrace(dir, headers["x-request-id"], TraceHeader{
-			Target: target.Name, Protocol: target.Protocol, Agent: id.Subject, Groups: id.Groups, Database: target.Database,
-		})
+		h := TraceHeader{Target: target.Name, Protocol: target.Protocol, Agent: id.Subject, Groups: id.Groups, Database: target.Database}
+		if login != nil {
+			h.Login = login.User
+		}
+		tr, err := openTrace(dir, headers["x-request-id"], h)
 		if err != nil {
 			t.log.Warn("no wire trace", "err", err)
 		}
@@ -393,7 +400,13 @@ func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
 	}
 	t.out.Reset()
 	var err error
-	if fromClient {
+	if fromClient && t.expired {
+		// The token expired before the client spoke.
+		t.bytesIn += int64(len(b.Body))
+		if e, ok := t.sess.(session.Expirer); ok {
+			e.Expire("the agent's token expired: reconnect with a fresh token", &t.out)
+		}
+	} else if fromClient {
 		t.bytesIn += int64(len(b.Body))
 		err = t.sess.FromClient(b.Body, &t.out)
 	} else {
@@ -481,6 +494,12 @@ func (t *tunnel) expire() {
 	defer t.mu.Unlock()
 	e, ok := t.sess.(session.Expirer)
 	if !ok {
+		return
+	}
+	if t.bytesIn == 0 {
+		// Envoy takes no reply toward the database before the client's first
+		// bytes: the session ends when they come.
+		t.expired = true
 		return
 	}
 	t.log.Info("token expired; ending the session")

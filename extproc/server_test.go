@@ -1,6 +1,7 @@
 package extproc_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -45,6 +46,7 @@ func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
 			return postgres.NewSession(postgres.Config{Target: tg, Authorizer: a, Logger: l})
 		}},
 		PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},
+		MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
 	})
 	c, _ := dial(t, srv)
 	return c
@@ -81,6 +83,14 @@ func headers(authority string, claims map[string]any) *extprocv3.ProcessingReque
 	if claims != nil {
 		if _, ok := claims["aud"]; !ok {
 			claims["aud"] = []any{"other", "sluice"}
+		}
+		if _, ok := claims["exp"]; !ok {
+			claims["exp"] = float64(time.Now().Add(30 * time.Minute).Unix())
+		}
+		for k, v := range claims {
+			if v == nil {
+				delete(claims, k)
+			}
 		}
 		payload, _ := structpb.NewStruct(claims)
 		req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
@@ -126,6 +136,11 @@ func TestRefusedAtHeaders(t *testing.T) {
 		"wrong audience": {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "aud": "other"}), typev3.StatusCode_Unauthorized},
 		"no audience":    {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "aud": nil}), typev3.StatusCode_Unauthorized},
 		"no db login":    {headers("locked", map[string]any{"sub": "a", "groups": []any{"analysts"}}), typev3.StatusCode_Forbidden},
+		// Tokens must expire, within the cap, and are judged with Envoy's skew.
+		"no exp":            {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "exp": nil}), typev3.StatusCode_Unauthorized},
+		"expired past skew": {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "exp": float64(time.Now().Add(-time.Minute).Unix())}), typev3.StatusCode_Unauthorized},
+		"lives too long":    {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "exp": float64(time.Now().Add(3 * time.Hour).Unix())}), typev3.StatusCode_Unauthorized},
+		"exp not a number":  {headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "exp": "tomorrow"}), typev3.StatusCode_Unauthorized},
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp := roundTrip(t, open(t, c), tc.req)
@@ -134,6 +149,16 @@ func TestRefusedAtHeaders(t *testing.T) {
 				t.Fatalf("got %v, want immediate %v", resp, tc.code)
 			}
 		})
+	}
+}
+
+// A token Envoy accepts within its clock skew is accepted by sluice too.
+func TestTokenWithinSkewAccepted(t *testing.T) {
+	c := startServer(t)
+	exp := float64(time.Now().Add(-10 * time.Second).Unix())
+	resp := roundTrip(t, open(t, c), headers("demo", map[string]any{"sub": "a", "groups": []any{"analysts"}, "exp": exp}))
+	if resp.GetRequestHeaders() == nil {
+		t.Fatalf("token expired 10 s ago, within the 30 s skew: %v", resp)
 	}
 }
 
@@ -169,7 +194,8 @@ func TestTunnelFlow(t *testing.T) {
 	}
 	start, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u"}}).Encode(nil)
 	resp = roundTrip(t, st, body(true, start, false))
-	if got := resp.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse(); string(got.GetBody()) != string(start) {
+	// Forwarded with sluice's pinned settings after the client's own.
+	if got := resp.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody(); !bytes.Contains(got, start[8:len(start)-1]) || !bytes.Contains(got, []byte("standard_conforming_strings\x00on\x00")) {
 		t.Fatalf("startup not forwarded: %v", resp)
 	}
 	// The client's FIN must reach the server.

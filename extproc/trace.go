@@ -31,6 +31,9 @@ type TraceHeader struct {
 	Agent    string   `json:"agent"`
 	Groups   []string `json:"groups,omitempty"`
 	Database string   `json:"database,omitempty"`
+	// Login is the database user sluice logged in as for the agent (a
+	// brokered login), whose credentials the trace leaves out.
+	Login string `json:"login,omitempty"`
 }
 
 type traceFile struct {

@@ -19,6 +19,7 @@ const (
 	ObjectSchema
 	ObjectTable
 	ObjectFunction
+	ObjectColumn
 )
 
 func (k ObjectKind) String() string {
@@ -29,17 +30,21 @@ func (k ObjectKind) String() string {
 		return "table"
 	case ObjectFunction:
 		return "function"
+	case ObjectColumn:
+		return "column"
 	}
 	return "target"
 }
 
 // Object is a database object a statement touches. Schema is empty for
 // targets and for objects that are not schema-qualified in the database's
-// model (functions are named by their unqualified name).
+// model (functions are named by their unqualified name). A column is named
+// by its table (Name) and Column.
 type Object struct {
 	Kind   ObjectKind
 	Schema string
 	Name   string
+	Column string
 }
 
 func (o Object) String() string {
@@ -50,6 +55,8 @@ func (o Object) String() string {
 		return "schema " + o.Name
 	case ObjectFunction:
 		return "function " + o.Name
+	case ObjectColumn:
+		return fmt.Sprintf("column %s.%s.%s", o.Schema, o.Name, o.Column)
 	}
 	return fmt.Sprintf("table %s.%s", o.Schema, o.Name)
 }
@@ -77,18 +84,25 @@ type Statement struct {
 	Bounded bool
 	// CopyFormat is the data format of a COPY ("text", "csv", "binary").
 	CopyFormat string
-	// Settings are the session settings a SET (or RESET) changes, for the
-	// guardrails that hold some of them (statement timeouts).
+	// Settings are the session settings a SET, RESET or set_config
+	// changes: sluice pins those that change how the server reads SQL, and
+	// the guardrails hold the statement timeout.
 	Settings []Setting
+	// Effects are changes to session state the wire session follows once
+	// the server confirms the statement (cursors, prepared statements, the
+	// default database, lexical settings).
+	Effects []Effect
 }
 
 // Setting is one session setting a statement changes.
 type Setting struct {
-	Name string // lower case
+	Name string // lower case; "" with Computed for set_config(expr, …)
 	// Value is the new value as written (a constant); Default is set for
-	// RESET and SET … TO DEFAULT; neither means the value is an expression.
-	Value   string
-	Default bool
+	// RESET and SET … TO DEFAULT; Computed means the value (or, without a
+	// Name, the setting itself) is an expression sluice cannot know.
+	Value    string
+	Default  bool
+	Computed bool
 }
 
 // Analysis is what a whole SQL string does: every statement in it.

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -18,6 +19,11 @@ func (c Column) String() string { return c.Schema + "." + c.Table + "." + c.Name
 type Output struct {
 	Name    string
 	Sources []Column
+	// Bare: each value is one source column's value as stored (the column
+	// itself, aliased, passed through subqueries, or cast to text). Only a
+	// bare column may keep part of its value when masked; anything derived
+	// from it (reverse, substr, concatenation, aggregates) may not.
+	Bare bool
 }
 
 // Catalog is what the analyzer knows of a target's schema: the relations
@@ -72,8 +78,18 @@ type StaticCatalog struct {
 	Gen       uint64
 	Relations map[string][]string // "schema.relation" → columns
 	// Tags are column tags from comments: "schema.relation.column" → tags.
-	Tags   map[string]map[string]string
-	byName map[string][]string // relation → schemas, built by NewStaticCatalog
+	Tags map[string]map[string]string
+	// Views are view definitions: "schema.view" → query (ViewDefiner).
+	Views map[string]string
+	// RuleDefs are rules on tables: "schema.table" → CREATE RULE texts.
+	RuleDefs map[string][]string
+	// Parents are the tables a table inherits from (partitions, INHERITS):
+	// "schema.table" → "schema.parent"; their column tags apply to it.
+	Parents map[string][]string
+	// Functions are the names of functions outside the system schemas: a
+	// call to one of these names is never taken for a builtin.
+	Functions map[string]bool
+	byName    map[string][]string // relation → schemas, built by NewStaticCatalog
 }
 
 // NewStaticCatalog indexes relations ("schema.relation" → columns).
@@ -111,10 +127,46 @@ func (c *StaticCatalog) SchemasWith(rel string) []string {
 	return out
 }
 
-// ColumnTags implements ColumnTagger.
+// ColumnTags implements ColumnTagger: the column's own tags, and those of
+// the same column in the tables it inherits from (a partition is the data
+// of its parent).
 func (c *StaticCatalog) ColumnTags(schema, rel, col string) map[string]string {
-	return c.Tags[schema+"."+rel+"."+col]
+	tags := c.Tags[schema+"."+rel+"."+col]
+	seen := map[string]bool{}
+	queue := slices.Clone(c.Parents[schema+"."+rel])
+	for len(queue) > 0 && len(seen) < 64 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		for k, v := range c.Tags[p+"."+col] {
+			if tags == nil || tags[k] == "" {
+				tags = maps.Clone(tags)
+				if tags == nil {
+					tags = map[string]string{}
+				}
+				tags[k] = v
+			}
+		}
+		queue = append(queue, c.Parents[p]...)
+	}
+	return tags
 }
+
+// ViewDefinition implements ViewDefiner.
+func (c *StaticCatalog) ViewDefinition(schema, rel string) (string, bool) {
+	d, ok := c.Views[schema+"."+rel]
+	return d, ok
+}
+
+// Rules implements RuleDefiner.
+func (c *StaticCatalog) Rules(schema, rel string) []string { return c.RuleDefs[schema+"."+rel] }
+
+// UserFunction reports whether a function of that name exists outside the
+// system schemas.
+func (c *StaticCatalog) UserFunction(name string) bool { return c.Functions[name] }
 
 // Generation implements Catalog.
 func (c *StaticCatalog) Generation() uint64 { return c.Gen }
@@ -138,7 +190,12 @@ func resolveRelation(cat Catalog, schema, rel string) (string, error) {
 	found := cat.SchemasWith(rel)
 	for _, sys := range systemSchemas {
 		if slices.Contains(found, sys) {
-			return sys, nil
+			if len(found) == 1 {
+				return sys, nil
+			}
+			// pg_catalog comes first unless a search_path names it later,
+			// so a user relation named like a system one is refused.
+			return "", fmt.Errorf("unqualified name %q exists in schemas %s: qualify it with its schema", rel, strings.Join(found, ", "))
 		}
 	}
 	switch len(found) {

@@ -53,6 +53,9 @@ type Decision struct {
 	Tables []string
 	// Masked lists, per statement, the result columns to mask.
 	Masked [][]MaskedColumn
+	// Effects lists, per statement, the session state it changes (nil when
+	// no statement changes any).
+	Effects [][]Effect
 	// Shadow is set when the policy set only observes: Outcome is Allow and
 	// WouldBe says what enforcement would have decided.
 	Shadow  bool

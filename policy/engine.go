@@ -61,7 +61,9 @@ type Authorizer struct {
 	ancestors []cedargo.EntityUID
 	tgt       cedargo.Entity
 	catalog   CatalogSource
-	database  string // MySQL default database, tracked by the session
+	// env is the MySQL session's state that decides how SQL reads (default
+	// database, sql_mode, server version), tracked by the wire session.
+	env MySQLSession
 
 	// memo remembers this session's recent decisions: a decision is a pure
 	// function of the policy set, catalog snapshot, database and text —
@@ -77,7 +79,7 @@ type Authorizer struct {
 type memoKey struct {
 	set        *cedar.Set
 	generation uint64
-	database   string
+	env        MySQLSession
 	sql        string
 	shadow     bool
 }
@@ -106,7 +108,7 @@ func (e *Engine) Session(id session.Identity, t session.Target) *Authorizer {
 			Attributes: cedargo.NewRecord(cedargo.RecordMap{"protocol": cedargo.String(t.Protocol)}),
 			Tags:       cedargo.NewRecord(tags),
 		},
-		database: t.Database,
+		env: MySQLSession{Database: t.Database},
 	}
 	if src, ok := e.catalogs.Load(t.Name); ok {
 		a.catalog = src.(CatalogSource)
@@ -131,7 +133,17 @@ func ancestors(ents cedargo.EntityMap, groups []cedargo.EntityUID) []cedargo.Ent
 }
 
 // SetDatabase records the session's default database (MySQL USE).
-func (a *Authorizer) SetDatabase(db string) { a.database = db }
+func (a *Authorizer) SetDatabase(db string) { a.env.Database = db }
+
+// SetSQLMode records the session's sql_mode (MySQL), as the server
+// confirmed it.
+func (a *Authorizer) SetSQLMode(m SQLMode) { a.env.Mode = m }
+
+// SetServer records the MySQL server's version number and kind, which
+// decide the executable comments that run.
+func (a *Authorizer) SetServer(version int, mariadb bool) {
+	a.env.Version, a.env.MariaDB = version, mariadb
+}
 
 // AuthorizeConnect decides whether the principal may open a session.
 func (a *Authorizer) AuthorizeConnect() Decision {
@@ -174,7 +186,7 @@ func (e *Engine) AuthorizeApprove(subject string, groups []string, target string
 // statement in it is allowed.
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 	set := a.engine.set.Load()
-	key := memoKey{set: set, database: a.database, sql: sql, shadow: a.engine.shadow.Load()}
+	key := memoKey{set: set, env: a.env, sql: sql, shadow: a.engine.shadow.Load()}
 	if a.catalog != nil {
 		if c := a.catalog.Current(); c != nil {
 			key.generation = c.Generation()
@@ -219,11 +231,11 @@ func (a *Authorizer) analyze(sql string) Analysis {
 	if a.catalog != nil {
 		cat = a.catalog.Current()
 	}
-	an := a.engine.cache.get(a.target.Protocol, a.database, sql, cat)
+	an := a.engine.cache.get(a.target.Protocol, a.env, sql, cat)
 	if errors.Is(an.Err, ErrUnknownRelation) && a.catalog != nil {
 		// The relation may be newer than the snapshot: refresh once.
 		if fresh := a.catalog.Refresh(); fresh != nil && (cat == nil || fresh.Generation() != cat.Generation()) {
-			an = a.engine.cache.get(a.target.Protocol, a.database, sql, fresh)
+			an = a.engine.cache.get(a.target.Protocol, a.env, sql, fresh)
 		}
 	}
 	return an
@@ -291,6 +303,9 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 	var approvalReason string
 	for _, st := range stmts {
 		out.Kinds = append(out.Kinds, st.Kind)
+		if err := checkLexical(a.target.Protocol, st); err != nil {
+			return Decision{Outcome: Deny, Reason: err.Error(), Policies: []string{PinnedPolicy}, Kinds: out.Kinds, Tables: out.Tables}
+		}
 		if err := a.checkSettings(st); err != nil {
 			return Decision{Outcome: Deny, Reason: err.Error(), Policies: []string{GuardrailsPolicy}, Kinds: out.Kinds, Tables: out.Tables}
 		}
@@ -305,7 +320,7 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 			}
 			return m
 		}
-		for _, r := range st.Requests {
+		for _, r := range append(slices.Clip(st.Requests), columnRequests(st)...) {
 			if r.Object.Kind == ObjectTable {
 				if name := r.Object.Schema + "." + r.Object.Name; !slices.Contains(out.Tables, name) {
 					out.Tables = append(out.Tables, name)
@@ -349,6 +364,7 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 		seen = map[string]bool{}
 		addIDs(approvalIDs)
 	}
+	out.Effects = effectsOf(stmts)
 	return out
 }
 
@@ -387,7 +403,13 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 			}
 		}
 		if len(hidden) > 0 {
-			masked = append(masked, MaskedColumn{Index: i, Name: o.Name, Sources: hidden, Strategy: a.strategy(hidden, d)})
+			strategy := a.strategy(hidden, d)
+			if !o.Bare && keepsPart(strategy) {
+				// Part of a value is safe to show only for the value itself:
+				// reverse(email) or substr(ssn, 1, 5) would show the rest.
+				strategy = "redact"
+			}
+			masked = append(masked, MaskedColumn{Index: i, Name: o.Name, Sources: hidden, Strategy: strategy})
 		}
 	}
 	if len(masked) > 0 && !st.Lineage {
@@ -433,36 +455,7 @@ func (a *Authorizer) expand(c Column, set *cedar.Set) []Column {
 	if c.Name != "*" {
 		return []Column{c}
 	}
-	prefix := a.target.Name + "/" + c.Schema + "." + c.Table + "."
-	out := []Column{c}
-	for uid := range set.Entities {
-		if uid.Type == cedar.TypeColumn && strings.HasPrefix(string(uid.ID), prefix) {
-			out = append(out, Column{Schema: c.Schema, Table: c.Table, Name: strings.TrimPrefix(string(uid.ID), prefix)})
-		}
-	}
-	return out
-}
-
-func (a *Authorizer) columnUID(c Column, ents *overlay) cedargo.EntityUID {
-	table := a.resource(Object{Kind: ObjectTable, Schema: c.Schema, Name: c.Table}, ents)
-	uid := cedargo.NewEntityUID(cedar.TypeColumn, cedargo.String(a.target.Name+"/"+c.Schema+"."+c.Table+"."+c.Name))
-	_, declared := ents.base[uid]
-	ents.ensure(uid, table)
-	if !declared && a.catalog != nil {
-		// Tags from column comments, where entity files say nothing.
-		if tg, ok := a.catalog.Current().(ColumnTagger); ok {
-			if tags := tg.ColumnTags(c.Schema, c.Table, c.Name); len(tags) > 0 {
-				e := ents.local[uid]
-				rm := cedargo.RecordMap{}
-				for k, v := range tags {
-					rm[cedargo.String(k)] = cedargo.String(v)
-				}
-				e.Tags = cedargo.NewRecord(rm)
-				ents.local[uid] = e
-			}
-		}
-	}
-	return uid
+	return append([]Column{c}, a.declaredColumns(c.Schema, c.Table, set)...)
 }
 
 // resource returns the Cedar UID for o, adding the entities that place it in
@@ -472,6 +465,8 @@ func (a *Authorizer) resource(o Object, ents *overlay) cedargo.EntityUID {
 	switch o.Kind {
 	case ObjectTarget:
 		return a.tgt.UID
+	case ObjectColumn:
+		return a.columnUID(Column{Schema: o.Schema, Table: o.Name, Name: o.Column}, ents)
 	case ObjectFunction:
 		uid := cedargo.NewEntityUID(cedar.TypeFunction, cedargo.String(tname+"/"+o.Name))
 		ents.ensure(uid, a.tgt.UID)
@@ -525,7 +520,7 @@ func (o *overlay) ensure(uid, parent cedargo.EntityUID) {
 	o.local[uid] = e
 }
 
-// analysisCache keeps analyses by dialect, default database, catalog
+// analysisCache keeps analyses by dialect, MySQL session state, catalog
 // snapshot and text, so a repeated statement is not parsed again.
 type analysisCache struct {
 	mu  sync.Mutex
@@ -534,12 +529,13 @@ type analysisCache struct {
 }
 
 type cacheKey struct {
-	dialect, database, sql string
-	generation             uint64
+	dialect, sql string
+	env          MySQLSession
+	generation   uint64
 }
 
-func (c *analysisCache) get(dialect, database, sql string, cat Catalog) Analysis {
-	key := cacheKey{dialect: dialect, database: database, sql: sql}
+func (c *analysisCache) get(dialect string, env MySQLSession, sql string, cat Catalog) Analysis {
+	key := cacheKey{dialect: dialect, env: env, sql: sql}
 	if cat != nil {
 		key.generation = cat.Generation()
 	}
@@ -553,7 +549,7 @@ func (c *analysisCache) get(dialect, database, sql string, cat Catalog) Analysis
 	case "postgres":
 		a = AnalyzePostgres(sql, cat)
 	case "mysql":
-		a = AnalyzeMySQL(sql, database, cat)
+		a = AnalyzeMySQL(sql, env, cat)
 	default:
 		a = Analysis{Err: fmt.Errorf("no analyzer for protocol %q", dialect)}
 	}

@@ -48,7 +48,7 @@ func FuzzAnalyzeMySQL(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
 		for _, cat := range []Catalog{nil, fuzzCatalog} {
-			a := AnalyzeMySQL(sql, "sluice_demo", cat)
+			a := AnalyzeMySQL(sql, MySQLSession{Database: "sluice_demo"}, cat)
 			if a.Err == nil {
 				for _, st := range a.Statements {
 					if st.Kind == "" {

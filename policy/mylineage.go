@@ -2,10 +2,13 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/mysql"
 )
 
 // with registers a WITH clause's CTEs in sc (MySQL names fold case).
@@ -68,6 +71,7 @@ func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *scope) ([]Output, error) 
 		}
 		for j := range outs {
 			if j < len(o) {
+				outs[j].Bare = bareUnion(outs[j], o[j])
 				outs[j].Sources = union(outs[j].Sources, o[j].Sources...)
 			}
 		}
@@ -96,8 +100,10 @@ func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *scope) ([]Output, e
 					return nil, err
 				}
 				if i >= len(outs) {
-					outs = append(outs, Output{Name: fmt.Sprintf("column_%d", i)})
+					outs = append(outs, Output{Name: fmt.Sprintf("column_%d", i), Bare: true})
 				}
+				o := Output{Sources: src, Bare: a.bare(e, sc)}
+				outs[i].Bare = bareUnion(outs[i], o)
 				outs[i].Sources = union(outs[i].Sources, src...)
 			}
 		}
@@ -119,9 +125,10 @@ func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *scope) ([]Output, e
 			if err != nil {
 				return nil, err
 			}
-			outs = append(outs, Output{Name: fieldName(f), Sources: src})
+			outs = append(outs, Output{Name: fieldName(f), Sources: src, Bare: a.bare(f.Expr, sc)})
 		}
 	}
+	a.lockInfo(sel.LockInfo, sc)
 	steer := []ast.ExprNode{sel.Where}
 	if sel.GroupBy != nil {
 		for _, it := range sel.GroupBy.Items {
@@ -239,17 +246,54 @@ func (a *myAnalyzer) addTable(sc *scope, tn *ast.TableName, alias string) error 
 		return err
 	}
 	obj, _ := a.table(tn)
-	r := relation{alias: alias}
+	r := relation{alias: alias, obj: &obj}
 	if a.cat == nil {
 		r.table = &obj
 	} else {
-		names, _ := a.cat.Columns(obj.Schema, obj.Name)
-		for _, c := range names {
-			r.cols = append(r.cols, Output{Name: c, Sources: []Column{{Schema: obj.Schema, Table: obj.Name, Name: c}}})
+		var err error
+		if r.cols, err = a.relationColumns(obj); err != nil {
+			return err
 		}
 	}
 	sc.rels = append(sc.rels, r)
 	return nil
+}
+
+// relationColumns are a catalog relation's columns; a view's also derive
+// from what its definition reads.
+func (a *myAnalyzer) relationColumns(obj Object) ([]Output, error) {
+	names, _ := a.cat.Columns(obj.Schema, obj.Name)
+	cols := make([]Output, 0, len(names))
+	for _, c := range names {
+		cols = append(cols, Output{Name: c, Sources: []Column{{Schema: obj.Schema, Table: obj.Name, Name: c}}, Bare: true})
+	}
+	def, ok := viewDefinition(a.cat, obj)
+	if !ok {
+		return cols, nil
+	}
+	if a.views[obj] {
+		return nil, fmt.Errorf("view %s.%s is defined through itself", obj.Schema, obj.Name)
+	}
+	if len(a.views) >= maxViewDepth {
+		return nil, fmt.Errorf("views nest deeper than %d levels at %s.%s", maxViewDepth, obj.Schema, obj.Name)
+	}
+	// information_schema.VIEWS prints the definition with every name
+	// qualified, in the server's default mode.
+	p := parser.New()
+	stmts, _, err := p.ParseSQL(def)
+	if err != nil || len(stmts) != 1 {
+		return nil, fmt.Errorf("cannot trace view %s.%s: its definition does not parse: %v", obj.Schema, obj.Name, err)
+	}
+	inner := &myAnalyzer{db: obj.Schema, env: a.env, cat: a.cat, assigned: map[*ast.TableName]bool{}, work: a.work, views: maps.Clone(a.views)}
+	if inner.views == nil {
+		inner.views = map[Object]bool{}
+	}
+	inner.views[obj] = true
+	outs, err := inner.resultSet(stmts[0], nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot trace view %s.%s: %w", obj.Schema, obj.Name, err)
+	}
+	return throughView(obj, cols, outs), nil
 }
 
 func (a *myAnalyzer) uses(sc *scope, exprs ...ast.ExprNode) error {
@@ -270,33 +314,43 @@ func (a *myAnalyzer) uses(sc *scope, exprs ...ast.ExprNode) error {
 	return nil
 }
 
-// column resolves a column name through the scopes (MySQL column names are
-// case-insensitive).
+// column resolves a column name to the columns it reads.
 func (a *myAnalyzer) column(cn *ast.ColumnName, sc *scope) ([]Column, error) {
+	o, err := a.columnRef(cn, sc)
+	return o.Sources, err
+}
+
+// columnRef resolves a column name through the scopes (MySQL column names
+// are case-insensitive).
+func (a *myAnalyzer) columnRef(cn *ast.ColumnName, sc *scope) (Output, error) {
 	col := cn.Name.O
 	for s := sc; s != nil; s = s.parent {
 		if cn.Table.O == "" {
-			var found []Column
+			var found Output
 			n := 0
 			for _, r := range s.rels {
 				switch {
 				case r.opaque:
-					found = union(found, r.sources...)
-					n++
+					found.Sources = union(found.Sources, r.sources...)
+					n += 2 // never bare
 				case r.table != nil:
-					found = union(found, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
+					found.Sources = union(found.Sources, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
+					found.Bare = true
 					n++
 				default:
 					for _, c := range r.cols {
 						if strings.EqualFold(c.Name, col) {
-							found = union(found, c.Sources...)
+							found.Sources = union(found.Sources, c.Sources...)
+							found.Bare = c.Bare
 							n++
 						}
 					}
 				}
 			}
 			if n > 0 {
-				return found, nil // several matches: MySQL errors; all are taken
+				// Several matches: MySQL errors; all are taken.
+				found.Bare = found.Bare && n == 1
+				return found, nil
 			}
 			continue
 		}
@@ -306,19 +360,36 @@ func (a *myAnalyzer) column(cn *ast.ColumnName, sc *scope) ([]Column, error) {
 			}
 			switch {
 			case r.opaque:
-				return r.sources, nil
+				return Output{Sources: r.sources}, nil
 			case r.table != nil:
-				return []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: col}}, nil
+				return Output{Sources: []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: col}}, Bare: true}, nil
 			}
 			for _, c := range r.cols {
 				if strings.EqualFold(c.Name, col) {
-					return c.Sources, nil
+					return c, nil
 				}
 			}
-			return nil, &unknownColumnError{cn.Table.O + "." + col}
+			return Output{}, &unknownColumnError{cn.Table.O + "." + col}
 		}
 	}
-	return nil, &unknownColumnError{col}
+	return Output{}, &unknownColumnError{col}
+}
+
+// bare reports whether an expression's values are a column's values as
+// stored: a column reference, possibly cast to an unbounded character type.
+func (a *myAnalyzer) bare(e ast.ExprNode, sc *scope) bool {
+	switch v := e.(type) {
+	case *ast.ColumnNameExpr:
+		o, err := a.columnRef(v.Name, sc)
+		return err == nil && o.Bare
+	case *ast.ParenthesesExpr:
+		return a.bare(v.Expr, sc)
+	case *ast.FuncCastExpr:
+		if v.Tp != nil && v.Tp.GetType() == mysql.TypeVarString && v.Tp.GetFlen() < 0 {
+			return a.bare(v.Expr, sc)
+		}
+	}
+	return false
 }
 
 // expr returns the table columns an expression's value derives from.

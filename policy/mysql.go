@@ -9,11 +9,22 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/test_driver" // literal values in the AST
 )
 
-// AnalyzeMySQL parses sql with the TiDB parser (MySQL's grammar, including
-// executable comments /*! … */) and reports the same account as
-// AnalyzePostgres. database is the session's default database; cat, when
-// given, holds "database.table" → columns.
-func AnalyzeMySQL(sql, database string, cat Catalog) (a Analysis) {
+// MySQLSession is what of a MySQL session decides how its SQL reads.
+type MySQLSession struct {
+	Database string  // the default database
+	Mode     SQLMode // sql_mode, which changes lexing
+	// Version is the server's version number (MariaDB 10.11.19: 101119),
+	// which decides the /*!NNNNN … */ comments that run; 0 when unknown
+	// (offline analysis), when every executable comment is taken to run.
+	Version int
+	MariaDB bool
+}
+
+// AnalyzeMySQL parses sql with the TiDB parser (MySQL's grammar) under the
+// session's sql_mode, after opening executable comments exactly as the
+// server would, and reports the same account as AnalyzePostgres. cat,
+// when given, holds "database.table" → columns.
+func AnalyzeMySQL(sql string, env MySQLSession, cat Catalog) (a Analysis) {
 	// The TiDB parser panics on some literals (e.g. very long decimals); a
 	// statement sluice cannot parse is refused, never a crash.
 	defer func() {
@@ -21,91 +32,65 @@ func AnalyzeMySQL(sql, database string, cat Catalog) (a Analysis) {
 			a = Analysis{Err: fmt.Errorf("cannot parse statement: parser failed: %v", r)}
 		}
 	}()
-	p := parser.New()
-	stmts, _, err := p.ParseSQL(mariadbExecutableComments(sql))
+	text, err := openComments(sql, env)
 	if err != nil {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
-	for _, s := range stmts {
-		st, err := analyzeMyStatement(s, database, cat)
+	p := parser.New()
+	p.SetSQLMode(env.Mode.mode)
+	stmts, _, err := p.ParseSQL(text)
+	if err != nil {
+		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
+	}
+	db := env.Database
+	for i, s := range stmts {
+		st, err := analyzeMyStatement(s, MySQLSession{Database: db, Mode: env.Mode, Version: env.Version, MariaDB: env.MariaDB}, cat)
 		if err != nil {
 			return Analysis{Err: err}
+		}
+		for _, e := range st.Effects {
+			switch e.Kind {
+			case EffectUse:
+				db = e.Name // the server reads the rest in that database
+			case EffectSQLMode, EffectCharset:
+				if i < len(stmts)-1 {
+					// The server lexes the rest of the string under the new
+					// setting; only the last statement may change it.
+					return Analysis{Err: fmt.Errorf("a statement that changes sql_mode or the client character set must be the last of its string (%s)", PinnedPolicy)}
+				}
+			}
 		}
 		a.Statements = append(a.Statements, st)
 	}
 	return a
 }
 
-// mariadbExecutableComments turns MariaDB's /*M! … */ executable comments,
-// which MariaDB runs but the MySQL grammar treats as comments, into /*! … */
-// so the parser sees what MariaDB executes. Quotes and other comments are
-// skipped, so text inside them is left alone.
-func mariadbExecutableComments(sql string) string {
-	if !strings.Contains(sql, "/*M!") {
-		return sql
-	}
-	var b strings.Builder
-	for i := 0; i < len(sql); {
-		c := sql[i]
-		switch {
-		case c == '\'' || c == '"' || c == '`':
-			j := i + 1
-			for j < len(sql) && sql[j] != c {
-				if sql[j] == '\\' && c != '`' {
-					j++
-				}
-				j++
-			}
-			j = min(j+1, len(sql))
-			b.WriteString(sql[i:j])
-			i = j
-		case strings.HasPrefix(sql[i:], "/*M!"):
-			b.WriteString("/*!")
-			i += 4
-		case strings.HasPrefix(sql[i:], "/*") && !strings.HasPrefix(sql[i:], "/*!"):
-			end := strings.Index(sql[i+2:], "*/")
-			if end < 0 {
-				b.WriteString(sql[i:])
-				return b.String()
-			}
-			b.WriteString(sql[i : i+end+4])
-			i += end + 4
-		case c == '#' || strings.HasPrefix(sql[i:], "-- "):
-			end := strings.IndexByte(sql[i:], '\n')
-			if end < 0 {
-				b.WriteString(sql[i:])
-				return b.String()
-			}
-			b.WriteString(sql[i : i+end])
-			i += end
-		default:
-			b.WriteByte(c)
-			i++
-		}
-	}
-	return b.String()
-}
-
 type myAnalyzer struct {
 	db  string
+	env MySQLSession
 	cat Catalog
 	collector
 	assigned map[*ast.TableName]bool
 	work     *int
+	views    map[Object]bool // views being traced (a definition's analysis)
+	lockAll  bool            // FOR UPDATE / LOCK IN SHARE MODE without OF
 }
 
-func analyzeMyStatement(n ast.StmtNode, db string, cat Catalog) (Statement, error) {
-	return analyzeMyStatementWork(n, db, cat, new(int))
+func analyzeMyStatement(n ast.StmtNode, env MySQLSession, cat Catalog) (Statement, error) {
+	return analyzeMyStatementWork(n, env, cat, new(int))
 }
 
-func analyzeMyStatementWork(n ast.StmtNode, db string, cat Catalog, work *int) (Statement, error) {
-	a := &myAnalyzer{db: db, cat: cat, assigned: map[*ast.TableName]bool{}, work: work}
+func analyzeMyStatementWork(n ast.StmtNode, env MySQLSession, cat Catalog, work *int) (Statement, error) {
+	a := &myAnalyzer{db: env.Database, env: env, cat: cat, assigned: map[*ast.TableName]bool{}, work: work}
 	a.st.Lineage = cat != nil
 	if err := a.top(n); err != nil {
 		return Statement{}, err
 	}
 	if err := a.walk(n); err != nil {
 		return Statement{}, err
+	}
+	if a.lockAll {
+		a.lockReads()
 	}
 	return a.st, nil
 }
@@ -234,19 +219,23 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 	case *ast.UseStmt:
 		a.st.Kind = "use"
 		a.add("use", Object{Kind: ObjectSchema, Name: s.DBName})
+		a.st.Effects = []Effect{{Kind: EffectUse, Name: s.DBName}}
 	case *ast.SetStmt:
 		a.st.Kind = "set"
 		for _, v := range s.Variables {
 			a.add(mySetAction(v), target)
-			if v.IsSystem {
-				st := Setting{Name: strings.ToLower(v.Name)}
-				switch x := v.Value.(type) {
-				case *ast.DefaultExpr:
-					st.Default = true
-				case *test_driver.ValueExpr:
-					st.Value = fmt.Sprint(x.GetValue())
-				}
+			if st, ok := mySetting(v); ok {
 				a.st.Settings = append(a.st.Settings, st)
+				if !v.IsGlobal && !v.IsInstance && !st.Default && !st.Computed {
+					switch st.Name {
+					case "sql_mode":
+						if m, err := ParseSQLMode(st.Value); err == nil {
+							a.st.Effects = append(a.st.Effects, Effect{Kind: EffectSQLMode, Value: m.Text})
+						}
+					case "character_set_client", "names", "character set":
+						a.st.Effects = append(a.st.Effects, Effect{Kind: EffectCharset, Value: strings.ToLower(st.Value)})
+					}
+				}
 			}
 			if v.Value != nil {
 				// A value stored in a variable can be read back unmasked.
@@ -275,7 +264,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 			a.add("execute_dynamic", target) // text unknown until run
 			return nil
 		}
-		inner := AnalyzeMySQL(s.SQLText, a.db, a.cat)
+		inner := AnalyzeMySQL(s.SQLText, MySQLSession{Database: a.db, Mode: a.env.Mode, Version: a.env.Version, MariaDB: a.env.MariaDB}, a.cat)
 		if inner.Err != nil {
 			return inner.Err
 		}
@@ -303,11 +292,18 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 		}
 	case *ast.ShowStmt:
 		a.st.Kind = "show"
-		a.add("show", target)
+		switch s.Tp {
+		case ast.ShowProcessList, ast.ShowCreateUser, ast.ShowMasterStatus, ast.ShowBinlogStatus, ast.ShowReplicaStatus:
+			// Other sessions' statements, password hashes, replication
+			// state: server-wide, beyond any agent's task.
+			a.add("monitor", target)
+		default:
+			a.add("show", target)
+		}
 		a.assignAll(n)
 	case *ast.ExplainStmt:
 		a.st.Kind = "explain"
-		inner, err := analyzeMyStatementWork(s.Stmt, a.db, a.cat, a.work)
+		inner, err := analyzeMyStatementWork(s.Stmt, MySQLSession{Database: a.db, Mode: a.env.Mode, Version: a.env.Version, MariaDB: a.env.MariaDB}, a.cat, a.work)
 		if err != nil {
 			return err
 		}
@@ -326,7 +322,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 	case *ast.LockTablesStmt:
 		a.st.Kind = "lock"
 		for _, t := range s.TableLocks {
-			if err := a.rel("update", t.Table); err != nil {
+			if err := a.rel("lock", t.Table); err != nil {
 				return err
 			}
 		}
@@ -426,3 +422,59 @@ type visitor struct{ enter func(ast.Node) bool }
 
 func (v *visitor) Enter(n ast.Node) (ast.Node, bool) { return n, !v.enter(n) }
 func (v *visitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// mySetting reads a system-variable assignment (SET NAMES and SET
+// CHARACTER SET included) as a Setting.
+func mySetting(v *ast.VariableAssignment) (Setting, bool) {
+	st := Setting{Name: strings.ToLower(v.Name)}
+	switch v.Name {
+	case ast.SetNames:
+		st.Name = "names"
+	case ast.SetCharset:
+		st.Name = "character set"
+	default:
+		if !v.IsSystem {
+			return Setting{}, false
+		}
+	}
+	switch x := v.Value.(type) {
+	case *ast.DefaultExpr:
+		st.Default = true
+	case *test_driver.ValueExpr:
+		if x.GetValue() == nil {
+			st.Computed = true // NULL
+		} else {
+			st.Value = fmt.Sprint(x.GetValue())
+		}
+	case *ast.ColumnNameExpr:
+		// SET sql_mode = ANSI: a bare word is the value itself.
+		if x.Name.Table.O == "" {
+			st.Value = x.Name.Name.O
+		} else {
+			st.Computed = true
+		}
+	default:
+		st.Computed = true
+	}
+	return st, true
+}
+
+// lockInfo records the row locks of SELECT … FOR UPDATE / FOR SHARE /
+// LOCK IN SHARE MODE: the lock action, in the write group.
+func (a *myAnalyzer) lockInfo(li *ast.SelectLockInfo, sc *scope) {
+	if li == nil || li.LockType == ast.SelectLockNone {
+		return
+	}
+	if len(li.Tables) == 0 {
+		a.lockAll = true
+		return
+	}
+	for _, tn := range li.Tables {
+		r, ok := myFindRel(sc, tn.Name.O)
+		if !ok || r.obj == nil {
+			a.lockAll = true
+			continue
+		}
+		a.add("lock", *r.obj)
+	}
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -9,56 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
-
-// relation is one entry of a FROM clause as the query sees it.
-type relation struct {
-	alias string
-	cols  []Output
-	// opaque relations (function results) have columns sluice does not
-	// know by name: any column of theirs derives from their sources.
-	opaque  bool
-	sources []Column
-	// table is set for a catalog table whose columns sluice does not know
-	// (no catalog): a column named x of it is taken to be table.x.
-	table *Object
-}
-
-// scope is one query level: its FROM entries and the CTEs it declares.
-type scope struct {
-	parent *scope
-	rels   []relation
-	ctes   map[string][]Output
-}
-
-func (s *scope) cte(name string) ([]Output, bool) {
-	for ; s != nil; s = s.parent {
-		if cols, ok := s.ctes[name]; ok {
-			return cols, true
-		}
-	}
-	return nil, false
-}
-
-func sourcesOf(outs []Output) []Column {
-	var out []Column
-	for _, o := range outs {
-		for _, c := range o.Sources {
-			if !slices.Contains(out, c) {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
-func union(a []Column, b ...Column) []Column {
-	for _, c := range b {
-		if !slices.Contains(a, c) {
-			a = append(a, c)
-		}
-	}
-	return a
-}
 
 // with registers a WITH clause's CTEs in sc, analyzing each query (which
 // may be a data-modifying statement) in order.
@@ -86,61 +37,6 @@ func (a *pgAnalyzer) with(w *pg.WithClause, sc *scope) error {
 		}
 	}
 	return nil
-}
-
-// defineCTE registers a CTE in sc: a recursive one is seeded with its
-// non-recursive term, then its body is analyzed until its lineage is stable
-// (the body reads the CTE itself); aliases rename its columns.
-func (sc *scope) defineCTE(name string, aliases []string, recursive bool, seed, body func() ([]Output, error)) error {
-	if sc.ctes == nil {
-		sc.ctes = map[string][]Output{}
-	}
-	rename := func(outs []Output) []Output {
-		for j := range outs {
-			if j < len(aliases) {
-				outs[j].Name = aliases[j]
-			}
-		}
-		return outs
-	}
-	sc.ctes[name] = nil
-	if seed != nil {
-		outs, err := seed()
-		if err != nil {
-			return err
-		}
-		sc.ctes[name] = rename(outs)
-	}
-	for i := 0; i < 10; i++ {
-		outs, err := body()
-		if err != nil {
-			return err
-		}
-		outs = rename(outs)
-		prev := sc.ctes[name]
-		if len(prev) == len(outs) {
-			for j := range outs {
-				outs[j].Sources = union(outs[j].Sources, prev[j].Sources...)
-			}
-		}
-		sc.ctes[name] = outs
-		if !recursive || equalLineage(prev, outs) {
-			return nil
-		}
-	}
-	return nil
-}
-
-func equalLineage(a, b []Output) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if len(a[i].Sources) != len(b[i].Sources) {
-			return false
-		}
-	}
-	return true
 }
 
 // query analyzes any statement that can stand in a CTE or subquery.
@@ -180,6 +76,7 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 		}
 		for i := range left {
 			if i < len(right) {
+				left[i].Bare = bareUnion(left[i], right[i])
 				left[i].Sources = union(left[i].Sources, right[i].Sources...)
 			}
 		}
@@ -197,8 +94,10 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 					return nil, err
 				}
 				if i >= len(outs) {
-					outs = append(outs, Output{Name: fmt.Sprintf("column%d", i+1)})
+					outs = append(outs, Output{Name: fmt.Sprintf("column%d", i+1), Bare: true})
 				}
+				o := Output{Sources: src, Bare: a.bare(e, sc)}
+				outs[i].Bare = bareUnion(outs[i], o)
 				outs[i].Sources = union(outs[i].Sources, src...)
 			}
 		}
@@ -211,6 +110,9 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 	}
 	outs, err := a.targetList(sel.TargetList, sc)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.locking(sel.LockingClause, sc); err != nil {
 		return nil, err
 	}
 	steer := []*pg.Node{sel.WhereClause, sel.HavingClause}
@@ -429,18 +331,63 @@ func (a *pgAnalyzer) addRangeVar(sc *scope, rv *pg.RangeVar, action string) erro
 	if action != "" {
 		a.add(action, obj)
 	}
-	r := relation{alias: alias}
+	r := relation{alias: alias, obj: &obj}
 	if a.cat == nil {
 		r.table = &obj
 	} else {
-		names, _ := a.cat.Columns(obj.Schema, obj.Name)
-		for _, c := range names {
-			r.cols = append(r.cols, Output{Name: c, Sources: []Column{{Schema: obj.Schema, Table: obj.Name, Name: c}}})
+		if r.cols, err = a.relationColumns(obj); err != nil {
+			return err
 		}
 		r.cols = applyAlias(r.cols, rv.Alias)
 	}
 	sc.rels = append(sc.rels, r)
 	return nil
+}
+
+// relationColumns are a catalog relation's columns; a view's also derive
+// from what its definition reads.
+func (a *pgAnalyzer) relationColumns(obj Object) ([]Output, error) {
+	names, _ := a.cat.Columns(obj.Schema, obj.Name)
+	cols := make([]Output, 0, len(names))
+	for _, c := range names {
+		cols = append(cols, Output{Name: c, Sources: []Column{{Schema: obj.Schema, Table: obj.Name, Name: c}}, Bare: true})
+	}
+	def, ok := viewDefinition(a.cat, obj)
+	if !ok {
+		return cols, nil
+	}
+	outs, err := a.viewOutputs(obj, def)
+	if err != nil {
+		return nil, err
+	}
+	return throughView(obj, cols, outs), nil
+}
+
+// viewOutputs traces a view's definition (as pg_get_viewdef prints it,
+// every name qualified). Its relations are read with the view owner's
+// rights, so they make no requests of the agent; their columns' tags
+// still reach the view's columns.
+func (a *pgAnalyzer) viewOutputs(view Object, def string) ([]Output, error) {
+	if a.views[view] {
+		return nil, fmt.Errorf("view %s.%s is defined through itself", view.Schema, view.Name)
+	}
+	if len(a.views) >= maxViewDepth {
+		return nil, fmt.Errorf("views nest deeper than %d levels at %s.%s", maxViewDepth, view.Schema, view.Name)
+	}
+	tree, err := pg.Parse(def)
+	if err != nil || len(tree.Stmts) != 1 {
+		return nil, fmt.Errorf("cannot trace view %s.%s: its definition does not parse: %v", view.Schema, view.Name, err)
+	}
+	inner := &pgAnalyzer{cat: a.cat, assigned: map[*pg.RangeVar]bool{}, work: a.work, views: maps.Clone(a.views)}
+	if inner.views == nil {
+		inner.views = map[Object]bool{}
+	}
+	inner.views[view] = true
+	outs, err := inner.query(tree.Stmts[0].Stmt, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot trace view %s.%s: %w", view.Schema, view.Name, err)
+	}
+	return outs, nil
 }
 
 type unknownColumnError struct{ name string }
@@ -455,13 +402,19 @@ func asUnknown(err error, target **unknownColumnError) bool {
 	return ok
 }
 
-// columnSources resolves a column reference (name, rel.name, schema.rel.name,
-// or a bare relation name: a whole-row reference) through the scopes.
+// columnSources resolves a column reference to the columns it reads.
 func (a *pgAnalyzer) columnSources(fields []string, sc *scope) ([]Column, error) {
+	o, err := a.columnRef(fields, sc)
+	return o.Sources, err
+}
+
+// columnRef resolves a column reference (name, rel.name, schema.rel.name,
+// or a bare relation name: a whole-row reference) through the scopes.
+func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 	col := fields[len(fields)-1]
 	for s := sc; s != nil; s = s.parent {
 		if len(fields) == 1 {
-			var found []Column
+			var found Output
 			n := 0
 			for _, r := range s.rels {
 				if r.opaque || r.table != nil {
@@ -469,13 +422,13 @@ func (a *pgAnalyzer) columnSources(fields []string, sc *scope) ([]Column, error)
 				}
 				for _, c := range r.cols {
 					if c.Name == col {
-						found = union(found, c.Sources...)
+						found = c
 						n++
 					}
 				}
 			}
 			if n > 1 {
-				return nil, fmt.Errorf("column reference %q is ambiguous", col)
+				return Output{}, fmt.Errorf("column reference %q is ambiguous", col)
 			}
 			if n == 1 {
 				return found, nil
@@ -483,17 +436,17 @@ func (a *pgAnalyzer) columnSources(fields []string, sc *scope) ([]Column, error)
 			// A whole-row reference such as row_to_json(u).
 			for _, r := range s.rels {
 				if r.alias == col {
-					return sourcesOf(a.relCols(r)), nil
+					return Output{Name: col, Sources: sourcesOf(a.relCols(r))}, nil
 				}
 			}
 			// Columns of function results, and of tables when there is no
 			// catalog, are not known by name: take every candidate.
 			for _, r := range s.rels {
 				if r.opaque {
-					found = union(found, r.sources...)
+					found.Sources = union(found.Sources, r.sources...)
 					n++
 				} else if r.table != nil {
-					found = union(found, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
+					found.Sources = union(found.Sources, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
 					n++
 				}
 			}
@@ -508,20 +461,51 @@ func (a *pgAnalyzer) columnSources(fields []string, sc *scope) ([]Column, error)
 				continue
 			}
 			if r.opaque {
-				return r.sources, nil
+				return Output{Name: col, Sources: r.sources}, nil
 			}
 			if r.table != nil {
-				return []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: col}}, nil
+				return Output{Name: col, Sources: []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: col}}, Bare: true}, nil
 			}
 			for _, c := range r.cols {
 				if c.Name == col {
-					return c.Sources, nil
+					return c, nil
 				}
 			}
-			return nil, &unknownColumnError{strings.Join(fields, ".")}
+			return Output{}, &unknownColumnError{strings.Join(fields, ".")}
 		}
 	}
-	return nil, &unknownColumnError{strings.Join(fields, ".")}
+	return Output{}, &unknownColumnError{strings.Join(fields, ".")}
+}
+
+// bare reports whether an expression's values are a column's values as
+// stored: a column reference, possibly cast to an unbounded text type or
+// given a collation.
+func (a *pgAnalyzer) bare(n *pg.Node, sc *scope) bool {
+	switch v := n.Node.(type) {
+	case *pg.Node_ColumnRef:
+		if isStar(v.ColumnRef) {
+			return false
+		}
+		var fields []string
+		for _, f := range v.ColumnRef.Fields {
+			fields = append(fields, f.GetString_().GetSval())
+		}
+		o, err := a.columnRef(fields, sc)
+		return err == nil && o.Bare
+	case *pg.Node_TypeCast:
+		tn := v.TypeCast.TypeName
+		names := tn.GetNames()
+		if len(names) == 0 || len(tn.GetTypmods()) > 0 || len(tn.GetArrayBounds()) > 0 {
+			return false
+		}
+		switch names[len(names)-1].GetString_().GetSval() {
+		case "text", "varchar", "bpchar":
+			return a.bare(v.TypeCast.Arg, sc)
+		}
+	case *pg.Node_CollateClause:
+		return a.bare(v.CollateClause.Arg, sc)
+	}
+	return false
 }
 
 // expr returns the table columns an expression's value derives from. Scalar
@@ -602,17 +586,6 @@ func visitUntil(m proto.Message, fn func(proto.Message) bool) {
 	})
 }
 
-func (a *pgAnalyzer) targetScope(rv *pg.RangeVar, action string, parent *scope) (*scope, error) {
-	sc := &scope{parent: parent}
-	if err := a.addRangeVar(sc, rv, ""); err != nil {
-		return nil, err
-	}
-	if action == "" {
-		return sc, nil
-	}
-	return sc, a.rel(action, rv)
-}
-
 // targetList traces a SELECT list or RETURNING list.
 func (a *pgAnalyzer) targetList(list []*pg.Node, sc *scope) ([]Output, error) {
 	var outs []Output
@@ -633,132 +606,7 @@ func (a *pgAnalyzer) targetList(list []*pg.Node, sc *scope) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		outs = append(outs, Output{Name: outputName(rt), Sources: src})
+		outs = append(outs, Output{Name: outputName(rt), Sources: src, Bare: a.bare(rt.Val, sc)})
 	}
 	return outs, nil
-}
-
-func (a *pgAnalyzer) insertIn(s *pg.InsertStmt, parent *scope) ([]Output, error) {
-	sc := &scope{parent: parent}
-	if err := a.with(s.WithClause, sc); err != nil {
-		return nil, err
-	}
-	if s.SelectStmt != nil {
-		outs, err := a.query(s.SelectStmt, sc)
-		if err != nil {
-			return nil, err
-		}
-		a.use(sourcesOf(outs)...) // the values flow into the table
-	}
-	tsc, err := a.targetScope(s.Relation, "insert", sc)
-	if err != nil {
-		return nil, err
-	}
-	if oc := s.OnConflictClause; oc != nil {
-		if oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
-			a.add("update", mustTable(a, s.Relation))
-		}
-		if err := a.setList(oc.TargetList, tsc); err != nil {
-			return nil, err
-		}
-		if err := a.uses(tsc, oc.WhereClause); err != nil {
-			return nil, err
-		}
-	}
-	return a.targetList(s.ReturningList, tsc)
-}
-
-func mustTable(a *pgAnalyzer, rv *pg.RangeVar) Object {
-	o, _ := a.table(rv)
-	return o
-}
-
-// setList records the columns flowing into SET expressions.
-func (a *pgAnalyzer) setList(list []*pg.Node, sc *scope) error {
-	for _, t := range list {
-		if rt := t.GetResTarget(); rt != nil {
-			if err := a.uses(sc, rt.Val); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (a *pgAnalyzer) updateIn(s *pg.UpdateStmt, parent *scope) ([]Output, error) {
-	return a.writeIn(parent, s.WithClause, s.Relation, "update", s.FromClause, s.TargetList, s.WhereClause, s.ReturningList)
-}
-
-func (a *pgAnalyzer) deleteIn(s *pg.DeleteStmt, parent *scope) ([]Output, error) {
-	return a.writeIn(parent, s.WithClause, s.Relation, "delete", s.UsingClause, nil, s.WhereClause, s.ReturningList)
-}
-
-// writeIn analyzes UPDATE and DELETE: the relation written, the others read
-// (FROM or USING), the SET expressions, WHERE, and RETURNING.
-func (a *pgAnalyzer) writeIn(parent *scope, with *pg.WithClause, rel *pg.RangeVar, action string,
-	from, set []*pg.Node, where *pg.Node, returning []*pg.Node) ([]Output, error) {
-	sc := &scope{parent: parent}
-	if err := a.with(with, sc); err != nil {
-		return nil, err
-	}
-	tsc, err := a.targetScope(rel, action, sc)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range from {
-		if err := a.fromItem(f, tsc); err != nil {
-			return nil, err
-		}
-	}
-	if err := a.setList(set, tsc); err != nil {
-		return nil, err
-	}
-	if err := a.uses(tsc, where); err != nil {
-		return nil, err
-	}
-	a.st.Bounded = where != nil
-	return a.targetList(returning, tsc)
-}
-
-// merge analyzes MERGE: its WHEN clauses say which writes it makes; the ON
-// condition bounds them.
-func (a *pgAnalyzer) merge(m *pg.MergeStmt) error {
-	sc := &scope{}
-	if err := a.with(m.WithClause, sc); err != nil {
-		return err
-	}
-	tsc, err := a.targetScope(m.Relation, "", sc)
-	if err != nil {
-		return err
-	}
-	if err := a.fromItem(m.SourceRelation, tsc); err != nil {
-		return err
-	}
-	if err := a.uses(tsc, m.JoinCondition); err != nil {
-		return err
-	}
-	a.st.Bounded = true
-	for _, n := range m.MergeWhenClauses {
-		w := n.GetMergeWhenClause()
-		if w == nil {
-			continue
-		}
-		switch w.CommandType {
-		case pg.CmdType_CMD_UPDATE:
-			err = a.rel("update", m.Relation)
-		case pg.CmdType_CMD_INSERT:
-			err = a.rel("insert", m.Relation)
-		case pg.CmdType_CMD_DELETE:
-			err = a.rel("delete", m.Relation)
-		}
-		if err != nil {
-			return err
-		}
-		if err := a.uses(tsc, append(append([]*pg.Node{w.Condition}, w.TargetList...), w.Values...)...); err != nil {
-			return err
-		}
-	}
-	outs, err := a.targetList(m.ReturningList, tsc)
-	a.st.Outputs = outs
-	return err
 }

@@ -39,6 +39,9 @@ type pgAnalyzer struct {
 	collector
 	assigned map[*pg.RangeVar]bool // relations already accounted for
 	work     *int                  // query blocks analyzed, shared with nested analyses
+	views    map[Object]bool       // views being traced (a definition's analysis)
+	// lockAll: a row-locking clause without OF locks every table read.
+	lockAll bool
 }
 
 func analyzePGStatement(n *pg.Node, cat Catalog) (Statement, error) {
@@ -53,6 +56,9 @@ func analyzePGStatementWork(n *pg.Node, cat Catalog, work *int) (Statement, erro
 	}
 	if err := a.walk(n); err != nil {
 		return Statement{}, err
+	}
+	if a.lockAll {
+		a.lockReads()
 	}
 	return a.st, nil
 }
@@ -204,6 +210,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 	case *pg.Node_PrepareStmt:
 		// PREPARE stores a statement for EXECUTE, which is refused as
 		// dynamic SQL unless allowed; what it would run is checked here too.
+		// Its name joins the protocol's prepared statements.
 		a.st.Kind = "prepare"
 		inner, err := analyzePGStatementWork(s.PrepareStmt.Query, a.cat, a.work)
 		if err != nil {
@@ -212,7 +219,36 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		for _, r := range inner.Requests {
 			a.add(r.Action, r.Object)
 		}
+		a.st.Settings = append(a.st.Settings, inner.Settings...)
+		a.st.Effects = append(a.st.Effects, Effect{Kind: EffectPrepare, Name: s.PrepareStmt.Name})
 		a.assignAll(n)
+	case *pg.Node_DeclareCursorStmt:
+		// A cursor reads what its query reads; FETCH returns those rows
+		// later, masked with this statement's plan, which the session keeps
+		// with the cursor.
+		c := s.DeclareCursorStmt
+		if c.Query.GetSelectStmt() == nil {
+			return fmt.Errorf("sluice does not understand a cursor over %T", c.Query.Node)
+		}
+		if err := a.top(c.Query); err != nil {
+			return err
+		}
+		if a.st.Kind != "select" {
+			return fmt.Errorf("sluice does not understand a cursor over a %s", a.st.Kind)
+		}
+		a.st.Kind = "declare"
+		a.st.Effects = append(a.st.Effects, Effect{Kind: EffectDeclare, Name: c.Portalname, Hold: c.Options&cursorOptHold != 0})
+	case *pg.Node_FetchStmt:
+		// FETCH and MOVE read only what the cursor's DECLARE was decided
+		// for; the session refuses a cursor it does not know.
+		f := s.FetchStmt
+		a.st.Kind, a.st.Effects = "fetch", []Effect{{Kind: EffectFetch, Name: f.Portalname}}
+		if f.Ismove {
+			a.st.Kind, a.st.Effects[0].Kind = "move", EffectMove
+		}
+	case *pg.Node_ClosePortalStmt:
+		a.st.Kind = "close"
+		a.st.Effects = []Effect{{Kind: EffectClose, Name: s.ClosePortalStmt.Portalname}}
 	case *pg.Node_ListenStmt, *pg.Node_UnlistenStmt:
 		a.st.Kind = "listen"
 		a.add("set", target)
@@ -220,16 +256,27 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		// NOTIFY is pg_notify(): it reaches other sessions.
 		a.st.Kind = "notify"
 		a.add("call", Object{Kind: ObjectFunction, Name: "pg_notify"})
-	case *pg.Node_DeallocateStmt, *pg.Node_DiscardStmt:
+	case *pg.Node_DeallocateStmt:
 		a.st.Kind = "set"
 		a.add("set", target)
+		name := s.DeallocateStmt.Name
+		if s.DeallocateStmt.Isall {
+			name = ""
+		}
+		a.st.Effects = []Effect{{Kind: EffectDeallocate, Name: name}}
+	case *pg.Node_DiscardStmt:
+		a.st.Kind = "set"
+		a.add("set", target)
+		if s.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
+			a.st.Effects = []Effect{{Kind: EffectDiscardAll}}
+		}
 	case *pg.Node_CallStmt:
 		a.st.Kind = "call"
 		a.add("call", Object{Kind: ObjectFunction, Name: funcName(s.CallStmt.Funccall)})
 	case *pg.Node_LockStmt:
 		a.st.Kind = "lock"
 		for _, r := range s.LockStmt.Relations {
-			if err := a.rel("update", r.GetRangeVar()); err != nil {
+			if err := a.rel("lock", r.GetRangeVar()); err != nil {
 				return err
 			}
 		}
@@ -269,23 +316,66 @@ func (a *pgAnalyzer) assignAll(n *pg.Node) {
 func (a *pgAnalyzer) setting(v *pg.VariableSetStmt) {
 	st := Setting{Name: strings.ToLower(v.Name)}
 	switch v.Kind {
-	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET, pg.VariableSetKind_VAR_RESET_ALL:
+	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
 		st.Default = true
+	case pg.VariableSetKind_VAR_RESET_ALL:
+		st.Name, st.Default = "all", true
 	case pg.VariableSetKind_VAR_SET_VALUE:
-		if len(v.Args) == 1 {
-			if c := v.Args[0].GetAConst(); c != nil {
-				switch {
-				case c.GetIval() != nil:
-					st.Value = strconv.FormatInt(int64(c.GetIval().Ival), 10)
-				case c.GetFval() != nil:
-					st.Value = c.GetFval().Fval
-				case c.GetSval() != nil:
-					st.Value = c.GetSval().Sval
+		var vals []string
+		for _, arg := range v.Args {
+			val, ok := pgConstText(arg)
+			if !ok {
+				st.Computed = true
+				break
+			}
+			vals = append(vals, val)
+		}
+		if !st.Computed {
+			st.Value = strings.Join(vals, ", ")
+		}
+	default: // SET … FROM CURRENT, SET TRANSACTION …
+		st.Computed = true
+	}
+	a.st.Settings = append(a.st.Settings, st)
+}
+
+// setConfig records the setting a set_config(name, value, is_local) call
+// changes; a name or value sluice cannot read is Computed.
+func (a *pgAnalyzer) setConfig(fc *pg.FuncCall) {
+	st := Setting{Computed: true}
+	if len(fc.Args) >= 1 {
+		if name, ok := pgConstText(fc.Args[0]); ok {
+			st.Name = strings.ToLower(strings.TrimSpace(name))
+			if len(fc.Args) >= 2 {
+				if v, ok := pgConstText(fc.Args[1]); ok {
+					st.Value, st.Computed = v, false
 				}
 			}
 		}
 	}
 	a.st.Settings = append(a.st.Settings, st)
+}
+
+// pgConstText is the text of a constant (a literal, possibly cast).
+func pgConstText(n *pg.Node) (string, bool) {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.Arg
+	}
+	c := n.GetAConst()
+	if c == nil || c.Isnull {
+		return "", false
+	}
+	switch {
+	case c.GetIval() != nil:
+		return strconv.FormatInt(int64(c.GetIval().Ival), 10), true
+	case c.GetFval() != nil:
+		return c.GetFval().Fval, true
+	case c.GetSval() != nil:
+		return c.GetSval().Sval, true
+	case c.GetBoolval() != nil:
+		return strconv.FormatBool(c.GetBoolval().Boolval), true
+	}
+	return "", false
 }
 
 // setAction maps SET name to its action: settings that change the session's
@@ -417,9 +507,14 @@ func (a *pgAnalyzer) walk(n *pg.Node) error {
 		switch v := m.(type) {
 		case *pg.FuncCall:
 			name := funcName(v)
+			if name == "set_config" {
+				a.setConfig(v)
+			}
 			if action, ok := dangerousFunctions[name]; ok {
 				a.add(action, Object{Kind: ObjectFunction, Name: name})
-			} else if !safeFunction(v) {
+			} else if !safeFunction(v) || (len(v.Funcname) == 1 && a.userFunction(name)) {
+				// A user function of a builtin's name may be the one an
+				// unqualified call resolves to (overloads, search_path).
 				a.add("call", Object{Kind: ObjectFunction, Name: name})
 			}
 		case *pg.RangeVar:
@@ -451,4 +546,54 @@ func visit(m protoreflect.Message, fn func(proto.Message)) {
 		}
 		return true
 	})
+}
+
+// cursorOptHold is CURSOR_OPT_HOLD (DECLARE … WITH HOLD).
+const cursorOptHold = 0x0020
+
+// locking records the row locks a SELECT's FOR UPDATE / FOR NO KEY UPDATE /
+// FOR SHARE / FOR KEY SHARE clauses take: both databases require a write
+// privilege for them, so they are the lock action (in the write group).
+func (a *pgAnalyzer) locking(clauses []*pg.Node, sc *scope) error {
+	for _, n := range clauses {
+		lc := n.GetLockingClause()
+		if lc == nil {
+			continue
+		}
+		if len(lc.LockedRels) == 0 {
+			a.lockAll = true
+			continue
+		}
+		for _, r := range lc.LockedRels {
+			rv := r.GetRangeVar()
+			if rv == nil {
+				a.lockAll = true
+				continue
+			}
+			a.assigned[rv] = true // an alias of this query level, not a read
+			rel, ok := findRel(sc, rv.Relname)
+			if !ok || rel.obj == nil {
+				a.lockAll = true // a subquery or CTE: everything it reads
+				continue
+			}
+			a.add("lock", *rel.obj)
+		}
+	}
+	return nil
+}
+
+// lockReads adds a lock on every table the statement reads.
+func (c *collector) lockReads() {
+	for _, r := range slices.Clone(c.st.Requests) {
+		if r.Action == "select" && r.Object.Kind == ObjectTable {
+			c.add("lock", r.Object)
+		}
+	}
+}
+
+// userFunction reports whether the catalog holds a function of that name
+// outside the system schemas.
+func (a *pgAnalyzer) userFunction(name string) bool {
+	u, ok := a.cat.(interface{ UserFunction(string) bool })
+	return ok && u.UserFunction(name)
 }

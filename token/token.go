@@ -107,6 +107,9 @@ type Verifier struct {
 	Audiences []string
 	// Keys returns the issuer's current key set.
 	Keys func() (*jose.JSONWebKeySet, error)
+	// MaxTTL caps how far ahead a token may expire; ClockSkew is the
+	// leeway for exp (default 30s). The same as Envoy's (config.JWT).
+	MaxTTL, ClockSkew time.Duration
 }
 
 // Verified is a valid token's identity.
@@ -131,8 +134,19 @@ func (v *Verifier) Verify(raw, groupsClaim string) (Verified, error) {
 	if err := tok.Claims(keys, &std, &extra); err != nil {
 		return Verified{}, fmt.Errorf("invalid token signature: %w", err)
 	}
-	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: v.Issuer, AnyAudience: v.Audiences, Time: time.Now()}, 30*time.Second); err != nil {
+	skew := v.ClockSkew
+	if skew == 0 {
+		skew = 30 * time.Second
+	}
+	now := time.Now()
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: v.Issuer, AnyAudience: v.Audiences, Time: now}, skew); err != nil {
 		return Verified{}, fmt.Errorf("invalid token: %w", err)
+	}
+	if std.Expiry == nil {
+		return Verified{}, errors.New("invalid token: it has no exp claim (tokens must expire)")
+	}
+	if v.MaxTTL > 0 && std.Expiry.Time().Sub(now) > v.MaxTTL+skew {
+		return Verified{}, fmt.Errorf("invalid token: it lives longer than the gateway allows (jwt.max_ttl %s)", v.MaxTTL)
 	}
 	if std.Subject == "" {
 		return Verified{}, errors.New("token has no sub claim")

@@ -3,7 +3,6 @@ package mysql
 import (
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/sluicedb/sluice/extproc/session"
 )
@@ -37,58 +36,4 @@ func (s *Session) limitRows(p phys, out *session.Output) bool {
 	}
 	s.log.Warn("result cut by guardrails", "rows", r.rows-1, "bytes", r.bytes, "max_rows", l.MaxRows, "max_bytes", l.MaxBytes)
 	return true
-}
-
-// afterLogin sets the guardrails' statement timeout for the session before
-// the client's first command: MariaDB's max_statement_time (seconds, every
-// statement) or MySQL's max_execution_time (milliseconds, SELECT).
-func (s *Session) afterLogin(out *session.Output) {
-	timeout := s.cfg.Target.Guardrails.StatementTimeout
-	if timeout <= 0 {
-		return
-	}
-	set := fmt.Sprintf("SET SESSION max_execution_time = %d", max(1, timeout.Milliseconds()))
-	if s.mariadb {
-		set = fmt.Sprintf("SET SESSION max_statement_time = %s", strconv.FormatFloat(max(timeout, time.Millisecond).Seconds(), 'f', -1, 64))
-	}
-	out.ToServer, _ = appendPacket(out.ToServer, append([]byte{comQuery}, set...), 0)
-	s.setup = true
-}
-
-// setupAnswer takes the server's answer to sluice's SET. Without the
-// timeout the guardrail cannot hold, so an error ends the session.
-func (s *Session) setupAnswer(p phys, out *session.Output) error {
-	if p.cont || p.more || len(p.payload) == 0 {
-		return &ProtocolError{"unexpected answer to sluice's session setup"}
-	}
-	s.setup = false
-	if p.payload[0] == 0xFF {
-		s.log.Error("the database refused the statement timeout; session ended", "answer", string(p.payload[min(len(p.payload), 9):]))
-		s.Expire("the database refused the guardrails' statement timeout", out)
-		return nil
-	}
-	return s.replayBacklog(out)
-}
-
-// draining: a cut result is still arriving from the server. The client,
-// having seen ERR, may already send its next command; it waits in backlog,
-// so that answers stay matched to commands.
-func (s *Session) draining() bool {
-	return s.resp.cut && s.resp.state != stDone
-}
-
-// replayBacklog processes the client packets that waited.
-func (s *Session) replayBacklog(out *session.Output) error {
-	backlog := s.backlog
-	s.backlog = nil
-	for i, q := range backlog {
-		if s.held != nil || s.setup || s.draining() {
-			s.backlog = append(s.backlog, backlog[i:]...)
-			return nil
-		}
-		if err := s.clientPacket(q, out); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -26,6 +26,18 @@ func packet(payload []byte, seq byte) []byte {
 	return p
 }
 
+// lexicalAnswer is the server's answer to sluice's SELECT of sql_mode and
+// character_set_client (CLIENT_DEPRECATE_EOF).
+func lexicalAnswer(mode, charset string) []byte {
+	b := packet([]byte{2}, 1)
+	b = append(b, columnDefPacket("m", 2)...)
+	b = append(b, columnDefPacket("c", 3)...)
+	row := append(appendLenenc(nil, uint64(len(mode))), mode...)
+	row = append(appendLenenc(row, uint64(len(charset))), charset...)
+	b = append(b, packet(row, 4)...)
+	return append(b, packet([]byte{0xFE, 0, 0, 2, 0, 0, 0}, 5)...)
+}
+
 // packets splits what the client received into (seq, first payload byte).
 func packets(b []byte) []string {
 	var out []string
@@ -57,7 +69,7 @@ func TestMySQLTimeoutSetupAndRowCut(t *testing.T) {
 	must(s.FromClient(clientHandshake("agent", "sluice_demo"), &out))
 	out.Reset()
 	must(s.FromServer(packet([]byte{0, 0, 0, 2, 0, 0, 0}, 2), &out)) // OK: logged in
-	if !bytes.Contains(out.ToServer, []byte("SET SESSION max_statement_time = 2.5")) || out.ToServer[3] != 0 {
+	if !bytes.Contains(out.ToServer, []byte("SET SESSION max_statement_time = 2.5")) || out.ToServer[3] != 0 || !bytes.Contains(out.ToServer, []byte(lexicalQuery)) {
 		t.Fatalf("setup: %q", out.ToServer)
 	}
 	out.Reset()
@@ -67,6 +79,10 @@ func TestMySQLTimeoutSetupAndRowCut(t *testing.T) {
 		t.Fatal("a command went to the server before the setup was answered")
 	}
 	must(s.FromServer(packet([]byte{0, 0, 0, 2, 0, 0, 0}, 1), &out)) // OK to the SET
+	if len(out.ToServer) != 0 {
+		t.Fatal("a command went to the server before the settings were read")
+	}
+	must(s.FromServer(lexicalAnswer("STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION", "utf8mb4"), &out))
 	if !bytes.Equal(out.ToServer, query) || len(out.ToClient) != 0 {
 		t.Fatalf("after setup: to server %q, to client %q", out.ToServer, out.ToClient)
 	}

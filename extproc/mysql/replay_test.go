@@ -3,10 +3,12 @@ package mysql
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/extproc/tracetest"
+	"github.com/sluicedb/sluice/guard"
 	"github.com/sluicedb/sluice/mask"
 	"github.com/sluicedb/sluice/policy"
 )
@@ -38,12 +40,16 @@ func TestReplayRecordedSessionsAtEverySplit(t *testing.T) {
 	for _, tr := range tracetest.Load(t, "testdata/traces/*.jsonl") {
 		t.Run(tr.Name, func(t *testing.T) {
 			h := map[string]string{"target": tr.Header.Target, "agent": tr.Header.Agent, "database": tr.Header.Database}
+			// Recorded under the demo's guardrails: a one-minute statement timeout.
+			target := session.Target{Name: tr.Header.Target, Protocol: "mysql", Database: tr.Header.Database,
+				Guardrails: guard.Limits{StatementTimeout: time.Minute}}
+			if tr.Header.Login != "" {
+				// The recorded proof was left out; any password replays the
+				// same exchange.
+				target.Login = &session.Login{User: tr.Header.Login, Password: "replay"}
+			}
 			tracetest.EverySplit(t, tr, func() session.Session {
-				return NewSession(Config{
-					Target:     session.Target{Name: tr.Header.Target, Protocol: "mysql", Database: tr.Header.Database},
-					Authorizer: newAuthorizer(t, h, tr.Header.Groups),
-					Masker:     mask.New(nil),
-				})
+				return NewSession(Config{Target: target, Authorizer: newAuthorizer(t, h, tr.Header.Groups), Masker: mask.New(nil)})
 			}, func(b []byte) []byte { return b })
 		})
 	}

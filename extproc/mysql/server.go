@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluicedb/sluice/extproc/session"
@@ -15,8 +18,8 @@ type respKind int
 
 const (
 	respNone    respKind = iota // no answer expected
-	respOther                   // passed through as is
-	respResult                  // OK, ERR or result sets (COM_QUERY, COM_STMT_EXECUTE)
+	respSingle                  // one packet: OK, ERR, EOF or a string (COM_PING, COM_STATISTICS, …)
+	respResult                  // OK, ERR or result sets (COM_QUERY, COM_STMT_EXECUTE, COM_STMT_FETCH)
 	respPrepare                 // COM_STMT_PREPARE_OK and definitions
 )
 
@@ -28,6 +31,12 @@ const (
 	stColEOF                   // EOF after the definitions
 	stRows                     // rows until EOF/OK
 	stDone
+	// PREPARE_OK is followed by parameter and column definitions, each
+	// list ended by EOF unless the client deprecated it.
+	stPrepParams
+	stPrepParamsEOF
+	stPrepCols
+	stPrepColsEOF
 )
 
 // response tracks the answer to the command in flight.
@@ -35,19 +44,31 @@ type response struct {
 	kind   respKind
 	dec    policy.Decision
 	rec    *session.StatementRecord // reported when the answer is complete
-	binary bool                     // binary result rows (COM_STMT_EXECUTE)
+	binary bool                     // binary result rows (COM_STMT_EXECUTE, COM_STMT_FETCH)
 	sql    string                   // COM_STMT_PREPARE
-	state  respState
-	stmt   int // which statement of a multi-statement answers now
-	cols   []column
-	left   int
-	plan   map[int]policy.MaskedColumn
-	inRow  bool // inside a row of 16 MB or more, passed through
+	stmtID uint32                   // COM_STMT_*: the statement
+	// cursor: the execute asked for a cursor; fetch: the cursor a
+	// COM_STMT_FETCH reads.
+	cursor bool
+	fetch  *cursor
+	// resetStmt, resetConn: COM_STMT_RESET, COM_RESET_CONNECTION, whose OK
+	// changes state.
+	resetStmt, resetConn bool
+	state                respState
+	stmt                 int // which statement of a multi-statement answers now
+	cols                 []column
+	left                 int // definitions still to come
+	prepCols             int // PREPARE_OK: column definitions after the parameters'
+	plan                 map[int]policy.MaskedColumn
+	inRow                bool // inside a row of 16 MB or more, passed through
 	// rows and bytes of the result so far (guardrails); cut: past them, the
 	// client got ERR and the rest is dropped.
 	rows, bytes int64
 	cut         bool
 }
+
+// awaiting reports whether the server still owes (part of) the answer.
+func (r *response) awaiting() bool { return r.kind != respNone && r.state != stDone }
 
 type column struct {
 	typ     byte
@@ -83,7 +104,7 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 			}
 			out.ToClient = append(out.ToClient, toClient...)
 			if done {
-				s.afterLogin(out)
+				s.startSetup(out)
 			}
 			return nil
 		}
@@ -94,7 +115,7 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		switch p.payload[0] {
 		case 0x00:
 			s.phase = phaseCommand
-			s.afterLogin(out)
+			s.startSetup(out)
 		case 0xFF:
 		case 0xFE: // auth switch: the client answers
 			s.authTurn = true
@@ -105,16 +126,26 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		}
 		return nil
 	}
-	if s.setup {
+	if len(s.setup) > 0 {
 		return s.setupAnswer(p, out)
+	}
+	if !s.resp.awaiting() {
+		// Nothing asked: a server's last words (ERR on shutdown, on a kill).
+		out.ToClient = append(out.ToClient, p.raw...)
+		return nil
 	}
 	err := s.responsePacket(p, out)
 	s.finishRecord(p)
-	if err == nil && s.resp.cut && s.resp.state == stDone {
-		s.resp.cut = false
-		err = s.replayBacklog(out)
+	if err != nil || s.resp.state != stDone {
+		return err
 	}
-	return err
+	s.resp.cut = false
+	if s.resetPending {
+		s.resetPending = false
+		s.startSetup(out)
+		return nil
+	}
+	return s.replayBacklog(out)
 }
 
 // finishRecord notes rows and errors of the answer in flight and reports
@@ -162,6 +193,7 @@ func (s *Session) greeting(p phys, out *session.Output) error {
 		return &ProtocolError{"malformed handshake"}
 	}
 	s.mariadb = bytes.Contains(b[1:1+i], []byte("MariaDB"))
+	s.cfg.Authorizer.SetServer(versionID(string(b[1:1+i])), s.mariadb)
 	pos := 1 + i + 1 + 4 + 8 + 1
 	if len(b) < pos+2 {
 		return &ProtocolError{"malformed handshake"}
@@ -247,17 +279,19 @@ func (s *Session) responsePacket(p phys, out *session.Output) error {
 // rows as planned.
 func (s *Session) relay(p phys, out *session.Output) error {
 	r := &s.resp
-	if r.kind != respResult && r.kind != respPrepare {
+	switch r.kind {
+	case respSingle:
 		out.ToClient = append(out.ToClient, p.raw...)
-		return nil
-	}
-	if r.kind == respPrepare {
-		out.ToClient = append(out.ToClient, p.raw...)
-		if !p.cont && r.state == stStart && len(p.payload) >= 5 && p.payload[0] == 0x00 {
-			s.stmts[binary.LittleEndian.Uint32(p.payload[1:])] = r.sql
-			r.state = stDone
+		if !p.more {
+			s.single(p)
 		}
 		return nil
+	case respPrepare:
+		out.ToClient = append(out.ToClient, p.raw...)
+		if p.cont || p.more {
+			return nil
+		}
+		return s.prepareAnswer(p.payload)
 	}
 	if r.state == stRows && (p.cont || r.inRow) || (r.state == stRows && len(r.plan) == 0 && !s.detect) {
 		// Rows with nothing to mask, and pieces of large rows, pass as is.
@@ -302,11 +336,132 @@ func (s *Session) relay(p phys, out *session.Output) error {
 func (s *Session) endOfRows(p phys, out *session.Output) error {
 	out.ToClient = append(out.ToClient, p.raw...)
 	r := &s.resp
-	if p.payload[0] != 0xFF && s.statusOf(p.payload)&serverMoreResults != 0 {
+	if p.payload[0] == 0xFF {
+		r.state = stDone
+		return nil
+	}
+	status := s.statusOf(p.payload)
+	switch {
+	case r.fetch != nil:
+		r.fetch.rows = r.rows
+		if status&serverLastRowSent != 0 || status&serverCursorExists == 0 {
+			delete(s.cursors, r.stmtID)
+		}
+		r.state = stDone
+		return nil
+	case r.cursor && status&serverCursorExists != 0:
+		s.openCursor()
+		r.state = stDone
+		return nil
+	}
+	s.statementDone()
+	if status&serverMoreResults != 0 {
 		r.state, r.stmt, r.plan = stStart, r.stmt+1, nil
 		return nil
 	}
 	r.state = stDone
+	return nil
+}
+
+// openCursor records the cursor an execute opened: its rows come with
+// COM_STMT_FETCH, masked as the execute's would have been.
+func (s *Session) openCursor() {
+	r := &s.resp
+	s.cursors[r.stmtID] = &cursor{sql: r.sql, dec: r.dec, cols: slices.Clone(r.cols), plan: maps.Clone(r.plan)}
+}
+
+// statementDone applies what the statement now answered (successfully)
+// changed: the default database, the sql_mode.
+func (s *Session) statementDone() {
+	r := &s.resp
+	if r.stmt >= len(r.dec.Effects) {
+		return
+	}
+	for _, e := range r.dec.Effects[r.stmt] {
+		switch e.Kind {
+		case policy.EffectUse:
+			s.cfg.Authorizer.SetDatabase(e.Name)
+		case policy.EffectSQLMode:
+			if m, err := policy.ParseSQLMode(e.Value); err == nil {
+				s.cfg.Authorizer.SetSQLMode(m)
+			}
+		}
+	}
+}
+
+// single takes the one-packet answer of a simple command.
+func (s *Session) single(p phys) {
+	r := &s.resp
+	r.state = stDone
+	if len(p.payload) == 0 || p.payload[0] != 0x00 {
+		return // ERR (or COM_STATISTICS' text)
+	}
+	switch {
+	case r.resetStmt:
+		delete(s.cursors, r.stmtID)
+	case r.resetConn:
+		// Every session variable is back at its global value and every
+		// prepared statement gone: start over from what the server says.
+		clear(s.stmts)
+		clear(s.cursors)
+		s.hasLastStmt = false
+		s.resetPending = true
+	}
+}
+
+// prepareAnswer follows PREPARE_OK and the definitions after it; the
+// statement id is known only once the server has answered.
+func (s *Session) prepareAnswer(b []byte) error {
+	r := &s.resp
+	eofs := !s.deprecateEOF || s.caps&capDeprecateEOF == 0
+	next := func(params bool) {
+		switch {
+		case params && r.prepCols > 0:
+			r.state, r.left = stPrepCols, r.prepCols
+		default:
+			r.state = stDone
+			s.stmts[r.stmtID] = r.sql
+			s.lastStmt, s.hasLastStmt = r.stmtID, true
+		}
+	}
+	switch r.state {
+	case stStart:
+		if len(b) > 0 && b[0] == 0xFF {
+			r.state = stDone
+			s.hasLastStmt = false // a failed prepare leaves no "last" one
+			return nil
+		}
+		if len(b) < 9 || b[0] != 0x00 {
+			return &ProtocolError{"malformed PREPARE_OK"}
+		}
+		r.stmtID = binary.LittleEndian.Uint32(b[1:])
+		r.prepCols = int(binary.LittleEndian.Uint16(b[5:]))
+		if params := int(binary.LittleEndian.Uint16(b[7:])); params > 0 {
+			r.state, r.left = stPrepParams, params
+			return nil
+		}
+		next(true)
+	case stPrepParams:
+		if r.left--; r.left == 0 {
+			if eofs {
+				r.state = stPrepParamsEOF
+				return nil
+			}
+			next(true)
+		}
+	case stPrepParamsEOF:
+		next(true)
+	case stPrepCols:
+		if r.left--; r.left == 0 {
+			if eofs {
+				r.state = stPrepColsEOF
+				return nil
+			}
+			next(false)
+		}
+	case stPrepColsEOF:
+		next(false)
+	}
 	return nil
 }
 
@@ -320,19 +475,15 @@ func (s *Session) resultHeader(b []byte) error {
 		}
 		switch b[0] {
 		case 0x00, 0xFE:
+			s.statementDone()
 			if s.statusOf(b)&serverMoreResults != 0 {
 				r.stmt++
 			} else {
 				r.state = stDone
 			}
-			if r.state == stDone && s.pendingDB != "" {
-				s.cfg.Authorizer.SetDatabase(s.pendingDB)
-				s.pendingDB = ""
-			}
 			return nil
 		case 0xFF:
 			r.state = stDone
-			s.pendingDB = ""
 			return nil
 		case 0xFB:
 			// The server asks for a client file: never through the gateway.
@@ -359,6 +510,11 @@ func (s *Session) resultHeader(b []byte) error {
 		}
 	case stColEOF:
 		r.state = stRows
+		if r.cursor && s.statusOf(b)&serverCursorExists != 0 {
+			// The execute opened a cursor: no rows follow here.
+			s.openCursor()
+			r.state = stDone
+		}
 	}
 	return nil
 }
@@ -513,4 +669,27 @@ func (s *Session) maskBinaryRow(b []byte) ([]byte, error) {
 	}
 	out := append([]byte{0x00}, bitmap...)
 	return append(out, vals...), nil
+}
+
+// versionID reads a server version as the number executable comments
+// compare with: "8.0.36" is 80036; MariaDB's "5.5.5-10.11.19-MariaDB…"
+// (its replication-compatible prefix) is 101119. 0 when unreadable.
+func versionID(v string) int {
+	v = strings.TrimPrefix(v, "5.5.5-")
+	var parts [3]int
+	n := 0
+	for i := 0; i < len(v) && n < 3; i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			parts[n] = parts[n]*10 + int(c-'0')
+		case c == '.':
+			n++
+		default:
+			i = len(v)
+		}
+	}
+	if n < 2 {
+		return 0
+	}
+	return parts[0]*10000 + parts[1]*100 + parts[2]
 }

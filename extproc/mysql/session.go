@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluicedb/sluice/extproc/session"
@@ -13,11 +13,14 @@ import (
 	"github.com/sluicedb/sluice/policy"
 )
 
-// Authorizer decides statements for one session; the default database is
-// the session's (USE, COM_INIT_DB).
+// Authorizer decides statements for one session. The session tells it
+// what decides how SQL reads, as the server confirms it: the default
+// database (USE, COM_INIT_DB), the sql_mode, the server's version.
 type Authorizer interface {
 	AuthorizeSQL(sql string) policy.Decision
 	SetDatabase(db string)
+	SetSQLMode(m policy.SQLMode)
+	SetServer(version int, mariadb bool)
 }
 
 // DefaultMaxPacket bounds a command or a masked row sluice joins in memory.
@@ -37,6 +40,8 @@ const (
 	capDeprecateEOF     = 1 << 24
 	capQueryAttributes  = 1 << 27
 	serverMoreResults   = 0x0008
+	serverCursorExists  = 0x0040
+	serverLastRowSent   = 0x0080
 	clearedCapabilities = capCompress | capLocalFiles | capSSL | capQueryAttributes
 )
 
@@ -79,11 +84,19 @@ type Session struct {
 	caps         uint32         // the client's capabilities, as forwarded
 	deprecateEOF bool
 
-	resp      response
-	stmts     map[uint32]string // prepared statement id → SQL
-	pendingDB string            // USE / COM_INIT_DB awaiting the server's OK
-	stats     map[string]int
-	detect    bool
+	// resp is the answer to the command in flight. Commands are decided
+	// and sent one at a time: one the client pipelines behind another
+	// waits in backlog until the server has answered the first, so every
+	// decision is made on state the server confirmed.
+	resp    response
+	stmts   map[uint32]string  // prepared statement id → SQL, from PREPARE_OK
+	cursors map[uint32]*cursor // statement id → its open cursor
+	// lastStmt is the statement MariaDB runs for id 0xFFFFFFFF (the last
+	// one prepared), when there is one.
+	lastStmt    uint32
+	hasLastStmt bool
+	stats       map[string]int
+	detect      bool
 
 	// held is the command waiting for a human; later client packets wait
 	// in backlog until it is decided.
@@ -92,9 +105,24 @@ type Session struct {
 	admit   string // SQL a human approved: its next decision counts as allowed
 
 	mariadb bool // the greeting's version names MariaDB
-	// setup: sluice's own SET (the statement timeout) is in flight after
-	// login; client packets wait in backlog until it is answered.
-	setup bool
+	// setup: sluice's own commands are in flight (after login, after
+	// COM_RESET_CONNECTION); client packets wait in backlog until they are
+	// answered.
+	setup     []setupStep
+	setupRead setupReader
+	// resetPending: the server confirmed COM_RESET_CONNECTION; sluice's
+	// setup runs again before the next command.
+	resetPending bool
+}
+
+// cursor is a statement's open cursor (COM_STMT_EXECUTE with a cursor
+// flag): COM_STMT_FETCH returns its rows, masked with the execute's plan.
+type cursor struct {
+	sql  string
+	dec  policy.Decision
+	cols []column
+	plan map[int]policy.MaskedColumn
+	rows int64 // fetched so far (guardrails)
 }
 
 // NewSession starts a session awaiting the server's greeting.
@@ -110,11 +138,12 @@ func NewSession(cfg Config) *Session {
 	}
 	return &Session{
 		cfg: cfg, log: cfg.Logger,
-		cmd:    joiner{max: cfg.MaxPacket},
-		row:    joiner{max: cfg.MaxPacket},
-		stmts:  map[uint32]string{},
-		stats:  map[string]int{},
-		detect: cfg.Target.Tags["detectors"] == "on",
+		cmd:     joiner{max: cfg.MaxPacket},
+		row:     joiner{max: cfg.MaxPacket},
+		stmts:   map[uint32]string{},
+		cursors: map[uint32]*cursor{},
+		stats:   map[string]int{},
+		detect:  cfg.Target.Tags["detectors"] == "on",
 	}
 }
 
@@ -199,7 +228,7 @@ func (s *Session) clientPacket(p phys, out *session.Output) error {
 		out.ToServer = append(out.ToServer, p.raw...)
 		return nil
 	}
-	if s.held != nil || s.setup || s.draining() {
+	if s.blocked() {
 		s.backlog = append(s.backlog, p.clone())
 		return nil
 	}
@@ -285,6 +314,13 @@ const (
 	comResetConnection = 0x1f
 )
 
+// stmtIDAny is the statement id that makes MariaDB use the statement
+// prepared last (mariadb_stmt_execute_direct pipelines PREPARE and EXECUTE).
+const stmtIDAny = 0xFFFFFFFF
+
+// Cursor flags of COM_STMT_EXECUTE.
+const cursorReadOnly = 0x01
+
 func (s *Session) command(b []byte, out *session.Output) error {
 	if len(b) == 0 {
 		return &ProtocolError{"empty command"}
@@ -308,9 +344,6 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(d, sql, out)
 			return nil
 		}
-		if slices.Contains(d.Kinds, "use") {
-			s.pendingDB = useTarget(sql) // only then is it worth reading the name
-		}
 		forward(response{kind: respResult, dec: d, rec: s.record(sql, d)})
 	case comStmtPrepare:
 		sql := string(b[1:])
@@ -322,13 +355,13 @@ func (s *Session) command(b []byte, out *session.Output) error {
 		}
 		forward(response{kind: respPrepare, sql: sql})
 	case comStmtExecute:
-		if len(b) < 5 {
+		if len(b) < 10 {
 			return &ProtocolError{"malformed COM_STMT_EXECUTE"}
 		}
-		sql, ok := s.stmts[binary.LittleEndian.Uint32(b[1:])]
+		id, sql, ok := s.statement(b)
 		if !ok {
-			forward(response{kind: respOther}) // the server reports the unknown id
-			break
+			s.refuse(policy.Decision{Reason: fmt.Sprintf("statement %d is not one sluice saw prepared in this session: refused", binary.LittleEndian.Uint32(b[1:]))}, "", out)
+			return nil
 		}
 		d := s.authorize(sql)
 		if d.Outcome == policy.Approval {
@@ -341,25 +374,52 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(d, sql, out)
 			return nil
 		}
-		forward(response{kind: respResult, dec: d, binary: true, rec: s.record(sql, d)})
+		// The server's old cursor on the statement closes when it runs again.
+		delete(s.cursors, id)
+		forward(response{kind: respResult, dec: d, binary: true, sql: sql, stmtID: id, cursor: b[5]&cursorReadOnly != 0, rec: s.record(sql, d)})
+	case comStmtFetch:
+		if len(b) < 9 {
+			return &ProtocolError{"malformed COM_STMT_FETCH"}
+		}
+		id, _, ok := s.statement(b)
+		c := s.cursors[id]
+		if !ok || c == nil {
+			s.refuse(policy.Decision{Reason: fmt.Sprintf("statement %d has no cursor sluice saw opened: refused", binary.LittleEndian.Uint32(b[1:]))}, "", out)
+			return nil
+		}
+		forward(response{kind: respResult, dec: c.dec, binary: true, stmtID: id, fetch: c, state: stRows,
+			cols: c.cols, plan: c.plan, rows: c.rows, rec: s.record(c.sql, c.dec)})
 	case comInitDB:
 		db := string(b[1:])
-		sql := "USE `" + db + "`"
-		if d := s.authorize(sql); !d.Allowed() {
+		sql := "USE `" + strings.ReplaceAll(db, "`", "``") + "`"
+		d := s.authorize(sql)
+		if !d.Allowed() {
 			s.refuse(d, sql, out)
 			return nil
 		}
-		s.pendingDB = db
-		forward(response{kind: respResult})
+		forward(response{kind: respResult, dec: d})
 	case comStmtClose:
-		if len(b) >= 5 {
-			delete(s.stmts, binary.LittleEndian.Uint32(b[1:]))
+		// No answer: the server drops the statement (and its cursor) now.
+		if id, _, ok := s.statement(b); ok {
+			delete(s.stmts, id)
+			delete(s.cursors, id)
+			if s.hasLastStmt && s.lastStmt == id {
+				s.hasLastStmt = false
+			}
 		}
 		forward(response{kind: respNone})
 	case comStmtSendLong:
+		s.statement(b) // the id made concrete; the data changes no decision
 		forward(response{kind: respNone})
-	case comQuit, comPing, comStatistics, comStmtReset, comSetOption, comResetConnection, comStmtFetch:
-		forward(response{kind: respOther})
+	case comStmtReset:
+		id, _, _ := s.statement(b)
+		forward(response{kind: respSingle, stmtID: id, resetStmt: true})
+	case comResetConnection:
+		forward(response{kind: respSingle, resetConn: true})
+	case comQuit:
+		forward(response{kind: respNone})
+	case comPing, comStatistics, comSetOption:
+		forward(response{kind: respSingle})
 	default:
 		// COM_CHANGE_USER would switch identity under the gateway; binlog and
 		// replica commands stream the whole database; COM_FIELD_LIST,
@@ -367,6 +427,32 @@ func (s *Session) command(b []byte, out *session.Output) error {
 		s.refuse(policy.Decision{Reason: fmt.Sprintf("command 0x%02x is not allowed through the gateway", b[0])}, "", out)
 	}
 	return nil
+}
+
+// statement resolves the statement id of a COM_STMT_* command (in b[1:5])
+// to one the server confirmed preparing. MariaDB's "last prepared" id is
+// rewritten in b to the concrete id, so the server runs exactly the
+// statement decided.
+func (s *Session) statement(b []byte) (uint32, string, bool) {
+	if len(b) < 5 {
+		return 0, "", false
+	}
+	id := binary.LittleEndian.Uint32(b[1:])
+	if id == stmtIDAny && s.mariadb {
+		if !s.hasLastStmt {
+			return 0, "", false
+		}
+		id = s.lastStmt
+		binary.LittleEndian.PutUint32(b[1:], id)
+	}
+	sql, ok := s.stmts[id]
+	return id, sql, ok
+}
+
+// blocked: client packets wait in backlog — a statement held for a human,
+// sluice's own setup in flight, or the answer to the command before.
+func (s *Session) blocked() bool {
+	return s.held != nil || len(s.setup) > 0 || s.resp.awaiting()
 }
 
 func (s *Session) authorize(sql string) policy.Decision {
@@ -401,20 +487,6 @@ func (s *Session) refuse(d policy.Decision, sql string, out *session.Output) {
 	s.log.Info("statement refused", "sql", sql, "outcome", d.Outcome.String(), "reason", d.Reason, "policies", d.Policies)
 }
 
-// useTarget returns the database a USE statement switches to, if sql is one.
-func useTarget(sql string) string {
-	a := policy.AnalyzeMySQL(sql, "", nil)
-	if a.Err != nil || len(a.Statements) != 1 || a.Statements[0].Kind != "use" {
-		return ""
-	}
-	for _, r := range a.Statements[0].Requests {
-		if r.Action == "use" {
-			return r.Object.Name
-		}
-	}
-	return ""
-}
-
 // Close reports the session's masking counts.
 func (s *Session) Close() {
 	if len(s.stats) > 0 {
@@ -442,4 +514,19 @@ func (s *Session) record(sql string, d policy.Decision) *session.StatementRecord
 		return nil
 	}
 	return d.Record(sql)
+}
+
+// replayBacklog processes the client packets that waited.
+func (s *Session) replayBacklog(out *session.Output) error {
+	for len(s.backlog) > 0 && !s.blocked() {
+		q := s.backlog[0]
+		s.backlog = s.backlog[1:]
+		if len(s.backlog) == 0 {
+			s.backlog = nil
+		}
+		if err := s.clientPacket(q, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -44,9 +44,8 @@ func (s *Session) Resume(v session.Verdict, out *session.Output) {
 		return
 	}
 	s.held = nil
-	backlog := s.backlog
-	s.backlog = nil
 	if v.Fatal {
+		s.backlog = nil
 		s.Expire(v.Message, out)
 		return
 	}
@@ -68,14 +67,7 @@ func (s *Session) Resume(v session.Verdict, out *session.Output) {
 			s.refuseExtended(d, h.sql, out)
 		}
 	}
-	for i, f := range backlog {
-		if s.held != nil {
-			s.backlog = append(s.backlog, backlog[i:]...)
-			return
-		}
-		if err := s.readyFrame(f, out); err != nil {
-			_ = s.fail(err, out)
-			return
-		}
+	if err := s.drain(out); err != nil {
+		_ = s.fail(err, out)
 	}
 }

@@ -27,6 +27,21 @@ type rowPlan struct {
 	detect  bool     // content detectors on
 	// copyText: rows are COPY text lines, whose fields are all text.
 	copyText bool
+	// src is the portal an Execute runs: its column types come from a
+	// Describe that may be answered after the Execute was sent.
+	src *portal
+}
+
+// resolveTypes takes the executed portal's column types and Bind's result
+// formats once they are known. Until then a masked value becomes NULL.
+func (p *rowPlan) resolveTypes() {
+	if p == nil || p.types != nil || p.src == nil {
+		return
+	}
+	if types := p.src.resultTypes(); types != nil {
+		p.types = types
+		p.formats = resultFormats(p.src.formats, len(types))
+	}
 }
 
 func (p *rowPlan) active() bool { return p != nil && (len(p.masks) > 0 || p.detect) }

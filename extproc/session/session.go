@@ -30,6 +30,10 @@ type Target struct {
 	Protocol string // "postgres" or "mysql"
 	Database string // when set, the only database a client may open
 	Tags     map[string]string
+	// Aliases are the other targets that reach the same database: column
+	// tags belong to the data, so what is declared under any of them
+	// applies under every one.
+	Aliases []string
 	// Logins are the database credentials sluice holds for this target,
 	// least-privileged first. Empty: the client authenticates itself.
 	Logins []Login

@@ -72,6 +72,11 @@ func Replay(t *testing.T, s session.Session, events []extproc.TraceEvent, normal
 		if err != nil && ev.Err == "" {
 			t.Fatalf("replay error: %v", err)
 		}
+		if ev.Redacted {
+			// A brokered login's credentials: left out of the trace, and so
+			// of the comparison.
+			out.ToServer = out.ToServer[:0]
+		}
 		toServer = append(toServer, out.ToServer...)
 		toClient = append(toClient, out.ToClient...)
 	}

@@ -1,0 +1,126 @@
+package postgres
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+func (s *Session) startupFrame(f frame, out *session.Output) error {
+	code := binary.BigEndian.Uint32(f.body)
+	switch code {
+	case codeSSLRequest, codeGSSENCRequest:
+		// TLS or GSS encryption must never start inside the tunnel, where
+		// sluice would be blind. PostgreSQL clients then go on in plaintext.
+		out.ToClient = append(out.ToClient, 'N')
+		return nil
+	case codeCancelRequest:
+		if len(f.body) != 12 {
+			return &ProtocolError{"malformed cancel request"}
+		}
+		s.log.Info("cancel request forwarded", "pid", binary.BigEndian.Uint32(f.body[4:]))
+		out.ToServer = append(out.ToServer, f.raw...)
+		s.phase = phaseCancel
+		return nil
+	}
+	var sm pgproto3.StartupMessage
+	if err := sm.Decode(f.body); err != nil {
+		return &ProtocolError{fmt.Sprintf("cannot decode startup message: %v", err)}
+	}
+	if err := s.checkStartup(sm.Parameters); err != nil {
+		return err
+	}
+	s.client.startup = false
+	// Settings given at startup are what RESET, RESET ALL and DISCARD ALL
+	// return to, ahead of ALTER ROLE / DATABASE defaults: sluice pins the
+	// one that changes how strings are read here (see policy.checkLexical),
+	// and the guardrails' statement timeout.
+	pinned := []string{"standard_conforming_strings", "on"}
+	if timeout := s.cfg.Target.Guardrails.StatementTimeout; timeout > 0 {
+		pinned = append(pinned, "statement_timeout", fmt.Sprintf("%dms", max(1, timeout.Milliseconds())))
+	}
+	for i := 0; i < len(pinned); i += 2 {
+		sm.Parameters[pinned[i]] = pinned[i+1]
+	}
+	if l := s.cfg.Target.Login; l != nil {
+		var err error
+		if out.ToServer, err = startupWithLogin(&sm, l, out.ToServer); err != nil {
+			return &ProtocolError{fmt.Sprintf("cannot rewrite startup message: %v", err)}
+		}
+		s.login = &brokeredLogin{login: l}
+		s.log = s.log.With("db_user", l.User, "client_user", sm.Parameters["user"], "database", sm.Parameters["database"])
+		s.phase = phaseAuth
+		return nil
+	}
+	s.log = s.log.With("db_user", sm.Parameters["user"], "database", sm.Parameters["database"])
+	out.ToServer = appendStartupParams(out.ToServer, f.raw, pinned...)
+	s.phase = phaseAuth
+	return nil
+}
+
+// appendStartupParams appends the startup message raw with name/value
+// pairs added after the client's own, in order.
+func appendStartupParams(dst, raw []byte, kv ...string) []byte {
+	start := len(dst)
+	dst = append(dst, raw[:len(raw)-1]...) // all but the list's final NUL
+	for _, s := range kv {
+		dst = append(append(dst, s...), 0)
+	}
+	dst = append(dst, 0)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start))
+	return dst
+}
+
+// allowedStartupParams are the startup parameters a client may set. Others
+// (options, replication, role, search_path, …) would change the session's
+// authority or name resolution before sluice sees a statement.
+var allowedStartupParams = map[string]bool{
+	"user": true, "database": true, "application_name": true, "client_encoding": true,
+	"datestyle": true, "timezone": true, "extra_float_digits": true, "intervalstyle": true,
+}
+
+func (s *Session) checkStartup(params map[string]string) error {
+	for k, v := range params {
+		if !allowedStartupParams[strings.ToLower(k)] {
+			return &ProtocolError{fmt.Sprintf("startup parameter %q is not allowed through the gateway", k)}
+		}
+		if strings.EqualFold(k, "client_encoding") && !policy.SafePGEncoding(v) {
+			return &ProtocolError{fmt.Sprintf("client_encoding %q is not allowed through the gateway: a backslash or quote byte can end a character in it, so sluice could not read SQL as the server does", v)}
+		}
+	}
+	db := params["database"]
+	if db == "" {
+		db = params["user"]
+	}
+	if want := s.cfg.Target.Database; want != "" && db != want {
+		return &ProtocolError{fmt.Sprintf("target %q serves database %q, not %q", s.cfg.Target.Name, want, db)}
+	}
+	return nil
+}
+
+// parameterStatus checks what the server reports of the settings that
+// change how it reads SQL: it is the server's own word, covering ways to
+// change them that no statement shows (ALTER ROLE … SET, a reload). A value
+// sluice cannot parse under ends the session.
+func (s *Session) parameterStatus(body []byte) error {
+	var m pgproto3.ParameterStatus
+	if err := m.Decode(body); err != nil {
+		return &ProtocolError{"malformed ParameterStatus from the server"}
+	}
+	switch strings.ToLower(m.Name) {
+	case "standard_conforming_strings":
+		if m.Value != "on" {
+			return &ProtocolError{"the server reports standard_conforming_strings " + m.Value + ": sluice reads SQL only with it on, so the session ends"}
+		}
+	case "client_encoding":
+		if !policy.SafePGEncoding(m.Value) {
+			return &ProtocolError{"the server reports client_encoding " + m.Value + ", which sluice cannot read SQL in, so the session ends"}
+		}
+	}
+	return nil
+}
