@@ -55,11 +55,15 @@ type Event struct {
 	Result *Result `json:"result,omitempty"`
 
 	// Sessions.
-	Groups      []string          `json:"groups,omitempty"`
-	Client      map[string]string `json:"client,omitempty"`
-	BytesIn     int64             `json:"bytes_from_client,omitempty"`
-	BytesOut    int64             `json:"bytes_to_client,omitempty"`
-	MaskedCount map[string]int    `json:"masked_values,omitempty"`
+	Groups []string          `json:"groups,omitempty"`
+	Client map[string]string `json:"client,omitempty"`
+	// Instance names the sluice process that carried the session (see
+	// Store.Instances): a session without session_close whose instance no
+	// longer runs was cut off.
+	Instance    string         `json:"instance,omitempty"`
+	BytesIn     int64          `json:"bytes_from_client,omitempty"`
+	BytesOut    int64          `json:"bytes_to_client,omitempty"`
+	MaskedCount map[string]int `json:"masked_values,omitempty"`
 
 	// Prev is the previous event's Hash in the session ("" for the first);
 	// Hash covers every other field.

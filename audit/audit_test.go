@@ -109,7 +109,7 @@ func TestJSONLinesMatchSchema(t *testing.T) {
 	c := NewChain(sink)
 	_, _ = c.Append(Event{Session: "s2", Kind: KindStatement, Agent: "bot", ActingFor: "carol", Target: "demo", Statement: "DROP TABLE t",
 		Fingerprint: "pg:abc", Decision: "deny", Reason: "no", Policies: []string{"no-ddl"}, Masked: []string{"email"}, Error: "42501: no",
-		Client: map[string]string{"user_agent": "x"}, MaskedCount: map[string]int{"email": 3},
+		Client: map[string]string{"user_agent": "x"}, Instance: "host-1-abc", MaskedCount: map[string]int{"email": 3},
 		Result: &Result{Columns: []string{"email"}, Rows: [][]*string{{nil}}, Truncated: true}})
 	_, _ = c.Append(Event{Session: "s2", Kind: KindSessionPaused, Agent: "bot", Target: "demo", Reason: "3 slow statements", By: "sluice"})
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")

@@ -83,6 +83,7 @@ func (e *Event) appendJSON(b []byte) []byte {
 	}
 	b = appendStrings(b, "groups", e.Groups)
 	b = appendObject(b, "client", e.Client, appendString)
+	b = appendOptional(b, "instance", e.Instance)
 	if e.BytesIn != 0 {
 		b = append(b, `,"bytes_from_client":`...)
 		b = strconv.AppendInt(b, e.BytesIn, 10)

@@ -38,7 +38,8 @@ type BatchWriter interface {
 	WriteBatch(es []Event) error
 }
 
-func writeBatch(s Sink, es []Event) error {
+// WriteBatch writes es to s, as one batch when s takes batches.
+func WriteBatch(s Sink, es []Event) error {
 	if b, ok := s.(BatchWriter); ok {
 		return b.WriteBatch(es)
 	}
@@ -59,7 +60,7 @@ func (m Multi) Write(e Event) error { return m.WriteBatch([]Event{e}) }
 func (m Multi) WriteBatch(es []Event) error {
 	var errs []error
 	for _, s := range m {
-		errs = append(errs, writeBatch(s, es))
+		errs = append(errs, WriteBatch(s, es))
 	}
 	return errors.Join(errs...)
 }
@@ -94,7 +95,74 @@ func OpenStore(ctx context.Context, url string) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("cannot create audit table: %w", err)
 	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS sluice_audit_instances (
+  instance TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid BIGINT NOT NULL,
+  started TEXT NOT NULL,
+  beat TEXT NOT NULL,
+  stopped TEXT NOT NULL DEFAULT ''
+)`); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("cannot create audit instances table: %w", err)
+	}
 	return s, nil
+}
+
+// Instance is a sluice process writing to the store: it beats while it
+// runs and marks a clean stop, so that a session it never closed can be
+// told from one it still carries.
+type Instance struct {
+	ID, Host               string
+	PID                    int
+	Started, Beat, Stopped time.Time
+}
+
+const instanceTime = time.RFC3339Nano
+
+// StartInstance records a starting sluice process.
+func (s *Store) StartInstance(ctx context.Context, id, host string, pid int) error {
+	now := time.Now().UTC().Format(instanceTime)
+	_, err := s.db.ExecContext(ctx, s.db.Rebind("INSERT INTO sluice_audit_instances (instance, host, pid, started, beat) VALUES (?, ?, ?, ?, ?)"), id, host, pid, now, now)
+	if err != nil {
+		return fmt.Errorf("cannot record the audit instance: %w", err)
+	}
+	return nil
+}
+
+// Beat records that the instance still runs.
+func (s *Store) Beat(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind("UPDATE sluice_audit_instances SET beat = ? WHERE instance = ?"), time.Now().UTC().Format(instanceTime), id)
+	return err
+}
+
+// StopInstance records a clean stop (after the instance's sessions closed).
+func (s *Store) StopInstance(ctx context.Context, id string) error {
+	now := time.Now().UTC().Format(instanceTime)
+	_, err := s.db.ExecContext(ctx, s.db.Rebind("UPDATE sluice_audit_instances SET beat = ?, stopped = ? WHERE instance = ?"), now, now, id)
+	return err
+}
+
+// Instances returns every recorded instance by id.
+func (s *Store) Instances(ctx context.Context) (map[string]Instance, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT instance, host, pid, started, beat, stopped FROM sluice_audit_instances")
+	if err != nil {
+		return nil, fmt.Errorf("cannot read audit instances: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Instance{}
+	for rows.Next() {
+		var in Instance
+		var started, beat, stopped string
+		if err := rows.Scan(&in.ID, &in.Host, &in.PID, &started, &beat, &stopped); err != nil {
+			return nil, err
+		}
+		in.Started, _ = time.Parse(instanceTime, started)
+		in.Beat, _ = time.Parse(instanceTime, beat)
+		in.Stopped, _ = time.Parse(instanceTime, stopped)
+		out[in.ID] = in
+	}
+	return out, rows.Err()
 }
 
 // Close closes the store.
@@ -217,7 +285,7 @@ func NewBuffered(sink Sink, size int) *Buffered {
 	b.batcher = NewBatcher(size, 100*time.Millisecond, func(es []Event) {
 		for len(es) > 0 {
 			n := min(len(es), 512)
-			err := writeBatch(sink, es[:n])
+			err := WriteBatch(sink, es[:n])
 			es = es[n:]
 			b.mu.Lock()
 			b.lastErr = err

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -105,11 +107,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	auditSink, auditHealth, closeAudit, err := openAudit(ctx, c, os.Stdout)
+	instance := newInstanceID()
+	trail, err := openAudit(ctx, c, instance, os.Stdout, log)
 	if err != nil {
 		return err
 	}
-	defer closeAudit()
+	defer trail.close()
 	var approver extproc.Approver
 	if approvals != nil {
 		approver = approvals
@@ -128,9 +131,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		},
 		Approvals:     approver,
 		AsyncGroups:   c.Approvals.AsyncGroups,
-		Audit:         auditSink,
-		AuditHealth:   auditHealth,
+		Audit:         trail.sink,
+		AuditHealth:   trail.health,
 		AuditFailOpen: c.Audit.FailOpen,
+		AuditSync:     trail.sync,
+		Instance:      instance,
 		PayloadKey:    envoy.PayloadKey,
 		GroupsKey:     c.JWT.GroupsClaim,
 		Audiences:     c.JWT.Audiences,
@@ -344,4 +349,11 @@ func (l *liveSessions) Resume(ctx context.Context, id, by string) error {
 		return err
 	}
 	return s.Resume(ctx, id, by)
+}
+
+// newInstanceID names this sluice process in the audit trail.
+func newInstanceID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", hostname(), os.Getpid(), hex.EncodeToString(b[:]))
 }

@@ -96,6 +96,12 @@ type Audit struct {
 	// OTLPLogs also emits each event as an OpenTelemetry log record
 	// (exported per the OTEL_* variables).
 	OTLPLogs bool `yaml:"otlp_logs,omitempty"`
+	// Durability is "buffered" (default: events are committed every
+	// 100 ms, off the data path; a crash loses at most that window, and
+	// `sluice audit verify` names the sessions it cut off) or "sync" (a
+	// statement's completion reaches the client only once its event is
+	// committed, in group commits: nothing a client saw succeed is lost).
+	Durability string `yaml:"durability,omitempty"`
 }
 
 // Approvals configures just-in-time approval.
@@ -286,6 +292,9 @@ func (c *Config) applyDefaults() {
 	if c.Audit.Store == "" {
 		c.Audit.Store = "audit.db"
 	}
+	if c.Audit.Durability == "" {
+		c.Audit.Durability = "buffered"
+	}
 	if c.Approvals.Store == "" {
 		c.Approvals.Store = "approvals.db"
 	}
@@ -306,6 +315,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Envoy.TLSCert == "" || c.Envoy.TLSKey == "" {
 		errs = append(errs, errors.New("envoy.tls_cert and envoy.tls_key are required: tokens never cross the network in clear"))
+	}
+	if d := c.Audit.Durability; d != "" && d != "buffered" && d != "sync" {
+		errs = append(errs, fmt.Errorf("audit.durability %q: buffered or sync", d))
 	}
 	if c.JWT.Issuer == "" || len(c.JWT.Audiences) == 0 {
 		errs = append(errs, errors.New("jwt.issuer and jwt.audiences are required"))

@@ -424,6 +424,16 @@ func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*conf
 	return c, path, nil
 }
 
+// Process returns the extra process started under name (nil if none).
+func (s *Stack) Process(name string) *Process {
+	for _, p := range s.extra {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
 // Adopt makes the stack stop p when it closes.
 func (s *Stack) Adopt(p *Process) { s.extra = append(s.extra, p) }
 
