@@ -291,3 +291,9 @@ func (s *Service) notify(r Request) {
 		s.log.Warn("approval webhook refused", "id", r.ID, "status", resp.Status)
 	}
 }
+
+// PauseHolds lists the pending requests holding agent's statements
+// because of its pause.
+func (s *Service) PauseHolds(ctx context.Context, agent string) ([]string, error) {
+	return s.store.PendingPauseHolds(ctx, agent)
+}

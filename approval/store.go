@@ -96,6 +96,15 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("cannot create approval table: %w", err)
 	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS sluice_pauses (
+  agent TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  paused_by TEXT NOT NULL,
+  since BIGINT NOT NULL
+)`); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("cannot create pause table: %w", err)
+	}
 	return s, nil
 }
 

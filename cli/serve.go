@@ -30,6 +30,7 @@ import (
 	"github.com/sluicedb/sluice/extproc/mysql"
 	"github.com/sluicedb/sluice/extproc/postgres"
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/guard"
 	"github.com/sluicedb/sluice/mask"
 	"github.com/sluicedb/sluice/policy"
 	"github.com/sluicedb/sluice/telemetry"
@@ -114,8 +115,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer trail.close()
 	var approver extproc.Approver
+	var pauses guard.PauseStore
 	if approvals != nil {
-		approver = approvals
+		approver, pauses = approvals, approvals.Store()
 	}
 	srv := extproc.NewServer(extproc.Config{
 		Logger:  log,
@@ -136,6 +138,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		AuditFailOpen: c.Audit.FailOpen,
 		AuditSync:     trail.sync,
 		Instance:      instance,
+		Pauses:        pauses,
 		PayloadKey:    envoy.PayloadKey,
 		GroupsKey:     c.JWT.GroupsClaim,
 		Audiences:     c.JWT.Audiences,

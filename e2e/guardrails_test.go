@@ -58,6 +58,24 @@ func guardedURL(t *testing.T, sub string, groups []string) string {
 	return stack.AgentURL(guardedConnect(t, devstack.DemoTarget, sub, groups))
 }
 
+// guardedConnectAs starts a connector named for the test and name, for
+// an agent's own token, to the demo target through the guarded gateway.
+func guardedConnectAs(t *testing.T, name, sub string, groups []string) string {
+	t.Helper()
+	_, gw := guardedGateway(t)
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p, err := stack.StartConnectVia(context.Background(), "connect-"+strings.ReplaceAll(t.Name(), "/", "_")+"-"+name, gw, devstack.DemoTarget, addr, tokenFor(t, sub, groups))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop() })
+	return addr
+}
+
 // guardedConnect starts a connector to target through the guarded gateway.
 func guardedConnect(t *testing.T, target, sub string, groups []string) string {
 	t.Helper()
@@ -184,11 +202,38 @@ func TestGuardrailLatencyPausesThenResume(t *testing.T) {
 		held <- result{v, err, time.Now()}
 	}()
 	id2 := pendingForAt(t, cfg, approver, "SELECT 44")
+	// The pause belongs to the agent: a connection it opens now, with a
+	// fresh token, waits too; another agent's does not.
+	again := pgxAt(t, stack.AgentURL(guardedConnectAs(t, "again", "slowpoke", []string{"analysts"})))
+	held2 := make(chan result, 1)
+	go func() {
+		var v int
+		err := again.QueryRow(ctx, "SELECT 45").Scan(&v)
+		held2 <- result{v, err, time.Now()}
+	}()
+	id3 := pendingForAt(t, cfg, approver, "SELECT 45")
+	bystander := pgxAt(t, stack.AgentURL(guardedConnectAs(t, "bystander", "bystander", []string{"analysts"})))
+	if err := bystander.QueryRow(ctx, "SELECT 46").Scan(new(int)); err != nil {
+		t.Fatalf("another agent is held by slowpoke's pause: %v", err)
+	}
+	select {
+	case r := <-held2:
+		t.Fatalf("the paused agent's new connection ran: %v %v", r.v, r.err)
+	default:
+	}
 	if out, err := sluiceAt(t, cfg, "sessions", "resume", req.Session, "--token-file", approver); err != nil {
 		t.Fatalf("resume: %v\n%s", err, out)
 	}
 	if r := <-held; r.err != nil || r.v != 44 {
 		t.Fatalf("after the second resume (%s): %v %v", id2, r.v, r.err)
+	}
+	select {
+	case r := <-held2:
+		if r.err != nil || r.v != 45 {
+			t.Fatalf("the new connection's statement after the resume (%s): %v %v", id3, r.v, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("resuming the agent did not release its other session's statement")
 	}
 	// The trip, the human pause and both resumes are in the audit trail.
 	conn.Close(ctx)

@@ -39,9 +39,6 @@ func (t *tunnel) Ask(r session.HoldRequest) session.Ticket {
 	if async {
 		return session.Ticket{ID: req.ID, Message: fmt.Sprintf("%s: approval pending, request %s; resubmit the statement once a human approves it", r.Reason, req.ID)}
 	}
-	if isPauseHold(r) {
-		t.pauseHold = req.ID // a resume approves it
-	}
 	return session.Ticket{ID: req.ID, Hold: true}
 }
 
@@ -71,9 +68,6 @@ func (t *tunnel) await(id string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.pauseHold == id {
-		t.pauseHold = ""
-	}
 	res, ok := t.sess.(session.Resumer)
 	if !ok {
 		return

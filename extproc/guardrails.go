@@ -64,7 +64,8 @@ func (t *tunnel) paused(why, by string) {
 	t.audit(audit.Event{Kind: audit.KindSessionPaused, Reason: why, By: by})
 }
 
-// Pause pauses a live session at a human's request.
+// Pause pauses, at a human's request, the agent of a live session: all of
+// its sessions, on every replica, until a human resumes it.
 func (s *Server) Pause(id, by, reason string) error {
 	t, err := s.liveTunnel(id)
 	if err != nil {
@@ -75,33 +76,50 @@ func (s *Server) Pause(id, by, reason string) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.guard.Pause(reason) {
-		return fmt.Errorf("session %s is already paused", id)
+	was, err := t.guard.Pause(reason, by)
+	if err != nil {
+		return err
+	}
+	if !was {
+		return fmt.Errorf("agent %s is already paused", t.ident.Subject)
 	}
 	t.paused(reason, by)
 	return nil
 }
 
-// Resume lets a paused session run again: its strikes are forgotten, and
-// the statement it holds because of the pause is approved by the resumer.
+// Resume lets the paused agent of a live session run again: its strikes
+// are forgotten, and the statements its pause holds, on every replica,
+// are approved by the resumer.
 func (s *Server) Resume(ctx context.Context, id, by string) error {
 	t, err := s.liveTunnel(id)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
-	if !t.guard.Resume() {
+	was, err := t.guard.Resume()
+	if err != nil {
 		t.mu.Unlock()
-		return fmt.Errorf("session %s is not paused", id)
+		return err
 	}
-	t.log.Info("session resumed", "by", by)
+	if !was {
+		t.mu.Unlock()
+		return fmt.Errorf("agent %s is not paused", t.ident.Subject)
+	}
+	t.log.Info("agent resumed", "by", by)
 	t.audit(audit.Event{Kind: audit.KindSessionResumed, By: by})
-	held := t.pauseHold
+	agent := t.ident.Subject
 	t.mu.Unlock()
-	if held != "" && s.cfg.Approvals != nil {
-		_, err := s.cfg.Approvals.Decide(ctx, held, approval.Decision{Approve: true, By: by, Comment: "session resumed"})
+	if s.cfg.Approvals == nil {
+		return nil
+	}
+	held, err := s.cfg.Approvals.PauseHolds(ctx, agent)
+	if err != nil {
+		return fmt.Errorf("agent resumed, but its held statements could not be listed: %w", err)
+	}
+	for _, id := range held {
+		_, err := s.cfg.Approvals.Decide(ctx, id, approval.Decision{Approve: true, By: by, Comment: "agent resumed"})
 		if err != nil && !errors.Is(err, approval.ErrDecided) {
-			return fmt.Errorf("session resumed, but its held statement (request %s) could not be approved: %w", held, err)
+			return fmt.Errorf("agent resumed, but its held statement (request %s) could not be approved: %w", id, err)
 		}
 	}
 	return nil

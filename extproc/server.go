@@ -55,6 +55,9 @@ type Approver interface {
 	Wait(ctx context.Context, id string) (*approval.Request, error)
 	Decide(ctx context.Context, id string, d approval.Decision) (*approval.Request, error)
 	Timeout() time.Duration
+	// PauseHolds lists the pending requests holding an agent's statements
+	// because of its pause, on every replica.
+	PauseHolds(ctx context.Context, agent string) ([]string, error)
 }
 
 // Config wires a Server.
@@ -92,6 +95,9 @@ type Config struct {
 	AuditSync bool
 	// Instance names this process in session_open events (audit.Instance).
 	Instance string
+	// Pauses keeps agents' pauses where every replica sees them (nil:
+	// this process alone).
+	Pauses guard.PauseStore
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -122,7 +128,7 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	s := &Server{cfg: cfg, ctx: ctx, shutdown: cancel, agents: guard.NewAgents()}
+	s := &Server{cfg: cfg, ctx: ctx, shutdown: cancel, agents: guard.NewAgents(cfg.Pauses)}
 	switch {
 	case cfg.Audit != nil && cfg.AuditSync:
 		// Chains seal into s.collected; each batch is then committed at

@@ -42,7 +42,6 @@ type tunnel struct {
 	memoMu        sync.Mutex // the audit worker and the data path (spans) share the memo
 	sqlMemo       map[string][2]string
 	guard         *guard.Session
-	pauseHold     string // the approval request of a statement held by a pause
 	shapes        policy.Shapes
 	spanCtx       context.Context
 	bytesIn       int64  // from the client

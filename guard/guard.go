@@ -10,6 +10,7 @@
 package guard
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -108,16 +109,114 @@ type agent struct {
 	sessions   int
 	statements *events
 	rows       *events
+	resumed    time.Time // strikes before it no longer count
 }
 
-// Agents shares per-agent counters between sessions.
+// Agents shares per-agent counters between sessions, and the agents'
+// pauses: a pause belongs to the agent, not to one of its sessions.
 type Agents struct {
 	mu sync.Mutex
 	m  map[string]*agent
+	// store keeps pauses where every replica sees them (nil: this process
+	// alone); pauses caches what it said, for pauseTTL.
+	store  PauseStore
+	pauses map[string]pauseState
 }
 
-// NewAgents returns an empty registry.
-func NewAgents() *Agents { return &Agents{m: map[string]*agent{}} }
+// PauseStore keeps agents' pauses for every replica (the approvals store).
+type PauseStore interface {
+	// PauseAgent pauses agent; it reports whether it was running.
+	PauseAgent(ctx context.Context, agent, reason, by string) (bool, error)
+	// ResumeAgent resumes agent; it reports whether it was paused.
+	ResumeAgent(ctx context.Context, agent string) (bool, error)
+	// AgentPause says why agent is paused ("" when it is not).
+	AgentPause(ctx context.Context, agent string) (string, error)
+}
+
+// pauseTTL is how long a replica trusts what the store said of a pause: a
+// pause made elsewhere holds this agent's statements here within it.
+const pauseTTL = time.Second
+
+type pauseState struct {
+	reason  string
+	checked time.Time
+}
+
+// NewAgents returns an empty registry; store (may be nil) shares pauses.
+func NewAgents(store PauseStore) *Agents {
+	return &Agents{m: map[string]*agent{}, store: store, pauses: map[string]pauseState{}}
+}
+
+// Paused says why agent is paused ("" when it is not). A store that cannot
+// answer counts as a pause: the gateway fails closed.
+func (a *Agents) Paused(name string) string {
+	now := time.Now()
+	a.mu.Lock()
+	p, ok := a.pauses[name]
+	a.mu.Unlock()
+	if ok && (a.store == nil || now.Sub(p.checked) < pauseTTL) {
+		return p.reason
+	}
+	if a.store == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	reason, err := a.store.AgentPause(ctx, name)
+	if err != nil {
+		reason = "the pause state cannot be read: " + err.Error()
+	}
+	a.mu.Lock()
+	a.pauses[name] = pauseState{reason: reason, checked: now}
+	a.mu.Unlock()
+	return reason
+}
+
+// Pause pauses agent name; it reports whether it was running.
+func (a *Agents) Pause(name, reason, by string) (bool, error) {
+	was := a.Paused(name) == ""
+	if !was && a.store == nil {
+		return false, nil
+	}
+	if a.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		if was, err = a.store.PauseAgent(ctx, name, reason, by); err != nil {
+			return false, fmt.Errorf("cannot record the pause: %w", err)
+		}
+		if !was {
+			reason = a.Paused(name) // keep the first pause's reason
+		}
+	}
+	a.mu.Lock()
+	a.pauses[name] = pauseState{reason: reason, checked: time.Now()}
+	a.mu.Unlock()
+	return was, nil
+}
+
+// Resume lets agent name run again; it reports whether it was paused.
+func (a *Agents) Resume(name string) (bool, error) {
+	was := a.Paused(name) != ""
+	if a.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		if was, err = a.store.ResumeAgent(ctx, name); err != nil {
+			return false, fmt.Errorf("cannot record the resume: %w", err)
+		}
+	}
+	a.mu.Lock()
+	a.pauses[name] = pauseState{checked: time.Now()}
+	ag := a.m[name]
+	a.mu.Unlock()
+	if ag != nil {
+		ag.mu.Lock()
+		ag.resumed = time.Now() // its sessions forget their strikes
+		ag.mu.Unlock()
+	}
+	return was, nil
+}
 
 // Session is one session's guard.
 type Session struct {
@@ -131,7 +230,6 @@ type Session struct {
 	perSecond  *events
 	perMinute  *events
 	strikes    []time.Time
-	paused     string // why; "" when running
 }
 
 // Open starts the guard of a session of agent name.
@@ -147,12 +245,16 @@ func (a *Agents) Open(name string, l Limits) *Session {
 	return &Session{limits: l, agents: a, name: name, agent: ag, perSecond: window(time.Second), perMinute: window(time.Minute)}
 }
 
-// Close ends the session; an agent without sessions is forgotten.
+// Close ends the session; an agent without sessions is forgotten (its
+// pause, kept in the store, is not).
 func (s *Session) Close() {
 	s.agents.mu.Lock()
 	defer s.agents.mu.Unlock()
 	if s.agent.sessions--; s.agent.sessions == 0 {
 		delete(s.agents.m, s.name)
+		if s.agents.store != nil {
+			delete(s.agents.pauses, s.name)
+		}
 	}
 }
 
@@ -181,7 +283,8 @@ func (s *Session) Check(now time.Time) error {
 }
 
 // Done counts a completed statement. When it is the strike that reaches the
-// pause threshold, the session pauses and Done returns why.
+// pause threshold, the agent pauses (all of its sessions, on every replica)
+// and Done returns why.
 func (s *Session) Done(o Outcome) (paused string) {
 	s.agent.mu.Lock()
 	s.agent.statements.add(o.End, 1)
@@ -203,52 +306,51 @@ func (s *Session) Done(o Outcome) (paused string) {
 	}
 	s.strikes = append(s.strikes, o.End)
 	s.trim(o.End)
-	if s.paused != "" || len(s.strikes) < l.PauseAfter {
+	if len(s.strikes) < l.PauseAfter {
 		return ""
 	}
-	s.paused = fmt.Sprintf("%d statements slower than %s or waiting on locks within %s", len(s.strikes), l.SlowerThan, l.Window)
-	return s.paused
+	why := fmt.Sprintf("%d statements slower than %s or waiting on locks within %s", len(s.strikes), l.SlowerThan, l.Window)
+	s.mu.Unlock()
+	was, err := s.agents.Pause(s.name, why, "sluice")
+	s.mu.Lock()
+	if err != nil {
+		return "pause not recorded (" + err.Error() + "): " + why
+	}
+	if !was {
+		return ""
+	}
+	return why
 }
 
-// trim drops strikes older than the window.
+// trim drops strikes older than the window, or than the agent's last
+// resume.
 func (s *Session) trim(now time.Time) {
-	if s.limits.Window <= 0 {
-		return
-	}
+	s.agent.mu.Lock()
+	resumed := s.agent.resumed
+	s.agent.mu.Unlock()
 	i := 0
-	for i < len(s.strikes) && now.Sub(s.strikes[i]) > s.limits.Window {
+	for i < len(s.strikes) && ((s.limits.Window > 0 && now.Sub(s.strikes[i]) > s.limits.Window) || !s.strikes[i].After(resumed)) {
 		i++
 	}
 	s.strikes = s.strikes[i:]
 }
 
-// Paused says why the session is paused ("" when it is not).
-func (s *Session) Paused() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.paused
+// Paused says why the session's agent is paused ("" when it is not).
+func (s *Session) Paused() string { return s.agents.Paused(s.name) }
+
+// Pause pauses the session's agent (a human's request); it reports
+// whether the agent was running.
+func (s *Session) Pause(reason, by string) (bool, error) {
+	return s.agents.Pause(s.name, reason, by)
 }
 
-// Pause pauses the session (a human's request); it reports whether it was
-// running.
-func (s *Session) Pause(reason string) bool {
+// Resume lets the session's agent run again, its strikes forgotten; it
+// reports whether the agent was paused.
+func (s *Session) Resume() (bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.paused != "" {
-		return false
-	}
-	s.paused = reason
-	return true
-}
-
-// Resume lets the session run again, forgetting its strikes; it reports
-// whether it was paused.
-func (s *Session) Resume() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	was := s.paused != ""
-	s.paused, s.strikes = "", nil
-	return was
+	s.strikes = nil
+	s.mu.Unlock()
+	return s.agents.Resume(s.name)
 }
 
 // Counters snapshots the session's counters.
@@ -256,11 +358,12 @@ func (s *Session) Counters(now time.Time) Counters {
 	s.agent.mu.Lock()
 	as, ar := s.agent.statements.sum(now), s.agent.rows.sum(now)
 	s.agent.mu.Unlock()
+	paused := s.Paused() != ""
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.trim(now)
 	return Counters{
 		Statements: s.statements, StatementsLastSecond: s.perSecond.sum(now), RowsLastMinute: s.perMinute.sum(now),
-		Strikes: int64(len(s.strikes)), AgentStatementsSecond: as, AgentRowsMinute: ar, Paused: s.paused != "",
+		Strikes: int64(len(s.strikes)), AgentStatementsSecond: as, AgentRowsMinute: ar, Paused: paused,
 	}
 }

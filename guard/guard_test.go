@@ -1,7 +1,9 @@
 package guard
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,7 +17,7 @@ func stmt(at time.Time, took time.Duration, rows int64) Outcome {
 // Three strikes within the window pause the session; strikes older than
 // the window do not count; Resume forgets them.
 func TestPauseAfterStrikesWithinWindow(t *testing.T) {
-	a := NewAgents()
+	a := NewAgents(nil)
 	s := a.Open("bot", Limits{SlowerThan: 2 * time.Second, PauseAfter: 3, Window: 5 * time.Minute})
 	defer s.Close()
 	if why := s.Done(stmt(t0, 3*time.Second, 1)); why != "" {
@@ -38,21 +40,88 @@ func TestPauseAfterStrikesWithinWindow(t *testing.T) {
 	if again := s.Done(stmt(t0.Add(8*time.Minute), 3*time.Second, 1)); again != "" {
 		t.Fatal("a paused session tripped again")
 	}
-	if !s.Resume() || s.Paused() != "" || s.Counters(t0.Add(8*time.Minute)).Strikes != 0 {
+	if was, err := s.Resume(); !was || err != nil || s.Paused() != "" || s.Counters(t0.Add(8*time.Minute)).Strikes != 0 {
 		t.Fatal("resume did not clear the pause and strikes")
 	}
-	if s.Resume() {
+	if was, _ := s.Resume(); was {
 		t.Fatal("resumed a running session")
 	}
-	if !s.Pause("by hand") || s.Pause("again") || s.Paused() != "by hand" {
+	if was, _ := s.Pause("by hand", "alice"); !was {
 		t.Fatal("a human's pause")
+	}
+	if was, _ := s.Pause("again", "bob"); was || s.Paused() != "by hand" {
+		t.Fatal("a second pause replaced the first")
+	}
+}
+
+// memPauses is a PauseStore shared by two registries, as replicas share
+// the approvals store.
+type memPauses struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (p *memPauses) PauseAgent(_ context.Context, agent, reason, _ string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m[agent] != "" {
+		return false, nil
+	}
+	p.m[agent] = reason
+	return true, nil
+}
+
+func (p *memPauses) ResumeAgent(_ context.Context, agent string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.m[agent] != ""
+	delete(p.m, agent)
+	return was, nil
+}
+
+func (p *memPauses) AgentPause(_ context.Context, agent string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[agent], nil
+}
+
+// A pause belongs to the agent: every session of it, a session opened
+// afterwards, and the sessions another replica carries.
+func TestPauseHoldsEveryAgentSession(t *testing.T) {
+	store := &memPauses{m: map[string]string{}}
+	here, there := NewAgents(store), NewAgents(store)
+	l := Limits{SlowerThan: time.Second, PauseAfter: 1}
+	s1 := here.Open("bot", l)
+	defer s1.Close()
+	if why := s1.Done(stmt(t0, 2*time.Second, 1)); why == "" {
+		t.Fatal("no pause")
+	}
+	s2 := here.Open("bot", l)
+	defer s2.Close()
+	if s2.Paused() == "" {
+		t.Fatal("a new session of the paused agent runs")
+	}
+	remote := there.Open("bot", l)
+	defer remote.Close()
+	if remote.Paused() == "" {
+		t.Fatal("the paused agent runs on another replica")
+	}
+	if other := here.Open("other", l); other.Paused() != "" {
+		t.Fatal("another agent is paused")
+	}
+	if was, err := remote.Resume(); !was || err != nil {
+		t.Fatalf("resume from the other replica: %v %v", was, err)
+	}
+	time.Sleep(pauseTTL + 100*time.Millisecond) // what a replica trusts of the store
+	if s1.Paused() != "" || s2.Paused() != "" {
+		t.Fatal("resumed elsewhere, still paused here")
 	}
 }
 
 // Rate limits count the last second's statements and the last minute's
 // rows, per session and across an agent's sessions.
 func TestRateLimits(t *testing.T) {
-	a := NewAgents()
+	a := NewAgents(nil)
 	l := Limits{StatementsPerSecond: 3, RowsPerMinute: 100}
 	s1, s2 := a.Open("bot", l), a.Open("bot", l)
 	other := a.Open("other", l)
