@@ -152,6 +152,9 @@ func (t *tunnel) RecordsResults() bool { return t.chain != nil }
 // Statement implements session.Observer: one audit event per statement,
 // its literals redacted unless the target's audit_literals tag says keep.
 func (t *tunnel) Statement(r session.StatementRecord) {
+	if r.Error == "" && t.auth != nil && changesSchema(r.Kinds) {
+		t.auth.SchemaChanged()
+	}
 	t.countStatement(r.Outcome, r.End.Sub(r.Start).Seconds())
 	t.guardStatement(r)
 	if r.Outcome == "deny" && slices.Contains(r.Policies, policy.GuardrailsPolicy) {
@@ -207,4 +210,16 @@ func (t *tunnel) memoSQL(sql string) [2]string {
 	v := [2]string{norm, fp}
 	t.sqlMemo[sql] = v
 	return v
+}
+
+// changesSchema reports statement kinds after which the catalog is read
+// again.
+func changesSchema(kinds []string) bool {
+	for _, k := range kinds {
+		switch k {
+		case "create", "alter", "drop", "grant", "select_into", "rename", "truncate":
+			return true
+		}
+	}
+	return false
 }

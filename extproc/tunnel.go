@@ -35,6 +35,7 @@ type tunnel struct {
 	stream extprocv3.ExternalProcessor_ProcessServer
 	log    *slog.Logger
 	sess   session.Session
+	auth   *policy.Authorizer
 	out    session.Output
 
 	chain         *audit.Chain
@@ -163,7 +164,7 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	}
 	instruments.sessions.Add(t.ctx, 1, metric.WithAttributes(attribute.String("sluice.target", target.Name)))
 	var obs session.Observer = t
-	t.sess = newSession(target, auth, appr, obs, t.log)
+	t.sess, t.auth = newSession(target, auth, appr, obs, t.log), auth
 	if !id.Expiry.IsZero() {
 		t.timer = time.AfterFunc(time.Until(id.Expiry), t.expire)
 	}

@@ -82,8 +82,12 @@ type Statement struct {
 	Lineage bool
 	// Bounded is set for UPDATE and DELETE with a WHERE clause.
 	Bounded bool
-	// CopyFormat is the data format of a COPY ("text", "csv", "binary").
-	CopyFormat string
+	// CopyFormat is the data format of a COPY ("text", "csv", "binary");
+	// CopyOptions: it has options besides the format (DELIMITER, NULL, …);
+	// CopyIn: COPY FROM STDIN (the client streams data in).
+	CopyFormat  string
+	CopyOptions bool
+	CopyIn      bool
 	// Settings are the session settings a SET, RESET or set_config
 	// changes: sluice pins those that change how the server reads SQL, and
 	// the guardrails hold the statement timeout.

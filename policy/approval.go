@@ -36,7 +36,7 @@ func ResolveApproval(d Decision, sql string, appr session.Approvals, admitted *s
 
 // Record starts the audit record of a statement decided as d.
 func (d Decision) Record(sql string) *session.StatementRecord {
-	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Tables: d.Tables, Start: time.Now()}
+	r := &session.StatementRecord{SQL: sql, Outcome: d.Outcome.String(), Reason: d.Reason, Policies: d.Policies, Tables: d.Tables, Kinds: d.Kinds, Start: time.Now()}
 	if d.Shadow {
 		r.Outcome = "shadow:" + d.WouldBe.String()
 	}

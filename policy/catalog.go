@@ -155,6 +155,22 @@ func (c *StaticCatalog) ColumnTags(schema, rel, col string) map[string]string {
 	return tags
 }
 
+// Ancestors lists the tables schema.rel inherits from, nearest first.
+func (c *StaticCatalog) Ancestors(schema, rel string) []string {
+	var out []string
+	queue := slices.Clone(c.Parents[schema+"."+rel])
+	for len(queue) > 0 && len(out) < 64 {
+		p := queue[0]
+		queue = queue[1:]
+		if slices.Contains(out, p) {
+			continue
+		}
+		out = append(out, p)
+		queue = append(queue, c.Parents[p]...)
+	}
+	return out
+}
+
 // ViewDefinition implements ViewDefiner.
 func (c *StaticCatalog) ViewDefinition(schema, rel string) (string, bool) {
 	d, ok := c.Views[schema+"."+rel]

@@ -76,12 +76,23 @@ func (a *Authorizer) columnTags(c Column, base cedargo.EntityMap) map[string]str
 			}
 		}
 	}
-	id := c.Schema + "." + c.Table + "." + c.Name
-	for _, t := range append([]string{a.target.Name}, a.target.Aliases...) {
-		if e, ok := base[cedargo.NewEntityUID(cedar.TypeColumn, cedargo.String(t+"/"+id))]; ok {
-			for k, v := range e.Tags.All() {
-				if s, ok := v.(cedargo.String); ok {
-					merge(map[string]string{string(k): string(s)})
+	// The column's table and the tables it inherits from (a partition is
+	// its parent's data).
+	tables := []string{c.Schema + "." + c.Table}
+	if a.catalog != nil {
+		if in, ok := a.catalog.Current().(interface {
+			Ancestors(schema, rel string) []string
+		}); ok {
+			tables = append(tables, in.Ancestors(c.Schema, c.Table)...)
+		}
+	}
+	for _, tbl := range tables {
+		for _, t := range append([]string{a.target.Name}, a.target.Aliases...) {
+			if e, ok := base[cedargo.NewEntityUID(cedar.TypeColumn, cedargo.String(t+"/"+tbl+"."+c.Name))]; ok {
+				for k, v := range e.Tags.All() {
+					if s, ok := v.(cedargo.String); ok {
+						merge(map[string]string{string(k): string(s)})
+					}
 				}
 			}
 		}

@@ -51,8 +51,20 @@ type Decision struct {
 	// Tables the statement names, schema-qualified, in order of first use
 	// (for audit and traces' db.collection.name).
 	Tables []string
-	// Masked lists, per statement, the result columns to mask.
+	// Masked lists, per statement, the result columns to mask; Widths is
+	// how many columns each statement's result has in sluice's analysis
+	// (-1: unknown). A result of another width cannot be masked by index,
+	// so the wire sessions refuse it rather than pass it.
 	Masked [][]MaskedColumn
+	Widths []int
+	// CopyIn: a statement is COPY FROM STDIN (the client streams data).
+	CopyIn bool
+	// Protected: the statement reads values the agent may see only masked
+	// (a masked result, or a masked column a policy lets it filter on).
+	// The server's error messages and warnings about it may quote such a
+	// value ("invalid input syntax for type integer: …"), so the wire
+	// sessions withhold their text.
+	Protected bool
 	// Effects lists, per statement, the session state it changes (nil when
 	// no statement changes any).
 	Effects [][]Effect

@@ -132,8 +132,31 @@ func ancestors(ents cedargo.EntityMap, groups []cedargo.EntityUID) []cedargo.Ent
 	return out
 }
 
+// SchemaChanged tells the authorizer a statement that changes the schema
+// (CREATE, ALTER, DROP, COMMENT, …) has run: the catalog is read again at
+// once, so that a view's new definition or a new comment's tags are not
+// left to the next periodic refresh.
+func (a *Authorizer) SchemaChanged() {
+	if a.catalog != nil {
+		go a.catalog.Refresh()
+	}
+}
+
 // SetDatabase records the session's default database (MySQL USE).
 func (a *Authorizer) SetDatabase(db string) { a.env.Database = db }
+
+// Env is the MySQL session state decisions are now made under.
+func (a *Authorizer) Env() MySQLSession { return a.env }
+
+// AuthorizeSQLIn decides sql as it reads under env: a prepared statement
+// is the tree the server built when it was prepared, in the database and
+// sql_mode of then.
+func (a *Authorizer) AuthorizeSQLIn(env MySQLSession, sql string) Decision {
+	saved := a.env
+	a.env = env
+	defer func() { a.env = saved }()
+	return a.AuthorizeSQL(sql)
+}
 
 // SetSQLMode records the session's sql_mode (MySQL), as the server
 // confirmed it.
@@ -352,11 +375,18 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 			}
 			return Decision{Outcome: Deny, Reason: reason, Policies: ids, Kinds: out.Kinds, Tables: out.Tables}
 		}
-		masked, err := a.maskingPlan(d, st, ctx)
+		masked, protected, err := a.maskingPlan(d, st, ctx)
 		if err != nil {
 			return Decision{Outcome: Deny, Reason: err.Error(), Kinds: out.Kinds}
 		}
+		out.Protected = out.Protected || protected
 		out.Masked = append(out.Masked, masked)
+		width := -1
+		if st.Lineage {
+			width = len(st.Outputs)
+		}
+		out.Widths = append(out.Widths, width)
+		out.CopyIn = out.CopyIn || st.CopyIn
 	}
 	if approvalReason != "" {
 		out.Outcome, out.Reason = Approval, approvalReason
@@ -370,7 +400,8 @@ func (a *Authorizer) decide(stmts []Statement, sql string) Decision {
 
 // maskingPlan decides, per result column, whether the agent may see its
 // sources unmasked, and refuses masked columns used to steer the statement.
-func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.RecordMap) ([]MaskedColumn, error) {
+func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.RecordMap) ([]MaskedColumn, bool, error) {
+	protected := false
 	unmasked := map[Column]bool{}
 	visible := func(c Column) bool {
 		v, ok := unmasked[c]
@@ -391,8 +422,9 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 			continue
 		}
 		if ok, _, _ := d.authorize("use_masked", a.columnUID(c, d.ents), ctx(), false); !ok {
-			return nil, fmt.Errorf("the statement filters, joins, orders or writes with masked column %s: refused as an inference channel (no policy permits USE_MASKED on it)", c)
+			return nil, false, fmt.Errorf("the statement filters, joins, orders or writes with masked column %s: refused as an inference channel (no policy permits USE_MASKED on it)", c)
 		}
+		protected = true
 	}
 	var masked []MaskedColumn
 	for i, o := range st.Outputs {
@@ -413,12 +445,12 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 		}
 	}
 	if len(masked) > 0 && !st.Lineage {
-		return nil, fmt.Errorf("the result holds protected columns and target %q has no catalog (catalog_url) to place the masks: refused", a.target.Name)
+		return nil, false, fmt.Errorf("the result holds protected columns and target %q has no catalog (catalog_url) to place the masks: refused", a.target.Name)
 	}
-	if len(masked) > 0 && st.CopyFormat != "" && st.CopyFormat != "text" {
-		return nil, fmt.Errorf("COPY of masked columns is only allowed in text format, not %s", st.CopyFormat)
+	if len(masked) > 0 && st.CopyFormat != "" && (st.CopyFormat != "text" || st.CopyOptions) {
+		return nil, false, fmt.Errorf("COPY of masked columns is only allowed in plain text format (no DELIMITER, NULL, HEADER or other options), not %s", st.CopyFormat)
 	}
-	return masked, nil
+	return masked, protected || len(masked) > 0, nil
 }
 
 // strategy picks how to mask a column from its sources' tags: an explicit

@@ -78,7 +78,7 @@ func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *scope) ([]Output, error) 
 	}
 	if s.OrderBy != nil {
 		for _, it := range s.OrderBy.Items {
-			if err := a.uses(sc, it.Expr); err != nil {
+			if err := a.usesByOutput(sc, outs, it.Expr); err != nil {
 				return nil, err
 			}
 		}
@@ -130,20 +130,38 @@ func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *scope) ([]Output, e
 	}
 	a.lockInfo(sel.LockInfo, sc)
 	steer := []ast.ExprNode{sel.Where}
-	if sel.GroupBy != nil {
-		for _, it := range sel.GroupBy.Items {
-			steer = append(steer, it.Expr)
+	for _, w := range sel.WindowSpecs {
+		if w.PartitionBy != nil {
+			for _, it := range w.PartitionBy.Items {
+				steer = append(steer, it.Expr)
+			}
 		}
-	}
-	if sel.Having != nil {
-		steer = append(steer, sel.Having.Expr)
-	}
-	if sel.OrderBy != nil {
-		for _, it := range sel.OrderBy.Items {
-			steer = append(steer, it.Expr)
+		if w.OrderBy != nil {
+			for _, it := range w.OrderBy.Items {
+				steer = append(steer, it.Expr)
+			}
 		}
 	}
 	if err := a.uses(sc, steer...); err != nil {
+		return nil, err
+	}
+	// GROUP BY, HAVING and ORDER BY may also name an output or give its
+	// position.
+	var byOutput []ast.ExprNode
+	if sel.GroupBy != nil {
+		for _, it := range sel.GroupBy.Items {
+			byOutput = append(byOutput, it.Expr)
+		}
+	}
+	if sel.Having != nil {
+		byOutput = append(byOutput, sel.Having.Expr)
+	}
+	if sel.OrderBy != nil {
+		for _, it := range sel.OrderBy.Items {
+			byOutput = append(byOutput, it.Expr)
+		}
+	}
+	if err := a.usesByOutput(sc, outs, byOutput...); err != nil {
 		return nil, err
 	}
 	return outs, nil
@@ -303,13 +321,64 @@ func (a *myAnalyzer) uses(sc *scope, exprs ...ast.ExprNode) error {
 		}
 		src, err := a.expr(e, sc)
 		if err != nil {
-			var unknown *unknownColumnError
-			if asUnknown(err, &unknown) {
-				continue // an output alias in ORDER BY / GROUP BY / HAVING
-			}
 			return err
 		}
 		a.use(src...)
+	}
+	return nil
+}
+
+// usesByOutput records GROUP BY, HAVING and ORDER BY expressions, whose
+// names may be outputs (an alias) and whose numbers are positions: those
+// steer the query with their output's sources. Every column an alias
+// stands for counts, wherever it appears in the expression.
+func (a *myAnalyzer) usesByOutput(sc *scope, outs []Output, exprs ...ast.ExprNode) error {
+	for _, e := range exprs {
+		if e == nil {
+			continue
+		}
+		if p, ok := e.(*ast.PositionExpr); ok {
+			if p.N >= 1 && p.N <= len(outs) {
+				a.use(outs[p.N-1].Sources...)
+			}
+			continue
+		}
+		var err error
+		e.Accept(&visitor{enter: func(n ast.Node) bool {
+			if err != nil {
+				return false
+			}
+			switch v := n.(type) {
+			case *ast.ColumnNameExpr:
+				named := false
+				if v.Name.Table.O == "" {
+					for _, o := range outs {
+						if strings.EqualFold(o.Name, v.Name.Name.O) {
+							a.use(o.Sources...)
+							named = true
+						}
+					}
+				}
+				src, e := a.column(v.Name, sc)
+				var unknown *unknownColumnError
+				if e != nil && !(named && asUnknown(e, &unknown)) {
+					err = e
+				}
+				a.use(src...)
+				return false
+			case *ast.SubqueryExpr:
+				src, e := a.expr(v, sc)
+				if e != nil {
+					err = e
+				}
+				a.use(src...)
+				return false
+			}
+			return true
+		}})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

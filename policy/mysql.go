@@ -181,9 +181,23 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 		return a.rel("truncate", s.Table)
 	case *ast.CreateTableStmt:
 		a.st.Kind = "create"
+		if s.TemporaryKeyword != ast.TemporaryNone && a.cat != nil {
+			if obj, err := a.table(s.Table); err == nil {
+				// A temporary table stands in for the table of its name.
+				return fmt.Errorf("a temporary table named %q would shadow the existing %s.%s: choose another name", s.Table.Name.O, obj.Schema, obj.Name)
+			}
+		}
 		a.newRel("create", s.Table)
 		if s.ReferTable != nil {
 			return a.rel("select", s.ReferTable)
+		}
+		if s.Select != nil {
+			// CREATE TABLE … SELECT copies values with no lineage back.
+			outs, err := a.resultSet(s.Select, &scope{})
+			if err != nil {
+				return err
+			}
+			a.use(sourcesOf(outs)...)
 		}
 	case *ast.CreateViewStmt:
 		a.st.Kind = "create"
@@ -293,6 +307,11 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 	case *ast.ShowStmt:
 		a.st.Kind = "show"
 		switch s.Tp {
+		case ast.ShowWarnings, ast.ShowErrors:
+			// The last statement's diagnostics: the session refuses them
+			// after a statement that read masked values.
+			a.st.Kind = "show_warnings"
+			a.add("show", target)
 		case ast.ShowProcessList, ast.ShowCreateUser, ast.ShowMasterStatus, ast.ShowBinlogStatus, ast.ShowReplicaStatus:
 			// Other sessions' statements, password hashes, replication
 			// state: server-wide, beyond any agent's task.

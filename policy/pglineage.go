@@ -80,7 +80,10 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 				left[i].Sources = union(left[i].Sources, right[i].Sources...)
 			}
 		}
-		if err := a.uses(sc, nodesOfSort(sel.SortClause)...); err != nil {
+		if err := a.usesByOutput(sc, left, nodesOfSort(sel.SortClause)...); err != nil {
+			return nil, err
+		}
+		if err := a.uses(sc, sel.LimitCount, sel.LimitOffset); err != nil {
 			return nil, err
 		}
 		return left, nil
@@ -115,11 +118,16 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 	if err := a.locking(sel.LockingClause, sc); err != nil {
 		return nil, err
 	}
-	steer := []*pg.Node{sel.WhereClause, sel.HavingClause}
-	steer = append(steer, sel.GroupClause...)
-	steer = append(steer, sel.DistinctClause...)
-	steer = append(steer, nodesOfSort(sel.SortClause)...)
+	// What steers the query: filters, limits computed from data, window
+	// partitions — and what may also name an output.
+	steer := []*pg.Node{sel.WhereClause, sel.HavingClause, sel.LimitCount, sel.LimitOffset}
+	steer = append(steer, windowNodes(sel.WindowClause)...)
 	if err := a.uses(sc, steer...); err != nil {
+		return nil, err
+	}
+	byOutput := append(slices.Clone(sel.GroupClause), sel.DistinctClause...)
+	byOutput = append(byOutput, nodesOfSort(sel.SortClause)...)
+	if err := a.usesByOutput(sc, outs, byOutput...); err != nil {
 		return nil, err
 	}
 	return outs, nil
@@ -145,10 +153,42 @@ func (a *pgAnalyzer) uses(sc *scope, nodes ...*pg.Node) error {
 		}
 		src, err := a.expr(n, sc)
 		if err != nil {
-			// ORDER BY and GROUP BY may name an output column; those carry
-			// the lineage of their output, already accounted for.
+			return err
+		}
+		a.use(src...)
+	}
+	return nil
+}
+
+// usesByOutput records ORDER BY, GROUP BY and DISTINCT ON expressions,
+// which may also name an output column or give its position: those steer
+// the query with their output's sources. A name that is both an output
+// and an input column counts as both.
+func (a *pgAnalyzer) usesByOutput(sc *scope, outs []Output, nodes ...*pg.Node) error {
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		if c := n.GetAConst(); c != nil && c.GetIval() != nil {
+			if pos := int(c.GetIval().Ival); pos >= 1 && pos <= len(outs) {
+				a.use(outs[pos-1].Sources...)
+			}
+			continue
+		}
+		named := false
+		if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && !isStar(cr) {
+			name := cr.Fields[0].GetString_().GetSval()
+			for _, o := range outs {
+				if o.Name == name {
+					a.use(o.Sources...)
+					named = true
+				}
+			}
+		}
+		src, err := a.expr(n, sc)
+		if err != nil {
 			var unknown *unknownColumnError
-			if asUnknown(err, &unknown) {
+			if named && asUnknown(err, &unknown) {
 				continue
 			}
 			return err
@@ -156,6 +196,19 @@ func (a *pgAnalyzer) uses(sc *scope, nodes ...*pg.Node) error {
 		a.use(src...)
 	}
 	return nil
+}
+
+// windowNodes are the expressions of named WINDOW definitions.
+func windowNodes(defs []*pg.Node) []*pg.Node {
+	var out []*pg.Node
+	for _, d := range defs {
+		if w := d.GetWindowDef(); w != nil {
+			out = append(out, w.PartitionClause...)
+			out = append(out, nodesOfSort(w.OrderClause)...)
+			out = append(out, w.StartOffset, w.EndOffset)
+		}
+	}
+	return out
 }
 
 // outputName is the column name PostgreSQL gives a target (FigureColname).
@@ -263,6 +316,7 @@ func (a *pgAnalyzer) fromItem(n *pg.Node, sc *scope) error {
 		}
 		sc.rels = append(sc.rels, relation{alias: f.RangeSubselect.Alias.GetAliasname(), cols: applyAlias(outs, f.RangeSubselect.Alias)})
 	case *pg.Node_JoinExpr:
+		start := len(sc.rels)
 		if err := a.fromItem(f.JoinExpr.Larg, sc); err != nil {
 			return err
 		}
@@ -279,6 +333,15 @@ func (a *pgAnalyzer) fromItem(n *pg.Node, sc *scope) error {
 			}
 			a.use(src...)
 		}
+		if al := f.JoinExpr.Alias; al != nil {
+			// (a JOIN b) AS j: one relation of both sides' columns; the
+			// inner names are no longer visible.
+			j := relation{alias: al.Aliasname}
+			for _, r := range sc.rels[start:] {
+				j.cols = append(j.cols, a.relCols(r)...)
+			}
+			sc.rels = append(sc.rels[:start], relation{alias: j.alias, cols: applyAlias(j.cols, al)})
+		}
 	case *pg.Node_RangeFunction:
 		var src []Column
 		for _, fn := range f.RangeFunction.Functions {
@@ -288,13 +351,33 @@ func (a *pgAnalyzer) fromItem(n *pg.Node, sc *scope) error {
 			}
 			src = union(src, s...)
 		}
-		alias := f.RangeFunction.Alias.GetAliasname()
-		if alias == "" && len(f.RangeFunction.Functions) > 0 {
-			if fc := f.RangeFunction.Functions[0].GetList().GetItems(); len(fc) > 0 {
+		rf := f.RangeFunction
+		alias := rf.Alias.GetAliasname()
+		if alias == "" && len(rf.Functions) > 0 {
+			if fc := rf.Functions[0].GetList().GetItems(); len(fc) > 0 {
 				alias = funcName(fc[0].GetFuncCall())
 			}
 		}
-		sc.rels = append(sc.rels, relation{alias: alias, opaque: true, sources: src})
+		// Named columns (an alias's column list, a column definition list)
+		// are known; otherwise any name might be one of the function's.
+		var names []string
+		for _, c := range rf.Alias.GetColnames() {
+			names = append(names, c.GetString_().GetSval())
+		}
+		if len(names) == 0 {
+			for _, d := range rf.Coldeflist {
+				names = append(names, d.GetColumnDef().GetColname())
+			}
+		}
+		if len(names) == 0 {
+			sc.rels = append(sc.rels, relation{alias: alias, opaque: true, sources: src})
+			break
+		}
+		r := relation{alias: alias}
+		for _, n := range names {
+			r.cols = append(r.cols, Output{Name: n, Sources: src})
+		}
+		sc.rels = append(sc.rels, r)
 	default:
 		return fmt.Errorf("sluice does not understand a %T in FROM", n.Node)
 	}
@@ -409,9 +492,15 @@ func (a *pgAnalyzer) columnSources(fields []string, sc *scope) ([]Column, error)
 }
 
 // columnRef resolves a column reference (name, rel.name, schema.rel.name,
-// or a bare relation name: a whole-row reference) through the scopes.
+// or a bare relation name: a whole-row reference) through the scopes, as
+// PostgreSQL does: a level's named columns before outer levels. A function
+// result whose columns sluice cannot name might hold any name: it is a
+// candidate, and so are the outer levels' columns of that name — both are
+// taken, since sluice cannot tell which the server picks.
 func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 	col := fields[len(fields)-1]
+	var maybe Output // candidates from unnamed function results
+	candidates := false
 	for s := sc; s != nil; s = s.parent {
 		if len(fields) == 1 {
 			var found Output
@@ -431,27 +520,24 @@ func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 				return Output{}, fmt.Errorf("column reference %q is ambiguous", col)
 			}
 			if n == 1 {
-				return found, nil
+				return withCandidates(found, maybe, candidates), nil
 			}
 			// A whole-row reference such as row_to_json(u).
 			for _, r := range s.rels {
 				if r.alias == col {
-					return Output{Name: col, Sources: sourcesOf(a.relCols(r))}, nil
+					return withCandidates(Output{Name: col, Sources: sourcesOf(a.relCols(r))}, maybe, candidates), nil
 				}
 			}
 			// Columns of function results, and of tables when there is no
-			// catalog, are not known by name: take every candidate.
+			// catalog, are not known by name: every one is a candidate.
 			for _, r := range s.rels {
 				if r.opaque {
-					found.Sources = union(found.Sources, r.sources...)
-					n++
+					maybe.Sources = union(maybe.Sources, r.sources...)
+					candidates = true
 				} else if r.table != nil {
-					found.Sources = union(found.Sources, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
-					n++
+					maybe.Sources = union(maybe.Sources, Column{Schema: r.table.Schema, Table: r.table.Name, Name: col})
+					candidates = true
 				}
-			}
-			if n > 0 {
-				return found, nil
 			}
 			continue
 		}
@@ -474,7 +560,22 @@ func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 			return Output{}, &unknownColumnError{strings.Join(fields, ".")}
 		}
 	}
+	if candidates {
+		maybe.Name = col
+		return maybe, nil
+	}
 	return Output{}, &unknownColumnError{strings.Join(fields, ".")}
+}
+
+// withCandidates adds inner function results' sources to a name resolved
+// further out.
+func withCandidates(o Output, maybe Output, candidates bool) Output {
+	if !candidates {
+		return o
+	}
+	o.Sources = union(slices.Clone(o.Sources), maybe.Sources...)
+	o.Bare = false
+	return o
 }
 
 // bare reports whether an expression's values are a column's values as

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -36,6 +37,12 @@ func (a *pgAnalyzer) insertIn(s *pg.InsertStmt, parent *scope) ([]Output, error)
 	if oc := s.OnConflictClause; oc != nil {
 		if oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
 			a.add("update", mustTable(a, s.Relation))
+		}
+		// EXCLUDED is the row proposed for insertion: its values are the
+		// INSERT's own, already counted as flowing into the table.
+		if len(tsc.rels) > 0 {
+			ex := relation{alias: "excluded", cols: slices.Clone(tsc.rels[0].cols), table: tsc.rels[0].table}
+			tsc.rels = append(tsc.rels, ex)
 		}
 		if err := a.setList(oc.TargetList, tsc); err != nil {
 			return nil, err

@@ -87,9 +87,9 @@ func (a *pgAnalyzer) rel(action string, rv *pg.RangeVar) error {
 }
 
 // newRel records action on a relation a statement creates: it need not exist.
-func (a *pgAnalyzer) newRel(action string, rv *pg.RangeVar) {
+func (a *pgAnalyzer) newRel(action string, rv *pg.RangeVar) error {
 	if rv == nil {
-		return
+		return nil
 	}
 	a.assigned[rv] = true
 	schema := rv.Schemaname
@@ -99,7 +99,13 @@ func (a *pgAnalyzer) newRel(action string, rv *pg.RangeVar) {
 			schema = "pg_temp"
 		}
 	}
+	if schema == "pg_temp" && a.cat != nil && len(a.cat.SchemasWith(rv.Relname)) > 0 {
+		// The session's temporary schema is searched first: a temporary
+		// relation of an existing name would stand in for it unseen.
+		return fmt.Errorf("a temporary relation named %q would shadow the existing %s: choose another name", rv.Relname, rv.Relname)
+	}
 	a.add(action, Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname})
+	return nil
 }
 
 var target = Object{Kind: ObjectTarget}
@@ -111,7 +117,9 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.st.Kind = "select"
 		if into := s.SelectStmt.IntoClause; into != nil {
 			a.st.Kind = "select_into"
-			a.newRel("create", into.Rel)
+			if err := a.newRel("create", into.Rel); err != nil {
+				return err
+			}
 		}
 		outs, err := a.selectStmt(s.SelectStmt, nil)
 		if err != nil {
@@ -139,13 +147,25 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		}
 	case *pg.Node_CreateStmt:
 		a.st.Kind = "create"
-		a.newRel("create", s.CreateStmt.Relation)
+		return a.newRel("create", s.CreateStmt.Relation)
 	case *pg.Node_CreateTableAsStmt:
 		a.st.Kind = "create"
-		a.newRel("create", s.CreateTableAsStmt.Into.GetRel())
+		ctas := s.CreateTableAsStmt
+		if err := a.newRel("create", ctas.Into.GetRel()); err != nil {
+			return err
+		}
+		if ctas.Objtype != pg.ObjectType_OBJECT_MATVIEW {
+			// A table's copy of the values has no lineage back to them
+			// (a materialized view's has: its definition).
+			outs, err := a.query(ctas.Query, nil)
+			if err != nil {
+				return err
+			}
+			a.use(sourcesOf(outs)...)
+		}
 	case *pg.Node_ViewStmt:
 		a.st.Kind = "create"
-		a.newRel("create", s.ViewStmt.View)
+		return a.newRel("create", s.ViewStmt.View)
 	case *pg.Node_IndexStmt:
 		a.st.Kind = "create"
 		return a.rel("create", s.IndexStmt.Relation)
@@ -423,12 +443,18 @@ func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 
 func (a *pgAnalyzer) copy(c *pg.CopyStmt) error {
 	a.st.CopyFormat = "text"
+	a.st.CopyIn = c.IsFrom && c.Filename == "" && !c.IsProgram
 	for _, o := range c.Options {
-		if de := o.GetDefElem(); de != nil && strings.EqualFold(de.Defname, "format") {
-			a.st.CopyFormat = strings.ToLower(de.Arg.GetString_().GetSval())
-			if a.st.CopyFormat == "" {
-				a.st.CopyFormat = "unknown"
-			}
+		de := o.GetDefElem()
+		if de == nil || !strings.EqualFold(de.Defname, "format") {
+			// DELIMITER, NULL, HEADER, ENCODING, QUOTE…: the rows are not
+			// the tab-separated text sluice masks field by field.
+			a.st.CopyOptions = true
+			continue
+		}
+		a.st.CopyFormat = strings.ToLower(de.Arg.GetString_().GetSval())
+		if a.st.CopyFormat == "" {
+			a.st.CopyFormat = "unknown"
 		}
 	}
 	switch {
@@ -466,10 +492,19 @@ func (a *pgAnalyzer) copy(c *pg.CopyStmt) error {
 	if err := a.addRangeVar(sc, c.Relation, ""); err != nil {
 		return err
 	}
-	for _, col := range sc.rels[0].cols {
-		if len(c.Attlist) == 0 || slices.ContainsFunc(c.Attlist, func(n *pg.Node) bool { return n.GetString_().GetSval() == col.Name }) {
-			a.st.Outputs = append(a.st.Outputs, col)
+	cols := sc.rels[0].cols
+	if len(c.Attlist) == 0 {
+		a.st.Outputs = cols
+		return nil
+	}
+	// The listed columns, in the list's order: the fields come that way.
+	for _, n := range c.Attlist {
+		name := n.GetString_().GetSval()
+		i := slices.IndexFunc(cols, func(o Output) bool { return o.Name == name })
+		if i < 0 {
+			return &unknownColumnError{name}
 		}
+		a.st.Outputs = append(a.st.Outputs, cols[i])
 	}
 	return nil
 }

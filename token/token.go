@@ -60,6 +60,9 @@ type Claims struct {
 	ActFor   string // the human the agent acts for (act.sub)
 	TTL      time.Duration
 	Now      time.Time // zero: the current time
+	// NoExpiry leaves exp out: such a token is refused everywhere (it
+	// exists to test that).
+	NoExpiry bool
 }
 
 // Mint signs a JWT with the key at keyPath.
@@ -88,6 +91,9 @@ func Mint(keyPath string, c Claims) (string, error) {
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
 		Expiry:    jwt.NewNumericDate(now.Add(c.TTL)),
+	}
+	if c.NoExpiry {
+		std.Expiry = nil
 	}
 	extra := map[string]any{"groups": c.Groups}
 	if c.ActFor != "" {

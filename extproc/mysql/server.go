@@ -45,7 +45,8 @@ type response struct {
 	dec    policy.Decision
 	rec    *session.StatementRecord // reported when the answer is complete
 	binary bool                     // binary result rows (COM_STMT_EXECUTE, COM_STMT_FETCH)
-	sql    string                   // COM_STMT_PREPARE
+	sql    string                   // COM_STMT_PREPARE, COM_STMT_EXECUTE
+	env    policy.MySQLSession      // COM_STMT_PREPARE: the state it reads under
 	stmtID uint32                   // COM_STMT_*: the statement
 	// cursor: the execute asked for a cursor; fetch: the cursor a
 	// COM_STMT_FETCH reads.
@@ -266,6 +267,26 @@ func (s *Session) responsePacket(p phys, out *session.Output) error {
 	if r.kind == respResult && r.state == stRows && !r.cut && !p.cont && !r.inRow && s.limitRows(p, out) {
 		r.cut = true
 	}
+	if r.kind == respResult && !r.cut && !p.cont && len(p.payload) > 0 {
+		switch {
+		case p.payload[0] == 0xFF && len(p.payload) >= 3 && r.dec.Protected:
+			// The server's message may quote a masked value.
+			code := binary.LittleEndian.Uint16(p.payload[1:])
+			state := "HY000"
+			if len(p.payload) >= 9 && p.payload[3] == '#' {
+				state = string(p.payload[4:9])
+			}
+			msg := fmt.Sprintf("sluice: the statement failed (error %d); the server's message is withheld, since the statement reads masked values it may quote", code)
+			q := p
+			q.payload = errPayload(code, state, msg)
+			q.raw, _ = appendPacket(nil, q.payload, p.seq)
+			p = q
+		case r.state == stStart && s.misplacedColumns(p, out):
+			r.cut = true
+			var drop session.Output
+			return s.relay(p, &drop)
+		}
+	}
 	if r.cut {
 		// The client saw the cut's error: the rest of the answer is
 		// followed, and dropped.
@@ -420,7 +441,7 @@ func (s *Session) prepareAnswer(b []byte) error {
 			r.state, r.left = stPrepCols, r.prepCols
 		default:
 			r.state = stDone
-			s.stmts[r.stmtID] = r.sql
+			s.stmts[r.stmtID] = prepared{sql: r.sql, env: r.env}
 			s.lastStmt, s.hasLastStmt = r.stmtID, true
 		}
 	}
@@ -692,4 +713,25 @@ func versionID(v string) int {
 		return 0
 	}
 	return parts[0]*10000 + parts[1]*100 + parts[2]
+}
+
+// misplacedColumns cuts a masked result whose column count is not the one
+// the analysis placed its masks in: masking by index could let the real
+// value through. The client gets ERR in the column count's place.
+func (s *Session) misplacedColumns(p phys, out *session.Output) bool {
+	r := &s.resp
+	b := p.payload
+	if b[0] == 0x00 || b[0] == 0xFE || b[0] == 0xFF || b[0] == 0xFB || r.stmt >= len(r.dec.Masked) || len(r.dec.Masked[r.stmt]) == 0 || r.dec.Widths[r.stmt] < 0 {
+		return false
+	}
+	n, _, _, ok := lenenc(b)
+	if !ok || int(n) == r.dec.Widths[r.stmt] {
+		return false
+	}
+	msg := fmt.Sprintf("sluice: the result has %d columns where sluice's analysis has %d, so its masks cannot be placed: refused (name the columns instead of *)", n, r.dec.Widths[r.stmt])
+	out.ToClient, _ = appendPacket(out.ToClient, errPayload(1142, "42000", msg), p.seq)
+	if r.rec != nil {
+		r.rec.Error, r.rec.Code = "1142: "+msg, "1142"
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,10 @@ import (
 // database (USE, COM_INIT_DB), the sql_mode, the server's version.
 type Authorizer interface {
 	AuthorizeSQL(sql string) policy.Decision
+	// AuthorizeSQLIn decides sql as the server read it under env (a
+	// prepared statement, in the database and sql_mode it was prepared in).
+	AuthorizeSQLIn(env policy.MySQLSession, sql string) policy.Decision
+	Env() policy.MySQLSession
 	SetDatabase(db string)
 	SetSQLMode(m policy.SQLMode)
 	SetServer(version int, mariadb bool)
@@ -89,8 +94,8 @@ type Session struct {
 	// waits in backlog until the server has answered the first, so every
 	// decision is made on state the server confirmed.
 	resp    response
-	stmts   map[uint32]string  // prepared statement id → SQL, from PREPARE_OK
-	cursors map[uint32]*cursor // statement id → its open cursor
+	stmts   map[uint32]prepared // prepared statement id → SQL, from PREPARE_OK
+	cursors map[uint32]*cursor  // statement id → its open cursor
 	// lastStmt is the statement MariaDB runs for id 0xFFFFFFFF (the last
 	// one prepared), when there is one.
 	lastStmt    uint32
@@ -113,6 +118,17 @@ type Session struct {
 	// resetPending: the server confirmed COM_RESET_CONNECTION; sluice's
 	// setup runs again before the next command.
 	resetPending bool
+	// warningsProtected: the last statement read values the agent sees
+	// only masked; SHOW WARNINGS / SHOW ERRORS could quote them.
+	warningsProtected bool
+}
+
+// prepared is a statement the server prepared: its text, and the session
+// state it was read under then (the server runs that reading, whatever
+// the database or sql_mode is when it is executed).
+type prepared struct {
+	sql string
+	env policy.MySQLSession
 }
 
 // cursor is a statement's open cursor (COM_STMT_EXECUTE with a cursor
@@ -140,7 +156,7 @@ func NewSession(cfg Config) *Session {
 		cfg: cfg, log: cfg.Logger,
 		cmd:     joiner{max: cfg.MaxPacket},
 		row:     joiner{max: cfg.MaxPacket},
-		stmts:   map[uint32]string{},
+		stmts:   map[uint32]prepared{},
 		cursors: map[uint32]*cursor{},
 		stats:   map[string]int{},
 		detect:  cfg.Target.Tags["detectors"] == "on",
@@ -334,6 +350,9 @@ func (s *Session) command(b []byte, out *session.Output) error {
 	case comQuery:
 		sql := string(b[1:])
 		d := s.authorize(sql)
+		if slices.Contains(d.Kinds, "show_warnings") && (d.Protected || s.warningsProtected) {
+			d = policy.Decision{Outcome: policy.Deny, Reason: "SHOW WARNINGS / SHOW ERRORS after a statement that read masked values is refused: its messages may quote them", Kinds: d.Kinds}
+		}
 		if d.Outcome == policy.Approval {
 			var ok bool
 			if d, ok = s.approval(d, sql, b, out); !ok {
@@ -344,6 +363,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(d, sql, out)
 			return nil
 		}
+		s.diagnostics(d)
 		forward(response{kind: respResult, dec: d, rec: s.record(sql, d)})
 	case comStmtPrepare:
 		sql := string(b[1:])
@@ -353,17 +373,21 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(d, sql, out)
 			return nil
 		}
-		forward(response{kind: respPrepare, sql: sql})
+		forward(response{kind: respPrepare, sql: sql, env: s.cfg.Authorizer.Env()})
 	case comStmtExecute:
 		if len(b) < 10 {
 			return &ProtocolError{"malformed COM_STMT_EXECUTE"}
 		}
-		id, sql, ok := s.statement(b)
+		id, st, ok := s.statement(b)
 		if !ok {
 			s.refuse(policy.Decision{Reason: fmt.Sprintf("statement %d is not one sluice saw prepared in this session: refused", binary.LittleEndian.Uint32(b[1:]))}, "", out)
 			return nil
 		}
-		d := s.authorize(sql)
+		sql := st.sql
+		d := s.cfg.Authorizer.AuthorizeSQLIn(st.env, sql)
+		if d.Shadow {
+			s.log.Warn("shadow mode: statement would be refused", "sql", sql, "would_be", d.WouldBe.String(), "reason", d.Reason)
+		}
 		if d.Outcome == policy.Approval {
 			var ok bool
 			if d, ok = s.approval(d, sql, b, out); !ok {
@@ -376,6 +400,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 		}
 		// The server's old cursor on the statement closes when it runs again.
 		delete(s.cursors, id)
+		s.diagnostics(d)
 		forward(response{kind: respResult, dec: d, binary: true, sql: sql, stmtID: id, cursor: b[5]&cursorReadOnly != 0, rec: s.record(sql, d)})
 	case comStmtFetch:
 		if len(b) < 9 {
@@ -433,20 +458,31 @@ func (s *Session) command(b []byte, out *session.Output) error {
 // to one the server confirmed preparing. MariaDB's "last prepared" id is
 // rewritten in b to the concrete id, so the server runs exactly the
 // statement decided.
-func (s *Session) statement(b []byte) (uint32, string, bool) {
+func (s *Session) statement(b []byte) (uint32, prepared, bool) {
 	if len(b) < 5 {
-		return 0, "", false
+		return 0, prepared{}, false
 	}
 	id := binary.LittleEndian.Uint32(b[1:])
 	if id == stmtIDAny && s.mariadb {
 		if !s.hasLastStmt {
-			return 0, "", false
+			return 0, prepared{}, false
 		}
 		id = s.lastStmt
 		binary.LittleEndian.PutUint32(b[1:], id)
 	}
-	sql, ok := s.stmts[id]
-	return id, sql, ok
+	st, ok := s.stmts[id]
+	return id, st, ok
+}
+
+// diagnostics follows whose warnings SHOW WARNINGS would show: those of
+// the last statement, unless it is itself a SHOW WARNINGS / SHOW ERRORS.
+func (s *Session) diagnostics(d policy.Decision) {
+	for _, k := range d.Kinds {
+		if k != "show_warnings" {
+			s.warningsProtected = d.Protected
+			return
+		}
+	}
 }
 
 // blocked: client packets wait in backlog — a statement held for a human,

@@ -90,7 +90,7 @@ func TestStatementIDsFollowPrepareOK(t *testing.T) {
 	prepOK = binary.LittleEndian.AppendUint32(prepOK, 7)
 	prepOK = append(prepOK, 1, 0, 0, 0, 0, 0, 0)
 	out = send(t, s, false, append(packet(prepOK, 1), columnDefPacket("email", 2)...))
-	if !bytes.Contains(out.ToServer, []byte{comStmtExecute, 7, 0, 0, 0}) || s.stmts[7] != "SELECT email FROM customers" {
+	if !bytes.Contains(out.ToServer, []byte{comStmtExecute, 7, 0, 0, 0}) || s.stmts[7].sql != "SELECT email FROM customers" {
 		t.Fatalf("after PREPARE_OK: %q %v", out.ToServer, s.stmts)
 	}
 }
@@ -152,7 +152,7 @@ func TestCursorFetchMasked(t *testing.T) {
 // reads the settings again and forgets the prepared statements.
 func TestResetConnectionRunsSetupAgain(t *testing.T) {
 	s, auth := readySession(t, "")
-	s.stmts[5] = "SELECT 1"
+	s.stmts[5] = prepared{sql: "SELECT 1"}
 	send(t, s, true, cmd(comResetConnection, ""))
 	out := send(t, s, false, packet(okPacket, 1))
 	if !bytes.Contains(out.ToServer, []byte(lexicalQuery)) || len(s.stmts) != 0 {
@@ -197,4 +197,47 @@ func textColumnDef(name string, seq byte) []byte {
 	}
 	b = append(b, 0x0c, 45, 0, 0, 1, 0, 0, 253, 0, 0, 0, 0, 0)
 	return packet(b, seq)
+}
+
+// A prepared statement runs as the server read it when it was prepared:
+// changing sql_mode before EXECUTE does not change what it reads.
+func TestPreparedStatementKeepsItsReading(t *testing.T) {
+	s, _ := readySession(t, "ANSI_QUOTES")
+	prepOK := binary.LittleEndian.AppendUint32([]byte{0}, 4)
+	prepOK = append(prepOK, 1, 0, 0, 0, 0, 0, 0)
+	send(t, s, true, cmd(comStmtPrepare, `SELECT "email" FROM customers`))
+	send(t, s, false, append(packet(prepOK, 1), textColumnDef("email", 2)...))
+	send(t, s, true, cmd(comQuery, "SET sql_mode = ''"))
+	send(t, s, false, packet(okPacket, 1))
+	exec := packet(append(binary.LittleEndian.AppendUint32([]byte{comStmtExecute}, 4), 0, 1, 0, 0, 0), 0)
+	send(t, s, true, exec)
+	if len(s.resp.dec.Masked) == 0 || len(s.resp.dec.Masked[0]) != 1 {
+		t.Fatalf("the execute was decided under today's mode: %+v", s.resp.dec.Masked)
+	}
+}
+
+// The warnings of a statement that read masked values may quote them.
+func TestShowWarningsAfterMaskedStatementRefused(t *testing.T) {
+	s, _ := readySession(t, "")
+	send(t, s, true, cmd(comQuery, "SELECT email+0 FROM customers"))
+	send(t, s, false, packet(okPacket, 1))
+	out := send(t, s, true, cmd(comQuery, "SHOW WARNINGS"))
+	if len(out.ToServer) != 0 || !bytes.Contains(out.ToClient, []byte("may quote them")) {
+		t.Fatalf("SHOW WARNINGS after a masked statement: to server %q, client %q", out.ToServer, out.ToClient)
+	}
+	send(t, s, true, cmd(comQuery, "SELECT 1"))
+	send(t, s, false, packet(okPacket, 1))
+	if out := send(t, s, true, cmd(comQuery, "SHOW WARNINGS")); len(out.ToServer) == 0 {
+		t.Fatal("SHOW WARNINGS after an ordinary statement refused")
+	}
+}
+
+// The server's error about a statement reading masked values is withheld.
+func TestErrorsOfMaskedStatementsWithheld(t *testing.T) {
+	s, _ := readySession(t, "")
+	send(t, s, true, cmd(comQuery, "SELECT CAST(email AS DECIMAL) FROM customers"))
+	out := send(t, s, false, packet(errPayload(1292, "22007", "Truncated incorrect DECIMAL value: 'customer1@example.com'"), 1))
+	if bytes.Contains(out.ToClient, []byte("customer1")) || !bytes.Contains(out.ToClient, []byte("error 1292")) {
+		t.Fatalf("client got %q", out.ToClient)
+	}
 }

@@ -15,6 +15,17 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		out.ToServer = append(out.ToServer, f.raw...) // CopyData
 		return nil
 	}
+	if s.copyIn {
+		switch f.typ {
+		case 'd':
+		case 'c', 'f':
+			s.copyIn = false
+		default:
+			return &ProtocolError{fmt.Sprintf("message %q during COPY FROM STDIN: only copy data, CopyDone or CopyFail may follow", f.typ)}
+		}
+		out.ToServer = append(out.ToServer, f.raw...)
+		return nil
+	}
 	switch f.typ {
 	case 'Q':
 		var m pgproto3.Query
@@ -119,7 +130,12 @@ func (s *Session) query(sql string, f frame, out *session.Output) error {
 		s.refuseSimple(d, sql, out)
 		return nil
 	}
-	s.push(op{kind: opQuery, dec: &d, sql: sql, cursors: cursors, rec: s.record(sql, d)})
+	protected := d.Protected
+	for _, c := range cursors {
+		protected = protected || (c != nil && c.dec != nil && c.dec.Protected)
+	}
+	s.push(op{kind: opQuery, dec: &d, sql: sql, cursors: cursors, protected: protected, rec: s.record(sql, d)})
+	s.copyIn = d.CopyIn
 	out.ToServer = append(out.ToServer, f.raw...)
 	return nil
 }
@@ -139,7 +155,7 @@ func (s *Session) queryCursors(d *policy.Decision) (cursors []*portal, wait bool
 				if i < len(d.Masked) {
 					masked = d.Masked[i]
 				}
-				local[e.Name] = &portal{masked: masked}
+				local[e.Name] = &portal{masked: masked, width: widthOf(d, i)}
 			case policy.EffectClose:
 				if e.Name == "" {
 					closedAll, local = true, map[string]*portal{}
@@ -206,6 +222,7 @@ func (s *Session) bind(m *pgproto3.Bind, f frame, out *session.Output) error {
 	if len(d.Masked) > 0 {
 		masked = d.Masked[0]
 	}
+	width := widthOf(&d, 0)
 	if len(d.Effects) > 0 {
 		// DECLARE, FETCH, CLOSE, PREPARE run through the extended protocol.
 		cursors, wait := s.queryCursors(&d)
@@ -218,10 +235,12 @@ func (s *Session) bind(m *pgproto3.Bind, f frame, out *session.Output) error {
 			return nil
 		}
 		if len(cursors) > 0 && cursors[0] != nil {
-			masked = cursors[0].masked // a FETCH: the cursor's rows
+			// A FETCH: the cursor's rows, masked with the cursor's plan.
+			masked, width = cursors[0].masked, cursors[0].width
+			d.Protected = d.Protected || (cursors[0].dec != nil && cursors[0].dec.Protected)
 		}
 	}
-	port := &portal{sql: p.sql, dec: &d, masked: masked, stmt: p, formats: m.ResultFormatCodes, inTx: true}
+	port := &portal{sql: p.sql, dec: &d, masked: masked, width: width, stmt: p, formats: m.ResultFormatCodes, inTx: true}
 	s.push(op{kind: opBind, name: m.DestinationPortal, port: port})
 	out.ToServer = append(out.ToServer, f.raw...)
 	return nil
@@ -230,7 +249,7 @@ func (s *Session) bind(m *pgproto3.Bind, f frame, out *session.Output) error {
 // execute runs a portal with the plan it was bound with.
 func (s *Session) execute(name string, f frame, out *session.Output) error {
 	if s.doomed() {
-		s.push(op{kind: opExecute, name: name, plan: newRowPlan(nil, false)}) // skipped by the server
+		s.push(op{kind: opExecute, name: name, plan: newRowPlan(nil, 0, false)}) // skipped by the server
 		out.ToServer = append(out.ToServer, f.raw...)
 		return nil
 	}
@@ -243,17 +262,18 @@ func (s *Session) execute(name string, f frame, out *session.Output) error {
 		s.refuseExtended(policy.Decision{Reason: fmt.Sprintf("portal %q is not one sluice saw bound in this session: refused", name)}, "", out)
 		return nil
 	}
-	plan := newRowPlan(p.masked, s.detect)
+	plan := newRowPlan(p.masked, p.width, s.detect)
 	plan.src = p
 	var rec *session.StatementRecord
 	if p.dec != nil {
 		rec = s.record(p.sql, *p.dec)
 	}
-	o := op{kind: opExecute, name: name, plan: plan, rec: rec}
+	o := op{kind: opExecute, name: name, plan: plan, rec: rec, protected: p.dec != nil && p.dec.Protected}
 	if p.stmt != nil {
 		// A bound statement's own effects (a DECLARE, a CLOSE) apply once
 		// it completes; a cursor's do not repeat when it is fetched from.
 		o.dec, o.sql = p.dec, p.sql
+		s.copyIn = p.dec.CopyIn
 	}
 	s.push(o)
 	out.ToServer = append(out.ToServer, f.raw...)

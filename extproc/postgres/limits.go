@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -31,16 +32,40 @@ func (s *Session) limitRows(f frame, out *session.Output) bool {
 	if msg == "" {
 		return false
 	}
-	head.cut, s.cutPending = true, true
-	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
-		Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "54000", Message: msg,
-	})
+	s.cut(head, "54000", msg, out)
 	if head.rec != nil {
-		head.rec.Error, head.rec.Code = "54000: "+msg, "54000"
 		head.rec.Rows = head.rows - 1
 	}
 	s.log.Warn("result cut by guardrails", "rows", head.rows-1, "bytes", head.bytes, "max_rows", l.MaxRows, "max_bytes", l.MaxBytes)
 	return true
+}
+
+// misplacedRow cuts a masked result whose rows have another number of
+// columns than the analysis placed the masks in (a join's merged columns,
+// a function's columns, CYCLE's path …): masking by index could let the
+// real value through, so the client gets an error in the row's place.
+func (s *Session) misplacedRow(f frame, out *session.Output) bool {
+	if len(s.ops) == 0 || s.ops[0].cut {
+		return false
+	}
+	n, bad := s.plan().misplaced(f)
+	if !bad {
+		return false
+	}
+	s.cut(&s.ops[0], "42501", fmt.Sprintf("sluice: the result has %d columns where sluice's analysis has %d, so its masks cannot be placed: refused (name the columns instead of *)", n, s.plan().width), out)
+	return true
+}
+
+// cut ends the result of the op at the head with an error where the next
+// row would have been; the rest of its answer is dropped.
+func (s *Session) cut(head *op, code, msg string, out *session.Output) {
+	head.cut, s.cutPending = true, true
+	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
+		Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg,
+	})
+	if head.rec != nil {
+		head.rec.Error, head.rec.Code = code+": "+msg, code
+	}
 }
 
 // dropCut drops what the server still sends for a cut op. The client saw

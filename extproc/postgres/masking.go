@@ -30,6 +30,28 @@ type rowPlan struct {
 	// src is the portal an Execute runs: its column types come from a
 	// Describe that may be answered after the Execute was sent.
 	src *portal
+	// width is the number of columns the analysis placed the masks in
+	// (0: not checked).
+	width int
+}
+
+// misplaced reports a row whose column count is not the one the masks
+// were placed for: masking it by index could mask the wrong fields.
+func (p *rowPlan) misplaced(f frame) (int, bool) {
+	if p == nil || len(p.masks) == 0 || p.width <= 0 || f.piece {
+		return 0, false
+	}
+	n := 0
+	switch f.typ {
+	case 'D':
+		if len(f.body) < 2 {
+			return 0, false
+		}
+		n = int(binary.BigEndian.Uint16(f.body))
+	case 'd':
+		n = strings.Count(strings.TrimSuffix(string(f.body), "\n"), "\t") + 1
+	}
+	return n, n != p.width
 }
 
 // resolveTypes takes the executed portal's column types and Bind's result
@@ -46,8 +68,8 @@ func (p *rowPlan) resolveTypes() {
 
 func (p *rowPlan) active() bool { return p != nil && (len(p.masks) > 0 || p.detect) }
 
-func newRowPlan(masked []policy.MaskedColumn, detect bool) *rowPlan {
-	p := &rowPlan{masks: map[int]policy.MaskedColumn{}, detect: detect}
+func newRowPlan(masked []policy.MaskedColumn, width int, detect bool) *rowPlan {
+	p := &rowPlan{masks: map[int]policy.MaskedColumn{}, detect: detect, width: width}
 	for _, m := range masked {
 		p.masks[m.Index] = m
 	}

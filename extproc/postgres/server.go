@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -70,12 +71,16 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		}
 		fallthrough
 	case 'N', 'A':
-		// Notices, notifications and parameter changes come at any time.
+		// Notices, notifications and parameter changes come at any time;
+		// a notice about a protected statement may quote a value.
+		if f.typ == 'N' && len(s.ops) > 0 && s.ops[0].protected {
+			return nil
+		}
 		out.ToClient = append(out.ToClient, f.raw...)
 		return nil
 	case 'D', 'd':
 		// Rows and copy data belong to the op at the head.
-		if s.limitRows(f, out) {
+		if s.limitRows(f, out) || s.misplacedRow(f, out) {
 			return nil
 		}
 		start := len(out.ToClient)
@@ -113,6 +118,14 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		s.dropCut(head, f)
 		return nil
 	}
+	if f.typ != 'E' && !answers(head.kind, f.typ) && head.denial == nil {
+		// The server answers another message than sluice thinks it is
+		// answering: every plan from here on would be wrong. Fail closed.
+		return &ProtocolError{fmt.Sprintf("the server answered %q to a %s: client and server are out of step", f.typ, head.kind)}
+	}
+	if s.copyIn && (f.typ == 'E' || f.typ == 'Z' || f.typ == 'C') {
+		s.copyIn = false // the COPY ended (or never began) on the server
+	}
 	if head.denial != nil {
 		if f.typ != 'E' {
 			// The failing Describe succeeded: nothing refused was forwarded,
@@ -133,7 +146,11 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 			return nil // the ReadyForQuery of the aborting statement goes instead
 		}
 	}
-	out.ToClient = append(out.ToClient, f.raw...)
+	if f.typ == 'E' && head.protected {
+		out.ToClient = s.appendError(out.ToClient, withheld(f.body))
+	} else {
+		out.ToClient = append(out.ToClient, f.raw...)
+	}
 	if head.rec != nil {
 		observe(head.rec, f)
 	}
@@ -260,6 +277,30 @@ func (s *Session) pop() {
 	}
 }
 
+// answers reports whether server message typ can answer an op of kind k
+// (ErrorResponse answers any).
+func answers(k opKind, typ byte) bool {
+	switch k {
+	case opParse:
+		return typ == '1'
+	case opBind:
+		return typ == '2'
+	case opDescribeStatement:
+		return typ == 't' || typ == 'T' || typ == 'n'
+	case opDescribePortal:
+		return typ == 'T' || typ == 'n'
+	case opClose:
+		return typ == '3'
+	case opExecute:
+		return strings.IndexByte("CIsGHWcd", typ) >= 0
+	case opQuery:
+		return strings.IndexByte("TCIGHWcdZ", typ) >= 0
+	case opSync, opFunctionCall:
+		return typ == 'Z' || typ == 'V'
+	}
+	return false
+}
+
 // completes reports whether server message typ is the last answer to k.
 func completes(k opKind, typ byte) bool {
 	switch k {
@@ -310,35 +351,53 @@ func (s *Session) rowDescription(head *op, body []byte, noData bool) {
 		if noData {
 			return
 		}
-		s.cur = newRowPlan(s.queryMasks(head), s.detect)
+		masked, width := s.queryMasks(head)
+		s.cur = newRowPlan(masked, width, s.detect)
 		s.cur.describe(&rd, true)
 	}
 }
 
 // queryMasks are the masked columns of the simple Query statement now
-// answering: its own, or for a FETCH, its cursor's.
-func (s *Session) queryMasks(head *op) []policy.MaskedColumn {
+// answering, and its result's width: its own, or for a FETCH, its cursor's.
+func (s *Session) queryMasks(head *op) ([]policy.MaskedColumn, int) {
 	if head.stmt < len(head.cursors) && head.cursors[head.stmt] != nil {
-		return head.cursors[head.stmt].masked
+		c := head.cursors[head.stmt]
+		return c.masked, c.width
 	}
 	if head.dec != nil && head.stmt < len(head.dec.Masked) {
-		return head.dec.Masked[head.stmt]
+		return head.dec.Masked[head.stmt], widthOf(head.dec, head.stmt)
 	}
-	return nil
+	return nil, 0
 }
 
 // copyPlan is the plan for COPY TO rows of the statement at the head.
 func (s *Session) copyPlan(head *op) *rowPlan {
 	var masked []policy.MaskedColumn
+	width := 0
 	switch {
 	case head.kind == opQuery:
-		masked = s.queryMasks(head)
+		masked, width = s.queryMasks(head)
 	case head.kind == opExecute && head.plan != nil:
 		for _, m := range head.plan.masks {
 			masked = append(masked, m)
 		}
+		width = head.plan.width
 	}
-	p := newRowPlan(masked, s.detect)
+	p := newRowPlan(masked, width, s.detect)
 	p.copyText = true
 	return p
+}
+
+// withheld is the server's error about a protected statement without its
+// text: "invalid input syntax for type integer: \"x@example.com\"" would
+// show a masked value. The SQLSTATE, severity and position stay.
+func withheld(body []byte) *pgproto3.ErrorResponse {
+	var m pgproto3.ErrorResponse
+	if err := m.Decode(body); err != nil {
+		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "XX000", Message: "sluice: the statement failed; the server's message is withheld"}
+	}
+	return &pgproto3.ErrorResponse{
+		Severity: m.Severity, SeverityUnlocalized: m.SeverityUnlocalized, Code: m.Code, Position: m.Position,
+		Message: fmt.Sprintf("sluice: the statement failed (SQLSTATE %s); the server's message is withheld, since the statement reads masked values it may quote", m.Code),
+	}
 }

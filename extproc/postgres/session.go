@@ -56,6 +56,10 @@ const (
 	opClose
 )
 
+func (k opKind) String() string {
+	return [...]string{"Query", "FunctionCall", "Sync", "Parse", "Bind", "Describe (statement)", "Describe (portal)", "Execute", "Close"}[k]
+}
+
 func (k opKind) endsAtReadyForQuery() bool {
 	return k == opQuery || k == opFunctionCall || k == opSync
 }
@@ -85,6 +89,10 @@ type op struct {
 	// denial, when set, replaces the server's error for this op: sluice sent
 	// the server a harmless message that fails in place of the refused one.
 	denial *pgproto3.ErrorResponse
+	// protected: the statement reads values the agent sees only masked;
+	// the server's errors and notices about it are withheld (they may
+	// quote a value).
+	protected bool
 	// rec is the statement's record, reported when the op completes; tap
 	// records the rows the client received.
 	rec *session.StatementRecord
@@ -135,6 +143,10 @@ type Session struct {
 	held    *heldStmt
 	waiting bool
 	backlog []frame
+	// copyIn: a COPY FROM STDIN was sent; until the client's CopyDone or
+	// CopyFail (or the statement's end) the server reads only copy data,
+	// and ignores a Sync the op queue would count.
+	copyIn bool
 	// admit is SQL a human approved: its next decision counts as allowed.
 	admit string
 

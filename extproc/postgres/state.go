@@ -31,6 +31,7 @@ type portal struct {
 	masked  []policy.MaskedColumn
 	stmt    *prepared // the statement it was bound from (nil for cursors)
 	formats []int16   // Bind's result format codes
+	width   int       // the analysis's result width (0: unknown)
 	types   []uint32  // result column types, once the portal is described
 	hold    bool      // WITH HOLD: survives its transaction if it commits
 	inTx    bool      // created in the transaction now open
@@ -185,7 +186,15 @@ func cursorOf(dec *policy.Decision, sql string, i int, e policy.Effect) *portal 
 	if i < len(dec.Masked) {
 		masked = dec.Masked[i]
 	}
-	return &portal{sql: sql, dec: dec, masked: masked, hold: e.Hold, inTx: true}
+	return &portal{sql: sql, dec: dec, masked: masked, width: widthOf(dec, i), hold: e.Hold, inTx: true}
+}
+
+// widthOf is statement i's result width in the analysis (0: unknown).
+func widthOf(dec *policy.Decision, i int) int {
+	if dec == nil || i >= len(dec.Widths) || dec.Widths[i] < 0 {
+		return 0
+	}
+	return dec.Widths[i]
 }
 
 // settled reports whether every op of an earlier batch is answered, so

@@ -200,3 +200,50 @@ func TestServerReportingUnsafeSettingsEndsTheSession(t *testing.T) {
 		t.Fatal("startup with client_encoding BIG5 accepted")
 	}
 }
+
+// A Sync sent during COPY FROM STDIN is ignored by the server: counting it
+// would put every later answer against the wrong message.
+func TestSyncDuringCopyInRefused(t *testing.T) {
+	s := newTestSession(t, "migrators")
+	ready(t, s)
+	var out session.Output
+	err := s.FromClient(enc(t, &pgproto3.Query{String: "COPY orders FROM STDIN"}, &pgproto3.Sync{}, &pgproto3.CopyDone{}), &out)
+	if err == nil || s.phase != phaseClosed {
+		t.Fatalf("Sync inside a COPY FROM STDIN accepted: %v", err)
+	}
+}
+
+// A server answer that cannot belong to the message at the head ends the
+// session rather than apply one statement's plan to another's rows.
+func TestOutOfStepAnswerFailsClosed(t *testing.T) {
+	s := maskingSession(t)
+	var out session.Output
+	_ = s.FromClient(enc(t, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Sync{}), &out)
+	err := s.FromServer(enc(t, &pgproto3.ParseComplete{}, textRow), &out)
+	if err == nil || s.phase != phaseClosed {
+		t.Fatalf("RowDescription for a Sync accepted: %v", err)
+	}
+}
+
+// Rows of another width than the analysis placed the masks in are cut.
+func TestMisplacedMasksCutTheResult(t *testing.T) {
+	s := maskingSession(t)
+	wide := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a"), DataTypeOID: 25}, {Name: []byte("email"), DataTypeOID: 25}}}
+	_, toClient := exchange(t, s, enc(t, &pgproto3.Query{String: "SELECT email FROM customers"}),
+		enc(t, wide, &pgproto3.DataRow{Values: [][]byte{[]byte("x"), []byte("customer1@example.com")}},
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, rfq))
+	if leaks(toClient) || !strings.Contains(errorIn(t, toClient).Message, "masks cannot be placed") {
+		t.Fatalf("client got %q", toClient)
+	}
+}
+
+// The server's error text about a statement reading masked values is
+// withheld: a failed cast would quote the value.
+func TestErrorAboutMaskedValueWithheld(t *testing.T) {
+	s := maskingSession(t)
+	_, toClient := exchange(t, s, enc(t, &pgproto3.Query{String: "SELECT email::int FROM customers"}),
+		enc(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: `invalid input syntax for type integer: "customer1@example.com"`}, rfq))
+	if leaks(toClient) || errorIn(t, toClient).Code != "22P02" {
+		t.Fatalf("client got %q", toClient)
+	}
+}

@@ -167,6 +167,7 @@ type StatementRecord struct {
 	Policies []string
 	Masked   []string // result columns that came back masked
 	Tables   []string // the relations it names
+	Kinds    []string // its statements' kinds (select, create, …)
 	Start    time.Time
 	End      time.Time
 	Rows     int64  // returned or affected, from the command tag
