@@ -176,7 +176,7 @@ func TestAttackMySQLProtocolState(t *testing.T) {
 	m = dialRawMySQL(t, addr)
 	m.send(comPrepare("SELECT email FROM customers WHERE name = ?"))
 	m.drain()
-	m.send(append([]byte{0x18, 1, 0, 0, 0, 0, 0}, "Customer 1"...)) // no answer
+	m.send(append([]byte{0x18, 1, 0, 0, 0, 0, 0}, "Customer 1"...))        // no answer
 	exec := append([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0}, 0, 1, 0xfd, 0) // null bitmap, bound, VAR_STRING
 	m.send(exec)
 	if out := m.drain(); realValue(out) || !strings.Contains(out, "***") {
