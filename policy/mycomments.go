@@ -55,8 +55,10 @@ func (l *commentLexer) run() (string, error) {
 			l.out.WriteString(s[i:j])
 			i = j
 		case c == '*' && l.inExec && strings.HasPrefix(s[i:], "*/"):
-			// The end of a running executable comment: not SQL.
-			l.out.WriteString("  ")
+			// The end of a running executable comment: not SQL, but still a
+			// break between tokens (an empty comment, not a space, which
+			// could make "--" a comment).
+			l.out.WriteString(tokenBreak)
 			l.inExec, l.changed = false, true
 			i += 2
 		case c == '/' && strings.HasPrefix(s[i:], "/*"):
@@ -149,7 +151,7 @@ func (l *commentLexer) comment(i int) (int, error) {
 	}
 	l.changed = true
 	if run {
-		l.out.WriteString(strings.Repeat(" ", head+digits))
+		l.out.WriteString(tokenBreak)
 		l.inExec = true
 		return i + head + digits, nil
 	}
@@ -157,9 +159,14 @@ func (l *commentLexer) comment(i int) (int, error) {
 	if !ok {
 		return 0, errUnterminated
 	}
-	l.out.WriteByte(' ')
+	l.out.WriteString(tokenBreak)
 	return end, nil
 }
+
+// tokenBreak stands where a marker or a skipped comment was: it separates
+// tokens as the comment did, and unlike a space it cannot turn a "--"
+// before it into a line comment.
+const tokenBreak = "/**/"
 
 // skipComment finds the end of a comment whose content starts at i, as
 // MariaDB's consume_comment does: nesting permits that many inner /* */.
