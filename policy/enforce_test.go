@@ -187,7 +187,7 @@ func TestMySQLExecutableCommentsAsTheServerRunsThem(t *testing.T) {
 		// Found by the differential check: an opened marker must not turn
 		// "--" before it into a line comment hiding what the server runs.
 		{"SELECT 1 --/*!1234 FROM customers*/", maria, "shop.customers"},
-		{"SELECT 1 --/*!110000 x*/ FROM customers", maria, "shop.customers"},
+		{"SELECT 1 --/*!110000 x*/1 FROM customers", maria, "shop.customers"},
 		{"SELECT 1 /*!40101 /*!40101 FROM customers */ */", maria, "err"},
 	} {
 		cat := NewStaticCatalog(1, map[string][]string{"shop.customers": {"id", "email"}})
