@@ -195,3 +195,59 @@ func TestAttackMySQLProtocolState(t *testing.T) {
 		t.Fatalf("orders went from %d to %d", before, after)
 	}
 }
+
+// The server's diagnostics area outlives the statement that filled it: a
+// SET, DO or SELECT without a table keeps it, so the warnings of a
+// statement that read masked values (which quote them) stay out of reach
+// — as SHOW WARNINGS / SHOW ERRORS, sent or prepared — until a statement
+// that names a table replaces them.
+func TestAttackMySQLDiagnosticsArea(t *testing.T) {
+	const leak = "SELECT CAST(email AS DECIMAL) FROM customers WHERE id = 1"
+	// The owner's own session shows why: the warning quotes the value.
+	root, err := stack.Maria.Root(devstack.DemoDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	conn, err := root.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{leak, "SELECT 1", "DO 1"} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var level, code, msg string
+	if err := conn.QueryRowContext(context.Background(), "SHOW WARNINGS").Scan(&level, &code, &msg); err != nil || !realValue(msg) {
+		t.Fatalf("the database no longer keeps the warning (%q, %v): this attack tests nothing", msg, err)
+	}
+
+	m := dialRawMySQL(t, ownerConnect(t, mysqlTarget, "attacker", []string{"analysts"}))
+	m.send(comQuery(leak))
+	if out := m.drain(); realValue(out) {
+		t.Fatalf("the masked statement: %q", out)
+	}
+	for _, keep := range []string{"SELECT 1", "SET @x = 1", "DO 1", "SELECT @@warning_count"} {
+		m.send(comQuery(keep), comQuery("SHOW WARNINGS"), comQuery("SHOW ERRORS"))
+		if out := m.drain(); realValue(out) || strings.Count(out, "may quote them") != 2 {
+			t.Errorf("SHOW WARNINGS after %s: %q", keep, out)
+		}
+	}
+	m.send(comPrepare("SHOW WARNINGS"))
+	m.drain()
+	m.send(comExecute(1, 0), comExecute(0xFFFFFFFF, 0))
+	if out := m.drain(); realValue(out) || strings.Count(out, "may quote them") != 2 {
+		t.Errorf("prepared SHOW WARNINGS: %q", out)
+	}
+	m.send(comQuery("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT"), comQuery("SELECT @m"))
+	if out := m.drain(); realValue(out) {
+		t.Errorf("GET DIAGNOSTICS: %q", out)
+	}
+	// A statement that names a table replaces the area: SHOW WARNINGS runs.
+	m.send(comQuery("SELECT name FROM customers WHERE id = 1"), comQuery("SHOW WARNINGS"))
+	if out := m.drain(); strings.Contains(out, "may quote them") || !strings.Contains(out, "Level") {
+		t.Errorf("SHOW WARNINGS after a statement that used a table: %q", out)
+	}
+}

@@ -349,10 +349,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 	switch b[0] {
 	case comQuery:
 		sql := string(b[1:])
-		d := s.authorize(sql)
-		if slices.Contains(d.Kinds, "show_warnings") && (d.Protected || s.warningsProtected) {
-			d = policy.Decision{Outcome: policy.Deny, Reason: "SHOW WARNINGS / SHOW ERRORS after a statement that read masked values is refused: its messages may quote them", Kinds: d.Kinds}
-		}
+		d := s.warnings(s.authorize(sql))
 		if d.Outcome == policy.Approval {
 			var ok bool
 			if d, ok = s.approval(d, sql, b, out); !ok {
@@ -384,7 +381,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			return nil
 		}
 		sql := st.sql
-		d := s.cfg.Authorizer.AuthorizeSQLIn(st.env, sql)
+		d := s.warnings(s.cfg.Authorizer.AuthorizeSQLIn(st.env, sql))
 		if d.Shadow {
 			s.log.Warn("shadow mode: statement would be refused", "sql", sql, "would_be", d.WouldBe.String(), "reason", d.Reason)
 		}
@@ -412,6 +409,7 @@ func (s *Session) command(b []byte, out *session.Output) error {
 			s.refuse(policy.Decision{Reason: fmt.Sprintf("statement %d has no cursor sluice saw opened: refused", binary.LittleEndian.Uint32(b[1:]))}, "", out)
 			return nil
 		}
+		s.diagnostics(c.dec)
 		forward(response{kind: respResult, dec: c.dec, binary: true, stmtID: id, fetch: c, state: stRows,
 			cols: c.cols, plan: c.plan, rows: c.rows, rec: s.record(c.sql, c.dec)})
 	case comInitDB:
@@ -474,15 +472,30 @@ func (s *Session) statement(b []byte) (uint32, prepared, bool) {
 	return id, st, ok
 }
 
-// diagnostics follows whose warnings SHOW WARNINGS would show: those of
-// the last statement, unless it is itself a SHOW WARNINGS / SHOW ERRORS.
+// diagnostics follows whether the server's diagnostics area (SHOW
+// WARNINGS, SHOW ERRORS) may quote values the agent sees only masked. The
+// server clears it only for a statement that uses tables or raises a
+// condition of its own (sql_parse.cc): a SET, a DO or a SELECT 1 keeps the
+// old one. So once a statement read protected values, its warnings stay
+// protected until a statement that names a table and reads nothing
+// protected runs.
 func (s *Session) diagnostics(d policy.Decision) {
-	for _, k := range d.Kinds {
-		if k != "show_warnings" {
-			s.warningsProtected = d.Protected
-			return
-		}
+	switch {
+	case d.Protected:
+		s.warningsProtected = true
+	case len(d.Tables) > 0 && slices.ContainsFunc(d.Kinds, func(k string) bool { return k != "show_warnings" }):
+		s.warningsProtected = false
 	}
+}
+
+// warnings refuses SHOW WARNINGS / SHOW ERRORS, sent as a query or
+// executed as a prepared statement, while the diagnostics area may quote
+// masked values.
+func (s *Session) warnings(d policy.Decision) policy.Decision {
+	if slices.Contains(d.Kinds, "show_warnings") && (d.Protected || s.warningsProtected) {
+		return policy.Decision{Outcome: policy.Deny, Reason: "SHOW WARNINGS / SHOW ERRORS after a statement that read masked values is refused: its messages may quote them", Kinds: d.Kinds}
+	}
+	return d
 }
 
 // blocked: client packets wait in backlog — a statement held for a human,

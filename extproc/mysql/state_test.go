@@ -216,19 +216,40 @@ func TestPreparedStatementKeepsItsReading(t *testing.T) {
 	}
 }
 
-// The warnings of a statement that read masked values may quote them.
+// The warnings of a statement that read masked values may quote them, and
+// the server keeps them through statements that use no table (SET, DO,
+// SELECT 1): SHOW WARNINGS stays refused, as a query or prepared, until a
+// statement that names a table runs.
 func TestShowWarningsAfterMaskedStatementRefused(t *testing.T) {
 	s, _ := readySession(t, "")
+	refused := func(when string) {
+		t.Helper()
+		out := send(t, s, true, cmd(comQuery, "SHOW WARNINGS"))
+		if len(out.ToServer) != 0 || !bytes.Contains(out.ToClient, []byte("may quote them")) {
+			t.Fatalf("SHOW WARNINGS %s: to server %q, client %q", when, out.ToServer, out.ToClient)
+		}
+	}
 	send(t, s, true, cmd(comQuery, "SELECT email+0 FROM customers"))
 	send(t, s, false, packet(okPacket, 1))
-	out := send(t, s, true, cmd(comQuery, "SHOW WARNINGS"))
-	if len(out.ToServer) != 0 || !bytes.Contains(out.ToClient, []byte("may quote them")) {
-		t.Fatalf("SHOW WARNINGS after a masked statement: to server %q, client %q", out.ToServer, out.ToClient)
+	refused("after a masked statement")
+	for _, q := range []string{"SELECT 1", "SET @x = 1", "DO 1", "SELECT @@warning_count"} {
+		send(t, s, true, cmd(comQuery, q))
+		send(t, s, false, packet(okPacket, 1))
+		refused("after " + q)
 	}
-	send(t, s, true, cmd(comQuery, "SELECT 1"))
+	// Prepared, it is refused when executed.
+	prepOK := binary.LittleEndian.AppendUint32([]byte{0}, 6)
+	prepOK = append(prepOK, 0, 0, 0, 0, 0, 0, 0)
+	send(t, s, true, cmd(comStmtPrepare, "SHOW WARNINGS"))
+	send(t, s, false, packet(prepOK, 1))
+	exec := packet(append(binary.LittleEndian.AppendUint32([]byte{comStmtExecute}, 6), 0, 1, 0, 0, 0), 0)
+	if out := send(t, s, true, exec); len(out.ToServer) != 0 || !bytes.Contains(out.ToClient, []byte("may quote them")) {
+		t.Fatalf("prepared SHOW WARNINGS executed: %q", out.ToServer)
+	}
+	send(t, s, true, cmd(comQuery, "SELECT name FROM customers"))
 	send(t, s, false, packet(okPacket, 1))
 	if out := send(t, s, true, cmd(comQuery, "SHOW WARNINGS")); len(out.ToServer) == 0 {
-		t.Fatal("SHOW WARNINGS after an ordinary statement refused")
+		t.Fatal("SHOW WARNINGS after a statement that used a table refused")
 	}
 }
 
