@@ -361,12 +361,12 @@ func program(data []byte) [][]pgproto3.FrontendMessage {
 
 func FuzzSessionProtocol(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 0, 2, 0, 3, 0, 5, 0}, uint8(7))
-	f.Add([]byte{0, 3, 5, 0, 0, 4, 5, 0, 1, 2, 2, 0, 3, 0, 5, 0}, uint8(3))           // a failed Parse of a used name
-	f.Add([]byte{0, 0, 1, 0, 2, 0, 0, 3, 3, 0, 5, 0}, uint8(11))                      // re-parse before Execute
-	f.Add([]byte{7, 3, 1, 2, 3, 0, 5, 0, 7, 4, 7, 3, 1, 2, 5, 0}, uint8(1))          // PREPARE, DEALLOCATE
-	f.Add([]byte{7, 9, 7, 10, 3, 2, 5, 0, 7, 11, 7, 10}, uint8(5))                    // cursors
-	f.Add([]byte{0, 1, 9, 0, 5, 0, 1, 2, 3, 0, 5, 0, 0, 10, 4, 1, 5, 0}, uint8(2))  // across batches
-	f.Add([]byte{7, 6, 0, 0, 1, 0, 5, 0, 3, 0, 5, 0, 7, 7, 3, 0, 5, 0}, uint8(9))   // a block
+	f.Add([]byte{0, 3, 5, 0, 0, 4, 5, 0, 1, 2, 2, 0, 3, 0, 5, 0}, uint8(3))        // a failed Parse of a used name
+	f.Add([]byte{0, 0, 1, 0, 2, 0, 0, 3, 3, 0, 5, 0}, uint8(11))                   // re-parse before Execute
+	f.Add([]byte{7, 3, 1, 2, 3, 0, 5, 0, 7, 4, 7, 3, 1, 2, 5, 0}, uint8(1))        // PREPARE, DEALLOCATE
+	f.Add([]byte{7, 9, 7, 10, 3, 2, 5, 0, 7, 11, 7, 10}, uint8(5))                 // cursors
+	f.Add([]byte{0, 1, 9, 0, 5, 0, 1, 2, 3, 0, 5, 0, 0, 10, 4, 1, 5, 0}, uint8(2)) // across batches
+	f.Add([]byte{7, 6, 0, 0, 1, 0, 5, 0, 3, 0, 5, 0, 7, 7, 3, 0, 5, 0}, uint8(9))  // a block
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		s := maskingSession(t)
 		rec := &recorder{}
