@@ -135,8 +135,9 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 		out.ToClient = append(out.ToClient, p.raw...)
 		return nil
 	}
+	inRows := s.resp.state == stRows
 	err := s.responsePacket(p, out)
-	s.finishRecord(p)
+	s.finishRecord(p, inRows)
 	if err != nil || s.resp.state != stDone {
 		return err
 	}
@@ -150,15 +151,16 @@ func (s *Session) serverPacket(p phys, out *session.Output) error {
 }
 
 // finishRecord notes rows and errors of the answer in flight and reports
-// the statement's record once the answer is complete.
-func (s *Session) finishRecord(p phys) {
+// the statement's record once the answer is complete; inRows: p came
+// where rows do (not the column definition that led to them).
+func (s *Session) finishRecord(p phys, inRows bool) {
 	r := &s.resp
 	if r.rec == nil || p.cont {
 		return
 	}
 	b := p.payload
 	switch {
-	case r.state == stRows && !r.cut && len(b) > 0 && b[0] != 0xFF && !s.eofLike(b):
+	case inRows && r.state == stRows && !r.cut && len(b) > 0 && b[0] != 0xFF && !s.eofLike(b):
 		r.rec.Rows++
 	case len(b) > 3 && b[0] == 0xFF:
 		msg := b[3:]

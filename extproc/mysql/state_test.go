@@ -262,3 +262,23 @@ func TestErrorsOfMaskedStatementsWithheld(t *testing.T) {
 		t.Fatalf("client got %q", out.ToClient)
 	}
 }
+
+type rowsObserver struct{ rows []int64 }
+
+func (o *rowsObserver) Statement(r session.StatementRecord) { o.rows = append(o.rows, r.Rows) }
+func (o *rowsObserver) RecordsResults() bool                { return false }
+
+// The audit counts rows, not the column definition before them.
+func TestRecordCountsRows(t *testing.T) {
+	s, _ := readySession(t, "")
+	obs := &rowsObserver{}
+	s.cfg.Observer = obs
+	send(t, s, true, cmd(comQuery, "SELECT name FROM customers"))
+	row := packet(append(appendLenenc(nil, 10), "Customer 1"...), 3)
+	answer := append(append(packet([]byte{1}, 1), textColumnDef("name", 2)...), row...)
+	answer = append(answer, packet(append(appendLenenc(nil, 10), "Customer 2"...), 4)...)
+	send(t, s, false, append(answer, packet([]byte{0xFE, 0, 0, 2, 0, 0, 0}, 5)...))
+	if len(obs.rows) != 1 || obs.rows[0] != 2 {
+		t.Fatalf("recorded rows %v, want [2]", obs.rows)
+	}
+}
