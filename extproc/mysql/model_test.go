@@ -70,12 +70,12 @@ var myPrepared = []string{
 
 // A statement as the model's server reads it.
 type myRead struct {
-	kind string   // select, delete, mode, prepare, execute, deallocate, warnings, setup, bad
-	cols []string // select: what each column returns
-	mode string   // mode: the new sql_mode
-	table bool    // select: uses a table
-	name string   // SQL-level prepared statement
-	text string   // prepare: its text
+	kind  string   // select, delete, mode, prepare, execute, deallocate, warnings, setup, bad
+	cols  []string // select: what each column returns
+	mode  string   // mode: the new sql_mode
+	table bool     // select: uses a table
+	name  string   // SQL-level prepared statement
+	text  string   // prepare: its text
 	// secret: a select that reads a real value; its warnings quote it.
 	secret bool
 }
@@ -493,11 +493,11 @@ func program(data []byte) [][][]byte {
 
 func FuzzSessionProtocol(f *testing.F) {
 	f.Add([]byte{0, 0, 7, 0, 0, 2}, uint8(7), uint64(0))
-	f.Add([]byte{0, 4, 0, 2, 0, 5, 0, 2}, uint8(3), uint64(0))                   // sql_mode
+	f.Add([]byte{0, 4, 0, 2, 0, 5, 0, 2}, uint8(3), uint64(0))                    // sql_mode
 	f.Add([]byte{1, 0, 2, 0, 2, 3, 1, 1, 2, 7, 7, 0, 3, 7}, uint8(11), uint64(0)) // prepared, id -1
 	f.Add([]byte{1, 2, 7, 0, 0, 4, 2, 0, 6, 0, 2, 0}, uint8(5), uint64(0))        // prepared before a mode change, reset
 	f.Add([]byte{1, 0, 2, 4, 3, 0, 3, 4, 5, 0, 3, 0}, uint8(2), uint64(0))        // cursors
-	f.Add([]byte{1, 0, 1, 1, 2, 3, 4, 3, 2, 3}, uint8(9), uint64(0b100))         // a failed prepare, a close of the last
+	f.Add([]byte{1, 0, 1, 1, 2, 3, 4, 3, 2, 3}, uint8(9), uint64(0b100))          // a failed prepare, a close of the last
 	f.Add([]byte{0, 17, 0, 18, 0, 15, 1, 7, 2, 1}, uint8(4), uint64(0))           // warnings
 	f.Add([]byte{0, 11, 0, 4, 0, 13, 0, 12, 0, 13, 0, 14, 0, 13}, uint8(6), uint64(0))
 	set, err := cedar.Default()
