@@ -26,8 +26,17 @@
 //	COM_QUERY (seq 0) ─────────────▶ decide: allowed ───────────────────────▶ COM_QUERY
 //	ERR 1142 (seq 1) ◀───────────── decide: refused (never forwarded)
 //	                 ◀───────────── rows masked per the plan ◀───────────── column defs, rows, EOF/OK
-//	COM_STMT_PREPARE ──────────────▶ decide at prepare ─────────────────────▶ (statement id recorded)
-//	COM_STMT_EXECUTE ──────────────▶ decide again (memoized) ───────────────▶ binary rows masked
+//	(after login and after COM_RESET_CONNECTION, before any client command)
+//	                                SET timeout; SELECT @@SESSION.sql_mode, ──▶ (answers read, not relayed)
+//	                                @@SESSION.character_set_client
+//	COM_QUERY, COM_QUERY (one write) ▶ the second waits in backlog until the
+//	                                 server answered the first
+//	COM_STMT_PREPARE ──────────────▶ decide at prepare ─────────────────────▶ PREPARE_OK: the id is
+//	                                                                           known from here on
+//	COM_STMT_EXECUTE ──────────────▶ decide under the env of the prepare ──▶ binary rows masked;
+//	  (id 0xFFFFFFFF rewritten to the last id the server confirmed)          CURSOR_EXISTS: cursor kept
+//	COM_STMT_FETCH ────────────────▶ only a cursor sluice saw opened ──────▶ rows masked by the execute's plan
+//	SHOW WARNINGS / SHOW ERRORS ───▶ refused while the server's diagnostics area may quote a masked value
 //	COM_QUERY/EXECUTE (approval) ──▶ held; later packets wait; approved ───▶ the command, then the rest
 //	ERR 1142 (seq 1) ◀───────────── denied / timed out, naming the request
 //	COM_INIT_DB ───────────────────▶ decided as USE ────────────────────────▶ default database tracked

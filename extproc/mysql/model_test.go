@@ -506,66 +506,8 @@ func FuzzSessionProtocol(f *testing.F) {
 	}
 	engine := policy.NewEngine(set)
 	engine.SetCatalog("demo-mysql", staticCatalog{demoCatalog})
-	target := session.Target{Name: "demo-mysql", Protocol: "mysql", Database: "sluice_demo"}
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, fails uint64) {
-		rec := &recorder{}
-		s := NewSession(Config{Target: target, Authorizer: engine.Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target), Observer: rec})
-		model := newMyModel(fails)
-		var toServer, toClient, pending []byte
-		var out session.Output
-		size := int(chunk)%23 + 1
-		pump := func() {
-			for round := 0; round < 50 && s.phase != phaseClosed; round++ {
-				pending = model.feed(append(pending, toServer...))
-				toServer = toServer[:0]
-				resp := model.out
-				model.out = nil
-				if len(resp) == 0 {
-					return
-				}
-				for i := 0; i < len(resp); i += size {
-					out.Reset()
-					_ = s.FromServer(resp[i:min(i+size, len(resp))], &out)
-					toServer = append(toServer, out.ToServer...)
-					toClient = append(toClient, out.ToClient...)
-				}
-			}
-		}
-		// Login: the greeting, the client's handshake (multi-statements
-		// on), the server's OK; sluice's setup is answered by the model.
-		hs := clientHandshake("agent", "sluice_demo")
-		binary.LittleEndian.PutUint32(hs[4:], binary.LittleEndian.Uint32(hs[4:])|capMultiStatements|1<<17)
-		for i, b := range [][]byte{greetingPacket(pluginNative), hs, packet(okPacket, 2)} {
-			out.Reset()
-			if i == 1 {
-				_ = s.FromClient(b, &out)
-			} else {
-				_ = s.FromServer(b, &out)
-			}
-			if i == 2 {
-				toServer = append(toServer, out.ToServer...)
-			}
-		}
-		pump()
-		if s.phase != phaseCommand || len(s.setup) != 0 {
-			t.Fatal("session not ready")
-		}
-		for _, write := range program(data) {
-			var b []byte
-			for _, c := range write {
-				b = append(b, packet(c, 0)...)
-			}
-			for i := 0; i < len(b); i += size {
-				out.Reset()
-				_ = s.FromClient(b[i:min(i+size, len(b))], &out)
-				toServer = append(toServer, out.ToServer...)
-				toClient = append(toClient, out.ToClient...)
-			}
-			pump()
-			if s.phase == phaseClosed {
-				break
-			}
-		}
+		s, model, rec, toClient := runModel(t, engine, data, chunk, fails)
 		if model.deleted {
 			t.Fatal("the server ran a DELETE sluice must refuse")
 		}
@@ -578,4 +520,68 @@ func FuzzSessionProtocol(f *testing.F) {
 			t.Fatalf("the server ran\n%q\nsluice decided\n%q", model.executed, rec.ran)
 		}
 	})
+}
+
+// runModel plays the program in data between a session and the model.
+func runModel(t *testing.T, engine *policy.Engine, data []byte, chunk uint8, fails uint64) (*Session, *myModel, *recorder, []byte) {
+	target := session.Target{Name: "demo-mysql", Protocol: "mysql", Database: "sluice_demo"}
+	rec := &recorder{}
+	s := NewSession(Config{Target: target, Authorizer: engine.Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target), Observer: rec})
+	model := newMyModel(fails)
+	var toServer, toClient, pending []byte
+	var out session.Output
+	size := int(chunk)%23 + 1
+	pump := func() {
+		for round := 0; round < 50 && s.phase != phaseClosed; round++ {
+			pending = model.feed(append(pending, toServer...))
+			toServer = toServer[:0]
+			resp := model.out
+			model.out = nil
+			if len(resp) == 0 {
+				return
+			}
+			for i := 0; i < len(resp); i += size {
+				out.Reset()
+				_ = s.FromServer(resp[i:min(i+size, len(resp))], &out)
+				toServer = append(toServer, out.ToServer...)
+				toClient = append(toClient, out.ToClient...)
+			}
+		}
+	}
+	// Login: the greeting, the client's handshake (multi-statements
+	// on), the server's OK; sluice's setup is answered by the model.
+	hs := clientHandshake("agent", "sluice_demo")
+	binary.LittleEndian.PutUint32(hs[4:], binary.LittleEndian.Uint32(hs[4:])|capMultiStatements|1<<17)
+	for i, b := range [][]byte{greetingPacket(pluginNative), hs, packet(okPacket, 2)} {
+		out.Reset()
+		if i == 1 {
+			_ = s.FromClient(b, &out)
+		} else {
+			_ = s.FromServer(b, &out)
+		}
+		if i == 2 {
+			toServer = append(toServer, out.ToServer...)
+		}
+	}
+	pump()
+	if s.phase != phaseCommand || len(s.setup) != 0 {
+		t.Fatal("session not ready")
+	}
+	for _, write := range program(data) {
+		var b []byte
+		for _, c := range write {
+			b = append(b, packet(c, 0)...)
+		}
+		for i := 0; i < len(b); i += size {
+			out.Reset()
+			_ = s.FromClient(b[i:min(i+size, len(b))], &out)
+			toServer = append(toServer, out.ToServer...)
+			toClient = append(toClient, out.ToClient...)
+		}
+		pump()
+		if s.phase == phaseClosed {
+			break
+		}
+	}
+	return s, model, rec, toClient
 }

@@ -477,16 +477,21 @@ func (s *Session) statement(b []byte) (uint32, prepared, bool) {
 // server clears it only for a statement that uses tables or raises a
 // condition of its own (sql_parse.cc): a SET, a DO or a SELECT 1 keeps the
 // old one. So once a statement read protected values, its warnings stay
-// protected until a statement that names a table and reads nothing
-// protected runs.
+// protected until a query or write that names a table (and reads nothing
+// protected) runs; other statements — PREPARE, SHOW, CALL, … — leave the
+// flag as it is, whatever tables they name.
 func (s *Session) diagnostics(d policy.Decision) {
 	switch {
 	case d.Protected:
 		s.warningsProtected = true
-	case len(d.Tables) > 0 && slices.ContainsFunc(d.Kinds, func(k string) bool { return k != "show_warnings" }):
+	case len(d.Tables) > 0 && len(d.Kinds) > 0 && !slices.ContainsFunc(d.Kinds, func(k string) bool { return !clearsDiagnostics[k] }):
 		s.warningsProtected = false
 	}
 }
+
+// clearsDiagnostics are the statement kinds that, naming a table, make the
+// server clear its diagnostics area when they run.
+var clearsDiagnostics = map[string]bool{"select": true, "insert": true, "update": true, "delete": true, "replace": true}
 
 // warnings refuses SHOW WARNINGS / SHOW ERRORS, sent as a query or
 // executed as a prepared statement, while the diagnostics area may quote
