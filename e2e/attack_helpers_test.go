@@ -86,13 +86,20 @@ func analystPG(t *testing.T) *pgx.Conn {
 
 // analystMySQL is a go-sql-driver pool of an analyst through the owner
 // gateway, with multi-statements on.
-func analystMySQL(t *testing.T) *sql.DB {
+func analystMySQL(t *testing.T) *sql.DB { return analystMySQLCharset(t, "") }
+
+// analystMySQLCharset is analystMySQL with the client character set
+// charset ("" for the driver's default).
+func analystMySQLCharset(t *testing.T, charset string) *sql.DB {
 	t.Helper()
 	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(ownerConnect(t, mysqlTarget, "attacker", []string{"analysts"})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.MultiStatements = true
+	if charset != "" {
+		cfg.Params = map[string]string{"charset": charset}
+	}
 	db, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		t.Fatal(err)

@@ -173,6 +173,14 @@ func TestAttackMySQLLexicalSettings(t *testing.T) {
 	if err := conn.QueryRowContext(ctx, `SELECT "email" FROM customers WHERE id = 1`).Scan(&email); err != nil || !strings.Contains(email, "***") {
 		t.Errorf(`ANSI_QUOTES "email": %q %v`, email, err)
 	}
+	// An ANSI identifier has no backslash escapes: "\" ends it, so what
+	// follows is the server's next statement.
+	if _, err := conn.ExecContext(ctx, `SELECT 1 "\"; `+smuggled+`; SELECT "`); err == nil {
+		t.Error(`ANSI_QUOTES "\" smuggling ran`)
+	}
+	if err := conn.QueryRowContext(ctx, `SELECT email "\" FROM customers WHERE id = 1`).Scan(&email); err != nil || !strings.Contains(email, "***") {
+		t.Errorf(`ANSI_QUOTES alias "\": %q %v`, email, err)
+	}
 	if _, err := conn.ExecContext(ctx, "/*!40101 SET sql_mode = '' */"); err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +192,26 @@ func TestAttackMySQLLexicalSettings(t *testing.T) {
 	var v1 string
 	if err := conn.QueryRowContext(ctx, `SELECT /*!50700 name, */ email FROM customers WHERE id = 1`).Scan(&v1); err != nil || !strings.Contains(v1, "***") {
 		t.Errorf("version comment: %q %v", v1, err)
+	}
+	// latin1 reads 0xA0 as a space: "--" before it is a comment to the
+	// server, and a space between tokens; control characters likewise.
+	latin := analystMySQLCharset(t, "latin1")
+	for _, sql := range []string{
+		"SELECT 1 --\xa0'\n; " + smuggled + "; SELECT '",
+		"SELECT email\xa0FROM customers WHERE id = 1",
+		"SELECT 1 --\x01'\n; " + smuggled + "; SELECT '",
+		"SELECT 1 # \x00'\n; " + smuggled + "; SELECT '",
+		"SELECT 1 /*T! , 'c' */",
+	} {
+		rows, err := latin.QueryContext(ctx, sql)
+		if err != nil {
+			continue
+		}
+		cols, _ := rows.Columns()
+		rows.Close()
+		if len(cols) != 1 || strings.Contains(sql, "email") {
+			t.Errorf("%q ran with columns %v", sql, cols)
+		}
 	}
 	_, myLog := log()
 	notRun(t, myLog, smuggled, "ORACLE", "MSSQL", "SET NAMES gbk", "big5", "sjis", "cp932")

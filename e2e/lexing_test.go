@@ -137,9 +137,11 @@ func (g *gen) literal() string {
 	}
 }
 
-// gap is what separates tokens: spaces, comments.
+// gap is what separates tokens: spaces, comments, and bytes lexers may
+// classify differently (control characters, a latin1 no-break space, NEL,
+// "--" followed by one of them, NUL in a line comment).
 func (g *gen) gap() string {
-	switch g.r.IntN(8) {
+	switch g.r.IntN(10) {
 	case 0:
 		return " /* " + g.content(0, false) + " */ "
 	case 1:
@@ -149,6 +151,15 @@ func (g *gen) gap() string {
 			return " /* a /* nested */ b */ "
 		}
 		return " # " + g.content(0, false) + "\n"
+	case 3:
+		return g.pick(" --\xa0", " --\x01", " --\x85", " --\v", " --\f", " --\x7f", " # \x00", " -- \x00") + g.content(0, false) + "\n"
+	case 4:
+		if g.dialect == "mysql" {
+			return g.pick(" /*+ ", " /*T! ", " /*T![clustered_index] ") + g.pick(", 'c'", "SET_VAR(sql_mode='')", g.content(0, false)) + " */ "
+		}
+		return g.pick("\v", "\f", "\r")
+	case 5:
+		return g.pick("\v", "\f", "\r", "\x01", "\x00", "\x7f", "\xa0", "\x85", "\xc2\xa0")
 	}
 	return g.pick(" ", "\n", "\t", "  ")
 }

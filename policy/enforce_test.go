@@ -216,6 +216,73 @@ func TestMySQLExecutableCommentsAsTheServerRunsThem(t *testing.T) {
 	}
 }
 
+// Bytes and quotes the server's lexer and the TiDB parser classify
+// differently: read as the server does, or refused.
+func TestMySQLReadAsTheServerLexes(t *testing.T) {
+	maria := MySQLSession{Database: "shop", Version: 101119, MariaDB: true}
+	ansi, err := ParseSQLMode("ANSI_QUOTES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ansiMaria := maria
+	ansiMaria.Mode = ansi
+	mysql8 := MySQLSession{Database: "shop", Version: 80036}
+	for _, tc := range []struct {
+		sql  string
+		env  MySQLSession
+		want string // tables read, or "err"
+	}{
+		// Found by the differential check: the TiDB parser reads "…" as a
+		// string with backslash escapes, then as an identifier; the server
+		// has no escapes in identifiers, so this is three statements.
+		{`SELECT 1 "\"; DELETE FROM customers; SELECT "`, ansiMaria, "err"},
+		{`SELECT 1 "\"; DELETE FROM customers; SELECT 1 "x"`, ansiMaria, "shop.customers"},
+		{`SELECT "email" FROM customers`, ansiMaria, "shop.customers"},
+		{`SELECT email "a""b` + "`" + `" FROM customers`, ansiMaria, "shop.customers"},
+		// 0xA0 is a space in latin1 and makes "--" a comment there.
+		{"SELECT 1 --\xa0'\n; DELETE FROM customers; SELECT '", maria, "err"},
+		{"SELECT email\xa0FROM customers", maria, "err"},
+		{"SELECT 1 \xc2\xa0 FROM customers", maria, "err"},
+		// Control characters: "--" with one is a comment to the server.
+		{"SELECT 1 --\x01 x\nFROM customers", maria, "shop.customers"},
+		{"SELECT 1 --\x7f'\nFROM customers", maria, "shop.customers"},
+		{"SELECT 1\x01 FROM customers", maria, "err"},
+		{"SELECT 1 -- \x00 x\nFROM customers", maria, "err"},
+		{"SELECT 1 # \x00 x\nFROM customers", maria, "err"},
+		{"SELECT '\x01\x00' FROM customers", maria, "shop.customers"},
+		// Comment contents are never read: TiDB's own /*T! … */ and hints.
+		{"SELECT 1 /*T! FROM customers */", maria, ""},
+		{"SELECT /*+ SET_VAR(sql_mode='') */ 1 FROM customers", maria, "shop.customers"},
+		{"SELECT /*+ MAX_EXECUTION_TIME(0) */ 1 FROM customers", mysql8, "err"},
+		{"SELECT /*+ set_var(max_execution_time=0) */ 1 FROM customers", mysql8, "err"},
+		{"SELECT /*+ BKA(customers) */ 1 FROM customers", mysql8, "shop.customers"},
+	} {
+		cat := NewStaticCatalog(1, map[string][]string{"shop.customers": {"id", "email"}})
+		an := AnalyzeMySQL(tc.sql, tc.env, cat)
+		if tc.want == "err" {
+			if an.Err == nil {
+				t.Errorf("%q: parsed, want refused", tc.sql)
+			}
+			continue
+		}
+		if an.Err != nil {
+			t.Errorf("%q: %v", tc.sql, an.Err)
+			continue
+		}
+		var tables []string
+		for _, st := range an.Statements {
+			for _, r := range st.Requests {
+				if r.Object.Kind == ObjectTable && !slices.Contains(tables, r.Object.Schema+"."+r.Object.Name) {
+					tables = append(tables, r.Object.Schema+"."+r.Object.Name)
+				}
+			}
+		}
+		if got := strings.Join(tables, ","); got != tc.want {
+			t.Errorf("%q: reads %q, want %q", tc.sql, got, tc.want)
+		}
+	}
+}
+
 func TestRowLocksNeedTheLockAction(t *testing.T) {
 	for _, sql := range []string{
 		"SELECT * FROM orders FOR UPDATE",

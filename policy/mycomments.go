@@ -2,24 +2,30 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
-// openComments rewrites MySQL executable comments as the server reads
-// them, so the TiDB parser (which runs every /*! … */ and no /*M! … */)
-// sees what the server runs:
-//   - /*! … */ without a version: its content runs;
-//   - /*!NNNNN … */ (MariaDB also /*!NNNNNN and /*M!NNNNNN): its content
-//     runs if the server's version is at least NNNNN — MariaDB skips MySQL
-//     versions 50700–99999 unless marked M — and is a comment otherwise.
+// openComments rewrites MySQL SQL into the text the TiDB parser reads as
+// the server does. The pass lexes the string as MariaDB's lexer does
+// under env's sql_mode (quotes, backticks, comments) and:
+//   - opens executable comments as the server reads them (the TiDB parser
+//     runs every /*! … */ and no /*M! … */): /*! … */ without a version
+//     runs; /*!NNNNN … */ (MariaDB also /*!NNNNNN and /*M!NNNNNN) runs if
+//     the server's version is at least NNNNN — MariaDB skips MySQL
+//     versions 50700–99999 unless marked M — and is a comment otherwise;
+//   - replaces every comment with an empty one, so the TiDB parser never
+//     reads a comment's content (optimizer hints, /*T! … */, and line
+//     comments the server ends at a byte the TiDB parser does not);
+//   - writes ANSI_QUOTES identifiers ("…") with backticks: the TiDB parser
+//     reads them as strings, with backslash escapes, the server does not;
+//   - refuses, outside quotes, bytes the two lexers classify differently:
+//     control characters, non-ASCII bytes (a letter, a space or a symbol by
+//     the client character set's tables: 0xA0 is a space in latin1), a
+//     "--" followed by one, and NUL in a line comment (which ends it).
 //
-// Quotes, backticks and comments are followed as the server lexes them
-// under env's sql_mode, so a marker inside a string stays text. SQL
-// without executable comments is returned as is.
+// SQL that needs none of this is returned as is.
 func openComments(sql string, env MySQLSession) (string, error) {
-	if !strings.Contains(sql, "/*") {
-		return sql, nil
-	}
 	l := commentLexer{src: sql, env: env, backslash: !env.Mode.mode.HasNoBackslashEscapesMode(), ansi: env.Mode.mode.HasANSIQuotesMode()}
 	return l.run()
 }
@@ -36,24 +42,37 @@ type commentLexer struct {
 
 var errUnterminated = errors.New("unterminated comment")
 
+// ErrServerLexing marks SQL the server's lexer and sluice's parser would
+// read differently; it is refused.
+var ErrServerLexing = errors.New("read differently by the server")
+
 func (l *commentLexer) run() (string, error) {
 	s := l.src
+	l.out.Grow(len(s))
 	i := 0
 	for i < len(s) {
 		c := s[i]
 		switch {
 		case c == '\'' || c == '"' || c == '`':
 			j := l.quoted(i)
-			l.out.WriteString(s[i:j])
+			if c == '"' && l.ansi && j > i+1 && s[j-1] == '"' {
+				l.backtick(s[i+1 : j-1])
+			} else {
+				l.out.WriteString(s[i:j])
+			}
 			i = j
-		case c == '#':
+		case c == '#' || c == '-' && strings.HasPrefix(s[i:], "--") && (i+2 == len(s) || s[i+2] <= ' ' || s[i+2] == 0x7f):
+			// A line comment, to the end of the line; the server also ends
+			// it at NUL, then fails on the NUL.
 			j := lineEnd(s, i)
-			l.out.WriteString(s[i:j])
+			if strings.IndexByte(s[i:j], 0) >= 0 {
+				return "", fmt.Errorf("a NUL byte in a line comment: %w", ErrServerLexing)
+			}
+			l.out.WriteString(tokenBreak)
+			l.changed = true
 			i = j
-		case c == '-' && strings.HasPrefix(s[i:], "--") && (i+2 == len(s) || s[i+2] <= ' ' || s[i+2] == 0x7f):
-			j := lineEnd(s, i)
-			l.out.WriteString(s[i:j])
-			i = j
+		case c == '-' && strings.HasPrefix(s[i:], "--") && i+2 < len(s) && s[i+2] >= 0x80:
+			return "", fmt.Errorf(`"--" followed by a non-ASCII byte: whether it starts a comment depends on the client character set: %w`, ErrServerLexing)
 		case c == '*' && l.inExec && strings.HasPrefix(s[i:], "*/"):
 			// The end of a running executable comment: not SQL, but still a
 			// break between tokens (an empty comment, not a space, which
@@ -67,6 +86,10 @@ func (l *commentLexer) run() (string, error) {
 				return "", err
 			}
 			i = j
+		case c >= 0x80:
+			return "", fmt.Errorf("a non-ASCII byte outside quotes: the server reads it by the client character set (as a letter, a space or a symbol); quote identifiers with backticks: %w", ErrServerLexing)
+		case c < ' ' && !asciiSpace(c) || c == 0x7f:
+			return "", fmt.Errorf("control character 0x%02x outside quotes: %w", c, ErrServerLexing)
 		default:
 			l.out.WriteByte(c)
 			i++
@@ -79,6 +102,19 @@ func (l *commentLexer) run() (string, error) {
 		return s, nil
 	}
 	return l.out.String(), nil
+}
+
+// asciiSpace: the bytes both lexers skip between tokens.
+func asciiSpace(c byte) bool { return c == ' ' || c >= '\t' && c <= '\r' }
+
+// backtick writes the ANSI_QUOTES identifier whose text (between the
+// quotes) is body as a backtick identifier with the same name.
+func (l *commentLexer) backtick(body string) {
+	name := strings.ReplaceAll(body, `""`, `"`)
+	l.out.WriteByte('`')
+	l.out.WriteString(strings.ReplaceAll(name, "`", "``"))
+	l.out.WriteByte('`')
+	l.changed = true
 }
 
 // quoted returns the end of the string or quoted identifier at i.
@@ -118,7 +154,14 @@ func (l *commentLexer) comment(i int) (int, error) {
 		if end < 0 {
 			return 0, errUnterminated
 		}
-		l.out.WriteString(s[i : i+2+end+2])
+		if hint := strings.ToUpper(rest[:end]); !l.env.MariaDB && strings.HasPrefix(hint, "+") &&
+			(strings.Contains(hint, "SET_VAR") || strings.Contains(hint, "MAX_EXECUTION_TIME")) {
+			// MySQL runs optimizer hints: these would change the session's
+			// settings (the guardrails' timeout among them) for a statement.
+			return 0, fmt.Errorf("optimizer hints SET_VAR and MAX_EXECUTION_TIME change settings sluice holds: refused")
+		}
+		l.out.WriteString(tokenBreak)
+		l.changed = true
 		return i + 2 + end + 2, nil
 	}
 	if l.inExec {
