@@ -250,3 +250,4 @@ func TestAttackMySQLResetConnection(t *testing.T) {
 		t.Fatalf("after the reset: %q", out)
 	}
 }
+

@@ -256,6 +256,27 @@ func TestMySQLReadAsTheServerLexes(t *testing.T) {
 		{"SELECT /*+ MAX_EXECUTION_TIME(0) */ 1 FROM customers", mysql8, "err"},
 		{"SELECT /*+ set_var(max_execution_time=0) */ 1 FROM customers", mysql8, "err"},
 		{"SELECT /*+ BKA(customers) */ 1 FROM customers", mysql8, "shop.customers"},
+		// Found by review: an exponent without digits makes the server drop
+		// the number and return the next byte as a token, so "--" and "*/"
+		// after it are no comment markers to the server.
+		{"SELECT 1.5e-- 1; DELETE FROM customers; SELECT 1\nFROM (SELECT 1 AS `5e`) AS `1`", maria, "err"},
+		{"SELECT 1.5e+-- 1; DELETE FROM customers", maria, "err"},
+		{"SELECT .5e-- 1; DELETE FROM customers", maria, "err"},
+		{"/*! SELECT 1.5e*/* 1 FROM (SELECT 1 AS `5e`) AS `1` # */ FROM customers", maria, "err"},
+		{"SELECT 1e5x FROM customers", maria, "err"},
+		{"SELECT 0X1F, 0x1g, 0b1e FROM customers", maria, "err"},
+		{"SELECT 1.5e3, 2E-2, .5, 0x1F, 0b101, t.5e FROM customers t", maria, "err"},
+		{"SELECT 1.5e3, 2E-2, .5, 0x1F, 0b101, id FROM customers", maria, "shop.customers"},
+		// The server starts each statement outside any comment.
+		{"/*! SELECT 1; SELECT 2 */* # */ 3; DELETE FROM customers; SELECT 5\n+ 4", maria, "err"},
+		// MySQL 8.1+ reads six version digits before whitespace.
+		{"SELECT 1 /*!080000 FROM customers */", MySQLSession{Database: "shop", Version: 80400}, "shop.customers"},
+		{"SELECT 1 /*!080000 FROM customers */", MySQLSession{Database: "shop", Version: 80036}, "err"}, // 1 0 FROM
+		{"SELECT 1 /*!080000 FROM customers */", MySQLSession{Database: "shop"}, "err"},
+		// A keyword before "." and a quote: the server reads the keyword.
+		{"DELETE FROM.`customers`", maria, "err"},
+		{"INSERT INTO.`customers` VALUES (1, 'a')", maria, "err"},
+		{"SELECT c.`email` FROM customers c", maria, "shop.customers"},
 	} {
 		cat := NewStaticCatalog(1, map[string][]string{"shop.customers": {"id", "email"}})
 		an := AnalyzeMySQL(tc.sql, tc.env, cat)

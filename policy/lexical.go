@@ -214,5 +214,5 @@ func SafeMySQLCharset(name string) bool {
 var safeMySQLCharsets = set(`
 utf8 utf8mb3 utf8mb4 latin1 latin2 latin5 latin7 ascii binary cp1250 cp1251 cp1256 cp1257 cp850
 cp852 cp866 dec8 greek hebrew hp8 keybcs2 koi8r koi8u macce macroman armscii8 geostd8 tis620
-swe7 ujis eucjpms euckr gb2312
+ujis eucjpms euckr gb2312
 `)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/pingcap/tidb/pkg/parser"
 )
 
 // openComments rewrites MySQL SQL into the text the TiDB parser reads as
@@ -86,6 +88,14 @@ func (l *commentLexer) run() (string, error) {
 				return "", err
 			}
 			i = j
+		case c == ';' && l.inExec:
+			// The server starts each statement of a string afresh, outside
+			// any comment: the "*/" after this would not end one.
+			return "", fmt.Errorf("a statement boundary inside an executable comment: %w", ErrServerLexing)
+		case (isDigit(c) || c == '.' && i+1 < len(s) && isDigit(s[i+1])) && l.tokenStart(i) && numberHazard(s, i):
+			return "", fmt.Errorf("a number the server reads otherwise (an exponent without digits, 0X…, 0x or 0b followed by letters): %w", ErrServerLexing)
+		case wordByte(c) && l.tokenStart(i) && keywordBeforeDot(s, i):
+			return "", fmt.Errorf("a keyword before \".\" and a quote or space: the server reads the keyword, then a table of the current database: %w", ErrServerLexing)
 		case c >= 0x80:
 			return "", fmt.Errorf("a non-ASCII byte outside quotes: the server reads it by the client character set (as a letter, a space or a symbol); quote identifiers with backticks: %w", ErrServerLexing)
 		case c < ' ' && !asciiSpace(c) || c == 0x7f:
@@ -180,7 +190,15 @@ func (l *commentLexer) comment(i int) (int, error) {
 	case digits < 5:
 		digits = 0 // not a version: the content runs
 	case !l.env.MariaDB && digits == 6:
-		digits = 5 // MySQL reads five digits; the sixth is content
+		next := i + head + 6
+		switch {
+		case l.env.Version >= 80100 && next < len(s) && asciiSpace(s[next]):
+			// MySQL 8.1+ reads six digits when whitespace follows them.
+		case l.env.Version == 0:
+			return 0, fmt.Errorf("a six-digit version comment whose reading depends on the MySQL version: %w", ErrServerLexing)
+		default:
+			digits = 5 // MySQL reads five digits; the sixth is content
+		}
 		fallthrough
 	default:
 		version := atoi(s[i+head : i+head+digits])
@@ -240,3 +258,93 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// wordByte: a byte of an unquoted MySQL identifier (ASCII).
+func wordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '_' || c == '$'
+}
+
+// tokenStart: the byte at i begins a token (it does not continue a word
+// or follow a qualifying ".").
+func (l *commentLexer) tokenStart(i int) bool {
+	return i == 0 || !wordByte(l.src[i-1]) && l.src[i-1] != '.'
+}
+
+// numberHazard reports a number at i that MariaDB's lexer and the TiDB
+// parser read differently: an exponent without digits (the server drops
+// the number and returns the byte after "e" or its sign as a token of its
+// own — a "-" before "-", a "*" before "/"), an exponent followed by
+// letters, "0X"/"0B" (an identifier to the server, a literal to TiDB), and
+// 0x… or 0b… followed by letters.
+func numberHazard(s string, i int) bool {
+	j := i
+	for j < len(s) && isDigit(s[j]) {
+		j++
+	}
+	if s[i] == '0' && j == i+1 && j < len(s) {
+		switch p := s[j]; p {
+		case 'X', 'B':
+			return true
+		case 'x', 'b':
+			k := j + 1
+			for k < len(s) && (p == 'x' && isHex(s[k]) || p == 'b' && (s[k] == '0' || s[k] == '1')) {
+				k++
+			}
+			return k < len(s) && wordByte(s[k])
+		}
+	}
+	if j < len(s) && s[j] == '.' {
+		j++
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+	}
+	if j >= len(s) || s[j] != 'e' && s[j] != 'E' {
+		return false
+	}
+	k := j + 1
+	if k < len(s) && (s[k] == '+' || s[k] == '-') {
+		k++
+	}
+	if k >= len(s) || !isDigit(s[k]) {
+		return true
+	}
+	for k < len(s) && isDigit(s[k]) {
+		k++
+	}
+	return k < len(s) && wordByte(s[k])
+}
+
+func isHex(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// keywordBeforeDot reports a keyword at i directly followed by "." and a
+// byte that cannot continue an identifier: the server then keeps the
+// keyword and reads ".name" as a table of the current database, the TiDB
+// parser reads "keyword.name" as a qualified name.
+func keywordBeforeDot(s string, i int) bool {
+	j := i
+	for j < len(s) && wordByte(s[j]) {
+		j++
+	}
+	if j+1 > len(s) || j == len(s) || s[j] != '.' || j+1 < len(s) && wordByte(s[j+1]) {
+		return false
+	}
+	return mysqlKeywords[strings.ToUpper(s[i:j])]
+}
+
+// mysqlKeywords are the TiDB parser's keywords and MariaDB's reserved
+// words it does not know.
+var mysqlKeywords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range parser.Keywords {
+		m[k.Word] = true
+	}
+	for _, w := range strings.Fields(`ACCESSIBLE ASENSITIVE BODY CURRENT_ROLE DELETE_DOMAIN_ID DO_DOMAIN_IDS
+		ELSIF EXCEPT GENERAL GOTO IGNORE_DOMAIN_IDS IGNORE_SERVER_IDS INTERSECT MASTER_HEARTBEAT_PERIOD
+		MASTER_SSL_VERIFY_SERVER_CERT OFFSET PACKAGE PAGE_CHECKSUM PARSE_VCOL_EXPR POSITION RAISE
+		REF_SYSTEM_ID RETURNING ROWNUM ROWTYPE SLOW SPECIFIC SQLEXCEPTION SQLSTATE SQLWARNING
+		STATS_AUTO_RECALC STATS_PERSISTENT STATS_SAMPLE_PAGES UNLOCK USAGE`) {
+		m[w] = true
+	}
+	return m
+}()
