@@ -250,4 +250,3 @@ func TestAttackMySQLResetConnection(t *testing.T) {
 		t.Fatalf("after the reset: %q", out)
 	}
 }
-
