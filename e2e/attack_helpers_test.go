@@ -323,6 +323,21 @@ func (m *rawMySQL) drain() string {
 	}
 }
 
+// prepare sends COM_STMT_PREPARE and returns the statement id the
+// server gave it (MariaDB's ids need not start at 1 on a new connection)
+// with the whole answer, for substring checks; the test fails if the
+// statement was not prepared.
+func (m *rawMySQL) prepare(sql string) (uint32, string) {
+	m.t.Helper()
+	m.send(comPrepare(sql))
+	first := m.read()
+	out := string(first) + "\n" + m.drain()
+	if len(first) < 5 || first[0] != 0 {
+		m.t.Fatalf("prepare %q: %q", sql, out)
+	}
+	return binary.LittleEndian.Uint32(first[1:]), out
+}
+
 func comQuery(sql string) []byte { return append([]byte{0x03}, sql...) }
 
 func comPrepare(sql string) []byte { return append([]byte{0x16}, sql...) }

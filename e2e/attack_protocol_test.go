@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -133,7 +134,8 @@ func TestAttackMySQLProtocolState(t *testing.T) {
 	}
 	// An id guessed before PREPARE_OK, an id never prepared.
 	m = dialRawMySQL(t, addr)
-	m.send(comPrepare("SELECT email FROM customers WHERE id = 1"), comExecute(1, 0), comExecute(77, 0))
+	last, _ := m.prepare("SELECT 1")
+	m.send(comPrepare("SELECT email FROM customers WHERE id = 1"), comExecute(last+1, 0), comExecute(last+77, 0))
 	out := m.drain()
 	if realValue(out) || !strings.Contains(out, "not one sluice saw prepared") {
 		t.Errorf("execute of a guessed and an unknown id: %q", out)
@@ -149,35 +151,33 @@ func TestAttackMySQLProtocolState(t *testing.T) {
 	}
 	// A cursor: its fetched rows are masked; a fetch without one refused.
 	m = dialRawMySQL(t, addr)
-	m.send(comPrepare("SELECT id, email, ssn FROM customers ORDER BY id LIMIT 3"))
-	prep := m.drain()
+	id, prep := m.prepare("SELECT id, email, ssn FROM customers ORDER BY id LIMIT 3")
 	if !strings.Contains(prep, "email") {
 		t.Fatalf("prepare: %q", prep)
 	}
-	m.send(comFetch(1, 5))
+	m.send(comFetch(id, 5))
 	if out := m.drain(); !strings.Contains(out, "no cursor sluice saw opened") {
 		t.Errorf("fetch without a cursor: %q", out)
 	}
-	m.send(comExecute(1, 0x01)) // CURSOR_TYPE_READ_ONLY
+	m.send(comExecute(id, 0x01)) // CURSOR_TYPE_READ_ONLY
 	m.drain()
-	m.send(comFetch(1, 5))
+	m.send(comFetch(id, 5))
 	if out := m.drain(); realValue(out) || !strings.Contains(out, "***") {
 		t.Errorf("fetched rows: %q", out)
 	}
 	// COM_STMT_RESET closes the cursor: a fetch after it is refused.
-	m.send([]byte{0x1a, 1, 0, 0, 0})
+	m.send(binary.LittleEndian.AppendUint32([]byte{0x1a}, id))
 	m.drain()
-	m.send(comFetch(1, 5))
+	m.send(comFetch(id, 5))
 	if out := m.drain(); !strings.Contains(out, "no cursor sluice saw opened") {
 		t.Errorf("fetch after COM_STMT_RESET: %q", out)
 	}
 	// A parameter sent as long data: the statement is still the one
 	// decided, and masked.
 	m = dialRawMySQL(t, addr)
-	m.send(comPrepare("SELECT email FROM customers WHERE name = ?"))
-	m.drain()
-	m.send(append([]byte{0x18, 1, 0, 0, 0, 0, 0}, "Customer 1"...))        // no answer
-	exec := append([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0}, 0, 1, 0xfd, 0) // null bitmap, bound, VAR_STRING
+	id, _ = m.prepare("SELECT email FROM customers WHERE name = ?")
+	m.send(append(binary.LittleEndian.AppendUint32([]byte{0x18}, id), append([]byte{0, 0}, "Customer 1"...)...)) // no answer
+	exec := append(binary.LittleEndian.AppendUint32([]byte{0x17}, id), 0, 1, 0, 0, 0, 0, 1, 0xfd, 0)             // null bitmap, bound, VAR_STRING
 	m.send(exec)
 	if out := m.drain(); realValue(out) || !strings.Contains(out, "***") {
 		t.Errorf("execute with long data: %q", out)
@@ -235,9 +235,8 @@ func TestAttackMySQLDiagnosticsArea(t *testing.T) {
 			t.Errorf("SHOW WARNINGS after %s: %q", keep, out)
 		}
 	}
-	m.send(comPrepare("SHOW WARNINGS"))
-	m.drain()
-	m.send(comExecute(1, 0), comExecute(0xFFFFFFFF, 0))
+	id, _ := m.prepare("SHOW WARNINGS")
+	m.send(comExecute(id, 0), comExecute(0xFFFFFFFF, 0))
 	if out := m.drain(); realValue(out) || strings.Count(out, "may quote them") != 2 {
 		t.Errorf("prepared SHOW WARNINGS: %q", out)
 	}
