@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +30,10 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 	ca := fs.String("ca", getenv("SLUICE_CA", ""), "CA certificate of the gateway (default: system roots)")
 	tok := fs.String("token", "", "bearer token (default: $SLUICE_TOKEN)")
 	tokFile := fs.String("token-file", getenv("SLUICE_TOKEN_FILE", ""), "file holding the bearer token, read per connection")
-	protocol := fs.String("protocol", "postgres", "target protocol, for refusals shown to clients")
+	protocol := fs.String("protocol", "", "target protocol, postgres or mysql (default: as the gateway names it)")
+	localTLS := fs.Bool("local-tls", true, "answer a PostgreSQL client's SSLRequest with TLS at this port (a certificate made at start unless --local-cert is given); false: answer 'N'")
+	localCert := fs.String("local-cert", "", "certificate for local TLS (PEM), with --local-key")
+	localKey := fs.String("local-key", "", "key for local TLS (PEM)")
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -47,8 +51,22 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		src = connector.StaticToken(os.Getenv("SLUICE_TOKEN"))
 	}
+	switch *protocol {
+	case "", "postgres", "mysql":
+	default:
+		fmt.Fprintf(stderr, "sluice connect: --protocol %q: want postgres or mysql\n", *protocol)
+		return ErrUsage
+	}
+	var tlsCfg *tls.Config
+	if *localTLS {
+		var err error
+		if tlsCfg, err = localTLSConfig(*localCert, *localKey); err != nil {
+			return err
+		}
+	}
 	log := newLogger()
-	c, err := connector.New(connector.Config{Gateway: *gateway, Target: *target, Protocol: *protocol, CAFile: *ca, Token: src, Logger: log})
+	c, err := connector.New(connector.Config{Gateway: *gateway, Target: *target, Protocol: *protocol, CAFile: *ca,
+		LocalTLS: tlsCfg, Token: src, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -60,6 +78,18 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return c.Serve(ctx, l)
+}
+
+// localTLSConfig is the connector's local TLS: from files, or made now.
+func localTLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return connector.EphemeralTLS()
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot load local TLS certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
 func envoyCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -190,7 +220,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, `sluice demo is running (logs in %[1]s).
 
   agent connection:  psql '%[2]s'
-                     mysql --skip-ssl -h 127.0.0.1 -P %[6]s sluice_demo
+                     mysql -h 127.0.0.1 -P %[6]s sluice_demo
                      (no database password: sluice logs in for the agent)
 
 Try:

@@ -3,8 +3,11 @@
 // an HTTP/2 CONNECT tunnel over TLS with the agent's bearer token.
 //
 // The connector holds no policy: it only moves bytes, so a client that skips
-// it and speaks to Envoy directly gets the same enforcement. When the gateway
-// refuses a tunnel, a PostgreSQL client is told why in its own protocol.
+// it and speaks to Envoy directly gets the same enforcement. It does two
+// things a database client on its default settings needs: it answers a
+// PostgreSQL client's SSLRequest / GSSENCRequest itself (with local TLS, or
+// 'N'), so no negotiation crosses the tunnel; and when the gateway refuses
+// a tunnel, it tells the client why in the client's own protocol.
 package connector
 
 import (
@@ -21,7 +24,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/jackc/pgx/v5/pgproto3"
 	"golang.org/x/net/http2"
 )
 
@@ -43,12 +45,23 @@ func FileToken(path string) TokenSource {
 // StaticToken always returns tok.
 func StaticToken(tok string) TokenSource { return func() (string, error) { return tok, nil } }
 
+// ProtocolHeader is the response header in which the gateway names the
+// target's wire protocol ("postgres" or "mysql").
+const ProtocolHeader = "x-sluice-protocol"
+
 // Config configures a Connector.
 type Config struct {
-	Gateway  string // host:port of Envoy's tunnel listener
-	Target   string // target name, sent as the CONNECT authority
-	Protocol string // "postgres" or "mysql": how refusals are shown to clients
+	Gateway string // host:port of Envoy's tunnel listener
+	Target  string // target name, sent as the CONNECT authority
+	// Protocol is the target's protocol, "postgres" or "mysql"; empty: as
+	// the gateway names it, or, for a tunnel refused before it could, as
+	// the client behaves (a PostgreSQL client speaks first).
+	Protocol string
 	CAFile   string // CA that signed the gateway certificate; empty: system roots
+	// LocalTLS answers a PostgreSQL client's SSLRequest with TLS ending at
+	// the connector (nil: 'N', and the client goes on in plaintext to the
+	// local port). The tunnel to the gateway is TLS either way.
+	LocalTLS *tls.Config
 	Token    TokenSource
 	Logger   *slog.Logger
 }
@@ -58,6 +71,9 @@ type Connector struct {
 	cfg Config
 	tr  *http2.Transport
 	log *slog.Logger
+
+	mu       sync.Mutex
+	protocol string // as the gateway last named it
 }
 
 // New returns a Connector.
@@ -111,16 +127,27 @@ func (c *Connector) Serve(ctx context.Context, l net.Listener) error {
 
 // RefusedError is a tunnel the gateway did not open.
 type RefusedError struct {
-	Status int
-	Body   string
+	Status   int
+	Body     string
+	Protocol string // the target's, if the gateway named it
 }
 
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("gateway refused the tunnel: %d %s: %s", e.Status, http.StatusText(e.Status), e.Body)
 }
 
-// Dial opens one tunnel to the target and returns it as a connection.
-func (c *Connector) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
+// Tunnel is an open tunnel to the target.
+type Tunnel struct {
+	w *io.PipeWriter
+	r io.ReadCloser
+	// Protocol is the target's protocol as the gateway named it (empty if
+	// it did not).
+	Protocol string
+}
+
+// Dial opens one tunnel to the target. The bytes are the database's
+// protocol as is: a PostgreSQL SSLRequest sent on it reaches the gateway.
+func (c *Connector) Dial(ctx context.Context) (*Tunnel, error) {
 	tok, err := c.cfg.Token()
 	if err != nil {
 		return nil, err
@@ -137,81 +164,83 @@ func (c *Connector) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	resp, err := c.tr.RoundTrip(req)
 	if err != nil {
 		pw.Close()
-		return nil, fmt.Errorf("cannot open tunnel to %s: %w", c.cfg.Gateway, err)
+		return nil, fmt.Errorf("cannot reach the gateway at %s: %w", c.cfg.Gateway, err)
+	}
+	proto := resp.Header.Get(ProtocolHeader)
+	if proto != "" {
+		c.mu.Lock()
+		c.protocol = proto
+		c.mu.Unlock()
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		pw.Close()
-		return nil, &RefusedError{Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+		return nil, &RefusedError{Status: resp.StatusCode, Body: strings.TrimSpace(string(b)), Protocol: proto}
 	}
-	return &tunnelConn{w: pw, r: resp.Body}, nil
+	return &Tunnel{w: pw, r: resp.Body, Protocol: proto}, nil
 }
 
-type tunnelConn struct {
-	w *io.PipeWriter
-	r io.ReadCloser
-}
-
-func (t *tunnelConn) Read(p []byte) (int, error)  { return t.r.Read(p) }
-func (t *tunnelConn) Write(p []byte) (int, error) { return t.w.Write(p) }
+func (t *Tunnel) Read(p []byte) (int, error)  { return t.r.Read(p) }
+func (t *Tunnel) Write(p []byte) (int, error) { return t.w.Write(p) }
 
 // CloseWrite half-closes the tunnel: the database sees the client's EOF.
-func (t *tunnelConn) CloseWrite() error { return t.w.Close() }
+func (t *Tunnel) CloseWrite() error { return t.w.Close() }
 
-func (t *tunnelConn) Close() error {
+// Close ends the tunnel both ways.
+func (t *Tunnel) Close() error {
 	t.w.Close()
 	return t.r.Close()
 }
 
+// protocolOf is the target's protocol: configured, named by the gateway
+// now or before, or "" when unknown.
+func (c *Connector) protocolOf(named string) string {
+	if c.cfg.Protocol != "" {
+		return c.cfg.Protocol
+	}
+	if named != "" {
+		return named
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.protocol
+}
+
 func (c *Connector) handle(ctx context.Context, conn net.Conn) error {
-	defer conn.Close()
+	defer func() { conn.Close() }()
 	tun, err := c.Dial(ctx)
 	if err != nil {
-		c.refuse(conn, err)
+		var re *RefusedError
+		named := ""
+		if errors.As(err, &re) {
+			named = re.Protocol
+		}
+		c.refuse(conn, c.protocolOf(named), err)
 		return err
 	}
 	defer tun.Close()
+	var first []byte // the client's first message, read while negotiating
+	if c.protocolOf(tun.Protocol) == "postgres" {
+		if conn, first, err = c.negotiate(conn); err != nil {
+			return err
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_, _ = io.Copy(conn, tun)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
 	}()
-	_, err = io.Copy(tun, conn)
-	_ = tun.(*tunnelConn).CloseWrite()
+	if _, err = tun.Write(first); err == nil {
+		_, err = io.Copy(tun, conn)
+	}
+	_ = tun.CloseWrite()
 	<-done
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("cannot copy to tunnel: %w", err)
 	}
 	return nil
-}
-
-// refuse tells a PostgreSQL client why its connection failed, in its own
-// protocol, so psql and drivers print the gateway's reason.
-func (c *Connector) refuse(conn net.Conn, cause error) {
-	if c.cfg.Protocol != "postgres" {
-		return
-	}
-	be := pgproto3.NewBackend(conn, conn)
-	for range 3 {
-		msg, err := be.ReceiveStartupMessage()
-		if err != nil {
-			return
-		}
-		switch msg.(type) {
-		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
-			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return
-			}
-			continue
-		case *pgproto3.StartupMessage:
-			be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "28000",
-				Message: "sluice connect: " + cause.Error()})
-			_ = be.Flush()
-		}
-		return
-	}
 }

@@ -381,7 +381,7 @@ func (s *Stack) AgentURL(addr string) string {
 	if addr == "" {
 		addr = s.ConnectAddr
 	}
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", AgentDBUser, addr, DemoDatabase)
+	return fmt.Sprintf("postgres://%s@%s/%s", AgentDBUser, addr, DemoDatabase)
 }
 
 // StartServeWith starts another sluice serve from the stack's configuration

@@ -64,7 +64,7 @@ func TestNoTokenIs401(t *testing.T) {
 	}
 	// psql through a connector without a token sees Envoy's 401 as its error.
 	out, err := psql(t, stack.AgentURL(freeConnect(t, "")), "SELECT 1")
-	if err == nil || !strings.Contains(out, "401 Unauthorized") {
+	if err == nil || !strings.Contains(out, "FATAL:  sluice connect: the gateway did not accept the agent's token: Jwt is missing") {
 		t.Fatalf("psql without a token: err=%v\n%s", err, out)
 	}
 	t.Logf("psql without a token prints: %s", strings.TrimSpace(out))

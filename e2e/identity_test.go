@@ -179,7 +179,7 @@ func TestBrokeredLoginsPerGroup(t *testing.T) {
 		tf := tokenFor(t, "agent-"+strings.Join(c.groups, "-"), c.groups)
 		pg := connectTo(t, devstack.DemoTarget, tf)
 		// psql with a URL that has no password (PGPASSWORD empty).
-		out, err := psql(t, "postgres://someone@"+pg+"/"+devstack.DemoDatabase+"?sslmode=disable", "SELECT current_user, count(*) FROM customers")
+		out, err := psql(t, "postgres://someone@"+pg+"/"+devstack.DemoDatabase+"", "SELECT current_user, count(*) FROM customers")
 		if err != nil || !strings.Contains(strings.Join(strings.Fields(out), " "), c.user+" | 50") {
 			t.Fatalf("psql as %v: %v\n%s", c.groups, err, out)
 		}
@@ -194,7 +194,7 @@ func TestBrokeredLoginsPerGroup(t *testing.T) {
 	// The reader cannot write even where a policy would allow it: the
 	// database user is the second line of defence.
 	tf := tokenFor(t, "writer-reader", []string{"migrators", "analysts"})
-	out, _ := psql(t, "postgres://someone@"+connectTo(t, devstack.DemoTarget, tf)+"/"+devstack.DemoDatabase+"?sslmode=disable",
+	out, _ := psql(t, "postgres://someone@"+connectTo(t, devstack.DemoTarget, tf)+"/"+devstack.DemoDatabase+"",
 		"UPDATE orders SET total_cents = total_cents WHERE id = 1")
 	if !strings.Contains(out, "permission denied for table orders") {
 		t.Fatalf("an update as the reader: %s", out)
@@ -257,7 +257,7 @@ func findSecrets(t *testing.T, dir string, secrets []string) []string {
 // brokered logins through both protocols.
 func TestNoPasswordInLogsOrRecordings(t *testing.T) {
 	tf := tokenFor(t, "secret-check", []string{"analysts"})
-	if out, err := psql(t, "postgres://x@"+connectTo(t, devstack.DemoTarget, tf)+"/"+devstack.DemoDatabase+"?sslmode=disable", "SELECT 1"); err != nil {
+	if out, err := psql(t, "postgres://x@"+connectTo(t, devstack.DemoTarget, tf)+"/"+devstack.DemoDatabase+"", "SELECT 1"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	if out, err := mysqlCLI(t, connectTo(t, mysqlTarget, tf), "SELECT 1"); err != nil {

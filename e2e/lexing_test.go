@@ -236,7 +236,7 @@ func TestLexingDifferentialPostgres(t *testing.T) {
 	for time.Now().Before(deadline) {
 		for enc, high := range encodings {
 			for _, bq := range []string{"safe_encoding", "off"} {
-				url := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&client_encoding=%s&standard_conforming_strings=on&backslash_quote=%s",
+				url := fmt.Sprintf("postgres://%s:%s@%s/%s?client_encoding=%s&standard_conforming_strings=on&backslash_quote=%s",
 					devstack.AgentDBUser, devstack.AgentDBPass, stack.PG.Addr(), devstack.DemoDatabase, enc, bq)
 				conn, err := pgconn.Connect(ctx, url)
 				if err != nil {

@@ -28,7 +28,7 @@ func mysqlCLI(t *testing.T, addr string, sql string) (string, error) {
 	host, port, _ := strings.Cut(addr, ":")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "mysql", "--no-defaults", "--force", "--skip-ssl", "-h", host, "-P", port,
+	cmd := exec.CommandContext(ctx, "mysql", "--no-defaults", "--force", "-h", host, "-P", port,
 		"-u", devstack.AgentDBUser, devstack.DemoDatabase) // no password: sluice logs in
 	// One statement a line: with --force the client goes on after an error.
 	cmd.Stdin = strings.NewReader(strings.ReplaceAll(sql, "; ", ";\n") + "\n")

@@ -73,7 +73,7 @@ func TestXDSFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	secondA := via("connect-xds-a-second", listenA, "second")
-	url := fmt.Sprintf("postgres://%s@%s/sluice_second?sslmode=disable", devstack.AgentDBUser, secondA)
+	url := fmt.Sprintf("postgres://%s@%s/sluice_second", devstack.AgentDBUser, secondA)
 	var took time.Duration
 	for {
 		out, err := psql(t, url, "SELECT name FROM planets")
@@ -95,7 +95,7 @@ func TestXDSFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := psql(t, fmt.Sprintf("postgres://%s@%s/sluice_second?sslmode=disable", devstack.AgentDBUser, via("connect-xds-b-second", listenB, "second")), "SELECT name FROM planets")
+	out, err := psql(t, fmt.Sprintf("postgres://%s@%s/sluice_second", devstack.AgentDBUser, via("connect-xds-b-second", listenB, "second")), "SELECT name FROM planets")
 	if err != nil || !strings.Contains(out, "mars") {
 		t.Fatalf("through the second envoy: %v\n%s", err, out)
 	}
@@ -116,7 +116,7 @@ func TestXDSFleet(t *testing.T) {
 	start = time.Now()
 	for {
 		out, err := psql(t, url, "SELECT 1")
-		if err != nil && strings.Contains(out, "404") {
+		if err != nil && strings.Contains(out, `FATAL:  sluice connect: unknown target "second"`) {
 			t.Logf("after removal: %s", strings.TrimSpace(out))
 			break
 		}

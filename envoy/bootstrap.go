@@ -29,6 +29,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -167,6 +168,17 @@ func listener(c *config.Config, withExtProc, dynamic bool) (*listenerv3.Listener
 	}
 	if !withExtProc {
 		hcm.HttpFilters = append(hcm.HttpFilters[:1], hcm.HttpFilters[2:]...)
+	} else {
+		// Envoy's own reply when ext_proc fails has no body; say why, so
+		// the connector (and anyone reading a capture) can tell the client.
+		hcm.LocalReplyConfig = &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+					Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{DefaultValue: ExtProcErrorStatus, RuntimeKey: "sluice.extproc_error_status"},
+				}},
+			}},
+			Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: ExtProcErrorBody}},
+		}}}
 	}
 	if c.Telemetry.OTLPEndpoint != "" {
 		// One span per tunnel; ext_proc carries its context to sluice.
@@ -336,13 +348,23 @@ func jwksCluster(c *config.Config) (*clusterv3.Cluster, error) {
 	return cl, nil
 }
 
+// ExtProcErrorStatus is the status Envoy answers a tunnel with when its
+// ext_proc stream to sluice fails (sluice serve down, or no answer in time).
+const ExtProcErrorStatus = 502
+
+// ExtProcErrorBody is that reply's body.
+const ExtProcErrorBody = "sluice: the gateway cannot reach its policy service (sluice serve), so it refuses every tunnel until it is back\n"
+
 func extProcFilter() *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
 			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
 		}},
-		// Fail closed: if sluice is down or errs, the tunnel fails.
+		// Fail closed: if sluice is down or errs, the tunnel fails, with a
+		// status of its own (sluice never refuses with it) that the local
+		// reply mapper gives a reason.
 		FailureModeAllow: false,
+		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode_BadGateway},
 		ProcessingMode: &extprocv3.ProcessingMode{
 			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,

@@ -69,7 +69,7 @@ func BenchmarkPointLookup(b *testing.B) {
 			}
 			rt := func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return roundTrip(b, st, req) }
 			rt(headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}}))
-			rt(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{}}})
+			rt(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: status200()}})
 			startup, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "d"}}).Encode(nil)
 			rt(body(true, startup, false))
 			var ready []byte

@@ -175,20 +175,19 @@ func TestTunnelFlow(t *testing.T) {
 	if resp := roundTrip(t, st, headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}})); resp.GetRequestHeaders() == nil {
 		t.Fatalf("headers: %v", resp)
 	}
-	// SSLRequest before the response headers: the 'N' waits until the
-	// client direction is open, since Envoy refuses replies before that.
+	// SSLRequest before the server has spoken: Envoy drops replies sent
+	// toward the client before the server's first byte, so sluice asks the
+	// server itself and passes on its answer.
 	ssl, _ := (&pgproto3.SSLRequest{}).Encode(nil)
-	if err := st.Send(body(true, ssl, false)); err != nil {
-		t.Fatal(err)
+	resp := roundTrip(t, st, body(true, ssl, false))
+	if got := resp.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody(); !bytes.Equal(got, ssl) {
+		t.Fatalf("want the SSLRequest probe sent to the server, got %v", resp)
 	}
-	resp := roundTrip(t, st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{}}})
+	resp = roundTrip(t, st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: status200()}})
 	if resp.GetResponseHeaders() == nil {
-		t.Fatalf("want the response headers answer first, got %v", resp)
+		t.Fatalf("want the response headers answer, got %v", resp)
 	}
-	resp, err := st.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp = roundTrip(t, st, body(false, []byte("N"), false))
 	if got := resp.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody(); string(got) != "N" {
 		t.Fatalf("SSL answer: %v", resp)
 	}
@@ -202,5 +201,30 @@ func TestTunnelFlow(t *testing.T) {
 	resp = roundTrip(t, st, body(true, nil, true))
 	if !resp.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetEndOfStream() {
 		t.Fatalf("end of stream not forwarded: %v", resp)
+	}
+}
+
+// status200 is the response headers Envoy sends when the upstream accepted
+// the tunnel.
+func status200() *extprocv3.HttpHeaders {
+	return &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", RawValue: []byte("200")}}}}
+}
+
+// Envoy's own 503 (the database refused the TCP connection) reaches the
+// connector as sent, not parsed as the database's protocol.
+func TestEnvoyReplyPassedThrough(t *testing.T) {
+	st := open(t, startServer(t))
+	if resp := roundTrip(t, st, headers("demo:5432", map[string]any{"sub": "a", "groups": []any{"analysts"}})); resp.GetRequestHeaders() == nil {
+		t.Fatalf("headers: %v", resp)
+	}
+	h503 := &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", RawValue: []byte("503")}}}}
+	resp := roundTrip(t, st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: h503}})
+	if resp.GetResponseHeaders() == nil {
+		t.Fatalf("response headers: %v", resp)
+	}
+	msg := []byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+	resp = roundTrip(t, st, body(false, msg, true))
+	if got := resp.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse(); !bytes.Equal(got.GetBody(), msg) || !got.GetEndOfStream() {
+		t.Fatalf("Envoy's reply changed: %v", resp)
 	}
 }

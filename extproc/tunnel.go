@@ -52,9 +52,13 @@ type tunnel struct {
 	reqDone       bool   // end_of_stream sent toward the server
 	expired       bool   // the token expired before the client's first bytes
 	respDone      bool   // end_of_stream sent toward the client
-	trace         *traceFile
-	ack           auditAck // durable mode: events awaiting their commit
-	auditFailed   bool     // durable mode: a commit failed; the session ended
+	// refusedProtocol: the target's protocol, named in a refusal once known.
+	refusedProtocol string
+	// envoyReply: the response is Envoy's own (no tunnel), passed through.
+	envoyReply  bool
+	trace       *traceFile
+	ack         auditAck // durable mode: events awaiting their commit
+	auditFailed bool     // durable mode: a commit failed; the session ended
 }
 
 func (t *tunnel) handle(req *extprocv3.ProcessingRequest) (done bool, err error) {
@@ -62,11 +66,26 @@ func (t *tunnel) handle(req *extprocv3.ProcessingRequest) (done bool, err error)
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return t.requestHeaders(req, r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		// The 200 names the target's protocol, so the connector knows how
+		// to speak to the client (answer SSLRequest, show refusals).
+		var hr extprocv3.HeadersResponse
+		if t.target.Protocol != "" {
+			hr.Response = &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{protocolHeader(t.target.Protocol)}}}
+		}
 		if err := t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HeadersResponse{}}}); err != nil {
+			ResponseHeaders: &hr}}); err != nil {
 			return false, fmt.Errorf("cannot answer response headers: %w", err)
 		}
 		t.clientOpen = true
+		if status := headerValue(r.ResponseHeaders, ":status"); status != "200" && t.sess != nil {
+			// Envoy's own reply (the database refused the TCP connection,
+			// 503 "upstream connect error…"): its body is text for the
+			// connector, not the database's protocol.
+			t.log.Warn("tunnel not opened by the upstream", "status", status)
+			t.envoyReply = true
+			t.pendingClient = nil
+			return false, nil
+		}
 		if len(t.pendingClient) > 0 {
 			b := t.pendingClient
 			t.pendingClient = nil
@@ -115,6 +134,7 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 		return true, t.refuse(typev3.StatusCode_NotFound, fmt.Sprintf("unknown target %q", name))
 	}
 	t.log = t.log.With("agent", id.Subject, "target", target.Name)
+	t.refusedProtocol = target.Protocol
 	newSession, ok := t.srv.cfg.Protocols[target.Protocol]
 	if !ok {
 		return true, t.refuse(typev3.StatusCode_NotImplemented, fmt.Sprintf("protocol %q is not supported", target.Protocol))
@@ -187,18 +207,31 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 // refuse ends the tunnel before any byte flowed, with an HTTP status.
 func (t *tunnel) refuse(code typev3.StatusCode, msg string) error {
 	t.log.Info("tunnel refused", "status", int(code), "reason", msg)
+	headers := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "content-type", RawValue: []byte("text/plain")}}}
+	if t.refusedProtocol != "" {
+		headers = append(headers, protocolHeader(t.refusedProtocol))
+	}
 	return t.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: code},
 			Body:    []byte(msg + "\n"),
 			Details: "sluice_refused",
-			Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
-				Header: &corev3.HeaderValue{Key: "content-type", RawValue: []byte("text/plain")},
-			}}},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: headers},
 		}}})
 }
 
+// protocolHeader names the target's wire protocol to the connector.
+func protocolHeader(protocol string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-sluice-protocol", RawValue: []byte(protocol)}}
+}
+
 func (t *tunnel) body(fromClient bool, b *extprocv3.HttpBody) error {
+	if t.envoyReply {
+		if fromClient {
+			return t.sendBody(true, nil, b.EndOfStream)
+		}
+		return t.sendBody(false, b.Body, b.EndOfStream)
+	}
 	if t.sess == nil {
 		if !fromClient && t.clientOpen {
 			// A reply Envoy made itself (e.g. jwt_authn's 401) before the
@@ -338,4 +371,17 @@ func (t *tunnel) sendOut(what string) {
 			t.log.Warn("cannot send to the client", "what", what, "err", err)
 		}
 	}
+}
+
+// headerValue is one header of h ("" if absent).
+func headerValue(h *extprocv3.HttpHeaders, key string) string {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		if hv.Key == key {
+			if hv.Value != "" {
+				return hv.Value
+			}
+			return string(hv.RawValue)
+		}
+	}
+	return ""
 }

@@ -21,7 +21,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		case 'c', 'f':
 			s.copyIn = false
 		default:
-			return &ProtocolError{fmt.Sprintf("message %q during COPY FROM STDIN: only copy data, CopyDone or CopyFail may follow", f.typ)}
+			return &ProtocolError{Msg: fmt.Sprintf("message %q during COPY FROM STDIN: only copy data, CopyDone or CopyFail may follow", f.typ)}
 		}
 		out.ToServer = append(out.ToServer, f.raw...)
 		return nil
@@ -84,7 +84,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 	case 'H', 'c', 'f', 'd', 'X':
 		// Flush, CopyDone, CopyFail, CopyData, Terminate: no answer of their own.
 	default:
-		return &ProtocolError{fmt.Sprintf("unexpected client message %q", f.typ)}
+		return &ProtocolError{Msg: fmt.Sprintf("unexpected client message %q", f.typ)}
 	}
 	out.ToServer = append(out.ToServer, f.raw...)
 	return nil
@@ -282,7 +282,7 @@ func (s *Session) execute(name string, f frame, out *session.Output) error {
 
 func decode(name string, m interface{ Decode([]byte) error }, body []byte) error {
 	if err := m.Decode(body); err != nil {
-		return &ProtocolError{fmt.Sprintf("malformed %s: %v", name, err)}
+		return &ProtocolError{Msg: fmt.Sprintf("malformed %s: %v", name, err)}
 	}
 	return nil
 }

@@ -6,7 +6,16 @@
 // Message flow (https://www.postgresql.org/docs/current/protocol-flow.html):
 //
 //	client                         sluice                              server
-//	SSLRequest / GSSENCRequest ──▶ answers 'N' itself (no TLS inside the tunnel)
+//	(the connector answers SSLRequest / GSSENCRequest itself; a client
+//	without it, or a request after the server spoke:)
+//	SSLRequest / GSSENCRequest ──▶ before the server spoke: SSLRequest ─▶
+//	'N' (per request) ◀────────── 'N' ◀────────────────────────────── 'N'
+//	FATAL ◀───────────────────── 'S' (TLS sluice cannot read) ◀─────── 'S'
+//	                              after the server spoke: 'N' itself
+//	StartupMessage refused ─────▶ before the server spoke: SSLRequest ─▶
+//	FATAL (the reason) ◀──────── in place of the server's answer ◀──── 'N'
+//	   (Envoy drops bytes sent toward the client before the server's first
+//	   byte, so sluice never speaks first: it makes the server speak)
 //	StartupMessage ─────────────▶ checks parameters and database ──▶ StartupMessage
 //	                              ◀── Authentication*, ParameterStatus, BackendKeyData
 //	PasswordMessage / SASL* ────▶ only 'p' messages until ready ───▶ (passed through)

@@ -54,19 +54,19 @@ func startupWithLogin(sm *pgproto3.StartupMessage, l *session.Login, dst []byte)
 // whether the message goes on to the client (only AuthenticationOk does).
 func (b *brokeredLogin) serverAuth(body []byte, out *session.Output) (forward bool, err error) {
 	if len(body) < 4 {
-		return false, &ProtocolError{"malformed authentication request from the server"}
+		return false, &ProtocolError{Msg: "malformed authentication request from the server"}
 	}
 	code := binary.BigEndian.Uint32(body)
 	data := body[4:]
 	switch code {
 	case authOk:
 		if b.conv != nil && !b.proved {
-			return false, &ProtocolError{"the database ended SCRAM authentication without proving it knows the password"}
+			return false, &ProtocolError{Msg: "the database ended SCRAM authentication without proving it knows the password"}
 		}
 		return true, nil
 	case authMD5:
 		if len(data) != 4 {
-			return false, &ProtocolError{"malformed MD5 authentication request"}
+			return false, &ProtocolError{Msg: "malformed MD5 authentication request"}
 		}
 		// md5(md5(password || user) || salt), hex, as PostgreSQL defines it.
 		inner := md5.Sum([]byte(b.login.Password.Reveal() + b.login.User))
@@ -76,7 +76,7 @@ func (b *brokeredLogin) serverAuth(body []byte, out *session.Output) (forward bo
 	case authSASL:
 		mechs := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
 		if !slices.Contains(mechs, "SCRAM-SHA-256") {
-			return false, &ProtocolError{fmt.Sprintf("the database offers SASL mechanisms %v; sluice brokers SCRAM-SHA-256", mechs)}
+			return false, &ProtocolError{Msg: fmt.Sprintf("the database offers SASL mechanisms %v; sluice brokers SCRAM-SHA-256", mechs)}
 		}
 		client, err := scram.SHA256.NewClient("", b.login.Password.Reveal(), "")
 		if err != nil {
@@ -94,28 +94,28 @@ func (b *brokeredLogin) serverAuth(body []byte, out *session.Output) (forward bo
 		return false, b.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte(first)}, out)
 	case authSASLContinue:
 		if b.conv == nil {
-			return false, &ProtocolError{"SASL continuation before SASL started"}
+			return false, &ProtocolError{Msg: "SASL continuation before SASL started"}
 		}
 		resp, err := b.conv.Step(string(data))
 		if err != nil {
-			return false, &ProtocolError{fmt.Sprintf("SCRAM: %v", err)}
+			return false, &ProtocolError{Msg: fmt.Sprintf("SCRAM: %v", err)}
 		}
 		return false, b.send(&pgproto3.SASLResponse{Data: []byte(resp)}, out)
 	case authSASLFinal:
 		if b.conv == nil {
-			return false, &ProtocolError{"SASL final message before SASL started"}
+			return false, &ProtocolError{Msg: "SASL final message before SASL started"}
 		}
 		if _, err := b.conv.Step(string(data)); err != nil || !b.conv.Valid() {
-			return false, &ProtocolError{"the database's SCRAM server signature is invalid"}
+			return false, &ProtocolError{Msg: "the database's SCRAM server signature is invalid"}
 		}
 		b.proved = true
 		return false, nil
 	case authCleartext:
 		// The sluice-to-database leg is not encrypted: a cleartext password
 		// would cross it readable.
-		return false, &ProtocolError{"the database asks for a cleartext password; sluice logs in only with SCRAM-SHA-256 or MD5"}
+		return false, &ProtocolError{Msg: "the database asks for a cleartext password; sluice logs in only with SCRAM-SHA-256 or MD5"}
 	default:
-		return false, &ProtocolError{fmt.Sprintf("the database asks for authentication method %d, which sluice cannot perform", code)}
+		return false, &ProtocolError{Msg: fmt.Sprintf("the database asks for authentication method %d, which sluice cannot perform", code)}
 	}
 }
 

@@ -156,7 +156,7 @@ func (s *Session) maskValue(p *rowPlan, i int, v []byte, stats maskStats) []byte
 // rewritten message appended to dst.
 func (s *Session) rewriteDataRow(dst, body []byte, p *rowPlan) ([]byte, error) {
 	if len(body) < 2 {
-		return nil, &ProtocolError{"malformed DataRow"}
+		return nil, &ProtocolError{Msg: "malformed DataRow"}
 	}
 	n := int(binary.BigEndian.Uint16(body))
 	start := len(dst)
@@ -165,7 +165,7 @@ func (s *Session) rewriteDataRow(dst, body []byte, p *rowPlan) ([]byte, error) {
 	rp := 2
 	for i := 0; i < n; i++ {
 		if rp+4 > len(body) {
-			return nil, &ProtocolError{"malformed DataRow"}
+			return nil, &ProtocolError{Msg: "malformed DataRow"}
 		}
 		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
 		rp += 4
@@ -173,7 +173,7 @@ func (s *Session) rewriteDataRow(dst, body []byte, p *rowPlan) ([]byte, error) {
 		null := l < 0
 		if !null {
 			if rp+l > len(body) {
-				return nil, &ProtocolError{"malformed DataRow"}
+				return nil, &ProtocolError{Msg: "malformed DataRow"}
 			}
 			v = body[rp : rp+l]
 			rp += l

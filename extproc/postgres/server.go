@@ -40,7 +40,7 @@ func (s *Session) serverFrame(f frame, out *session.Output) error {
 			}
 		case 'Z':
 			if len(f.body) != 1 {
-				return &ProtocolError{"malformed ReadyForQuery from the server"}
+				return &ProtocolError{Msg: "malformed ReadyForQuery from the server"}
 			}
 			s.phase = phaseReady
 		case 'K':
@@ -121,7 +121,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 	if f.typ != 'E' && !answers(head.kind, f.typ) && head.denial == nil {
 		// The server answers another message than sluice thinks it is
 		// answering: every plan from here on would be wrong. Fail closed.
-		return &ProtocolError{fmt.Sprintf("the server answered %q to a %s: client and server are out of step", f.typ, head.kind)}
+		return &ProtocolError{Msg: fmt.Sprintf("the server answered %q to a %s: client and server are out of step", f.typ, head.kind)}
 	}
 	if s.copyIn && (f.typ == 'E' || f.typ == 'Z' || f.typ == 'C') {
 		s.copyIn = false // the COPY ended (or never began) on the server
@@ -130,7 +130,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		if f.typ != 'E' {
 			// The failing Describe succeeded: nothing refused was forwarded,
 			// but the client and server are out of step. Fail closed.
-			return &ProtocolError{fmt.Sprintf("server answered %q to a refused statement's placeholder", f.typ)}
+			return &ProtocolError{Msg: fmt.Sprintf("server answered %q to a refused statement's placeholder", f.typ)}
 		}
 		out.ToClient = s.appendError(out.ToClient, head.denial)
 		if head.rec != nil {
@@ -162,7 +162,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		return nil
 	case 'Z':
 		if len(f.body) != 1 {
-			return &ProtocolError{"malformed ReadyForQuery from the server"}
+			return &ProtocolError{Msg: "malformed ReadyForQuery from the server"}
 		}
 		s.cur = nil
 		s.readyForQuery(f.body[0])

@@ -158,6 +158,18 @@ type Session struct {
 	// makes the server fail in place of a refused message, so the server
 	// itself aborts the transaction and skips to Sync as PostgreSQL would.
 	poisonName string
+
+	// Envoy takes no bytes toward the client before the database has sent
+	// one (ENVOY-NOTES: a "spurious" reply kills the tunnel), and in
+	// PostgreSQL the client speaks first. spoke: the server has sent a
+	// byte. negotiating: the client's SSLRequest or GSSENCRequest went to
+	// the server as an SSLRequest, whose one-byte answer sluice replaces.
+	// early and earlyServer: a refusal before the server spoke, sent when
+	// it does (its first bytes are dropped in their place).
+	spoke       bool
+	negotiating int // requests the server's one answer will answer
+	early       []byte
+	earlyServer []byte
 }
 
 // NewSession starts a session in the startup phase.
@@ -209,7 +221,11 @@ func (s *Session) plan() *rowPlan {
 }
 
 // ProtocolError is a malformed or forbidden message; the session is over.
-type ProtocolError struct{ Msg string }
+// Code is the SQLSTATE the client gets (empty: 08P01, protocol violation).
+type ProtocolError struct {
+	Msg  string
+	Code string
+}
 
 func (e *ProtocolError) Error() string { return "postgres protocol: " + e.Msg }
 
@@ -224,6 +240,13 @@ func (s *Session) FromClient(data []byte, out *session.Output) error {
 
 // FromServer implements session.Session.
 func (s *Session) FromServer(data []byte, out *session.Output) error {
+	if len(data) > 0 && !s.spoke {
+		s.spoke = true
+		var done bool
+		if data, done = s.firstServerBytes(data, out); done {
+			return nil
+		}
+	}
 	if s.phase == phaseClosed {
 		return nil
 	}
@@ -242,18 +265,84 @@ func (s *Session) fail(err error, out *session.Output) error {
 		return nil
 	}
 	var pe *ProtocolError
-	msg := err.Error()
+	msg, code := err.Error(), "08P01"
 	if errors.As(err, &pe) {
 		msg = pe.Msg
+		if pe.Code != "" {
+			code = pe.Code
+		}
 	}
 	s.log.Warn("postgres session refused", "err", err)
-	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
-		Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01",
-		Message: "sluice: " + msg,
-	})
-	out.ToServer = s.appendHangup(out.ToServer)
-	s.phase = phaseClosed
+	s.end(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: "sluice: " + msg}, out)
 	return err
+}
+
+// end sends the client a FATAL error and the server a hang-up. Before the
+// server has spoken, the error waits for its first bytes: in the startup
+// phase an SSLRequest makes it answer one byte, which the error replaces.
+func (s *Session) end(e *pgproto3.ErrorResponse, out *session.Output) {
+	if s.phase == phaseClosed {
+		return
+	}
+	if s.spoke {
+		out.ToClient = s.appendError(out.ToClient, e)
+		out.ToServer = s.appendHangup(out.ToServer)
+	} else {
+		s.early = s.appendError(nil, e)
+		if s.phase == phaseStartup && s.negotiating == 0 {
+			out.ToServer = appendSSLRequest(out.ToServer)
+		}
+		s.earlyServer = s.appendHangup(nil)
+	}
+	s.phase = phaseClosed
+}
+
+func appendSSLRequest(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, 8)
+	return binary.BigEndian.AppendUint32(dst, codeSSLRequest)
+}
+
+// firstServerBytes handles the server's first bytes: the answer to an
+// SSLRequest sluice sent in the client's place, or what a refusal made
+// before them replaces. done: nothing of data is left to process.
+func (s *Session) firstServerBytes(data []byte, out *session.Output) ([]byte, bool) {
+	if s.early != nil {
+		out.ToClient = append(out.ToClient, s.early...)
+		out.ToServer = append(out.ToServer, s.earlyServer...)
+		s.early, s.earlyServer = nil, nil
+		return nil, true
+	}
+	if s.negotiating == 0 {
+		return data, false
+	}
+	n := s.negotiating
+	s.negotiating = 0
+	switch data[0] {
+	case 'N':
+		for range n {
+			out.ToClient = append(out.ToClient, 'N')
+		}
+		return data[1:], len(data) == 1
+	case 'S':
+		// The database would now speak TLS, which sluice cannot read
+		// inside. The client gets an error in place of the answer (libpq
+		// reads an 'E' there and shows it); the server a cancel request
+		// it cannot read as a TLS hello, so it hangs up.
+		s.log.Warn("the database answered the SSLRequest with TLS; the session ends")
+		out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
+			Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01",
+			Message: "sluice: the database offers TLS, which the gateway cannot see into: connect through `sluice connect`, which answers the client's TLS request itself, or use sslmode=disable",
+		})
+		out.ToServer = s.appendHangup(out.ToServer)
+		s.phase = phaseClosed
+		return nil, true
+	default:
+		// An error of the server's own (e.g. it cannot start a backend):
+		// the client reads it as the answer.
+		out.ToClient = append(out.ToClient, data...)
+		s.phase = phaseClosed
+		return nil, true
+	}
 }
 
 // appendHangup makes the server close the connection without doing anything.
@@ -275,10 +364,10 @@ func (s *Session) clientFrame(f frame, out *session.Output) error {
 		// Only authentication responses may precede the first ReadyForQuery:
 		// anything else would reach the server unchecked once it is ready.
 		if f.typ != 'p' {
-			return &ProtocolError{fmt.Sprintf("unexpected message %q during authentication", f.typ)}
+			return &ProtocolError{Msg: fmt.Sprintf("unexpected message %q during authentication", f.typ)}
 		}
 		if s.login != nil {
-			return &ProtocolError{"sluice logs in to the database for the agent: the client sends no password"}
+			return &ProtocolError{Msg: "sluice logs in to the database for the agent: the client sends no password"}
 		}
 		out.ToServer = append(out.ToServer, f.raw...)
 		return nil
@@ -324,12 +413,5 @@ func (s *Session) drain(out *session.Output) error {
 
 // Expire ends the session: FATAL to the client, Terminate to the server.
 func (s *Session) Expire(reason string, out *session.Output) {
-	if s.phase == phaseClosed {
-		return
-	}
-	out.ToClient = s.appendError(out.ToClient, &pgproto3.ErrorResponse{
-		Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "28000", Message: "sluice: " + reason,
-	})
-	out.ToServer = s.appendHangup(out.ToServer)
-	s.phase = phaseClosed
+	s.end(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "28000", Message: "sluice: " + reason}, out)
 }

@@ -78,14 +78,47 @@ func errorIn(t *testing.T, b []byte) *pgproto3.ErrorResponse {
 	}
 }
 
+// Envoy drops bytes toward the client before the database has sent one,
+// so the client's SSLRequest goes to the server as an SSLRequest and its
+// one-byte answer becomes sluice's 'N'; after that sluice answers itself.
 func TestSSLRequestAnsweredN(t *testing.T) {
 	s := newTestSession(t, "analysts")
 	var out session.Output
 	if err := s.FromClient(enc(t, &pgproto3.SSLRequest{}, &pgproto3.GSSEncRequest{}), &out); err != nil {
 		t.Fatal(err)
 	}
+	if len(out.ToClient) != 0 || !bytes.Equal(out.ToServer, appendSSLRequest(nil)) {
+		t.Fatalf("before the server spoke: to client %q, to server %q", out.ToClient, out.ToServer)
+	}
+	out.Reset()
+	if err := s.FromServer([]byte{'N'}, &out); err != nil {
+		t.Fatal(err)
+	}
 	if string(out.ToClient) != "NN" || len(out.ToServer) != 0 {
-		t.Fatalf("to client %q, to server %q", out.ToClient, out.ToServer)
+		t.Fatalf("the server's N: to client %q, to server %q", out.ToClient, out.ToServer)
+	}
+	out.Reset()
+	if err := s.FromClient(enc(t, &pgproto3.SSLRequest{}), &out); err != nil {
+		t.Fatal(err)
+	}
+	if string(out.ToClient) != "N" || len(out.ToServer) != 0 {
+		t.Fatalf("after the server spoke: to client %q, to server %q", out.ToClient, out.ToServer)
+	}
+}
+
+// A database that answers 'S' would speak TLS next: the client gets an
+// error in place of the answer and the session ends.
+func TestSSLRequestServerWantsTLS(t *testing.T) {
+	s := newTestSession(t, "analysts")
+	var out session.Output
+	_ = s.FromClient(enc(t, &pgproto3.SSLRequest{}), &out)
+	out.Reset()
+	_ = s.FromServer([]byte{'S'}, &out)
+	if len(out.ToClient) == 0 || out.ToClient[0] != 'E' {
+		t.Fatalf("to client %q", out.ToClient)
+	}
+	if e := errorIn(t, out.ToClient); e == nil || !strings.Contains(e.Message, "sluice connect") {
+		t.Fatalf("error %+v", e)
 	}
 }
 
@@ -95,22 +128,43 @@ func TestStartupRefusals(t *testing.T) {
 		"replication":    {"user": "u", "database": "app", "replication": "database"},
 		"other database": {"user": "u", "database": "postgres"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			s := newTestSession(t, "analysts")
-			var out session.Output
-			err := s.FromClient(enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params}), &out)
-			if err == nil {
-				t.Fatal("startup accepted")
-			}
-			e := errorIn(t, out.ToClient)
-			if e == nil || e.Severity != "FATAL" {
-				t.Fatalf("no FATAL to the client: %q", out.ToClient)
-			}
-			// The server only gets a void cancel request, which makes it hang up.
-			if len(out.ToServer) != 16 || binary.BigEndian.Uint32(out.ToServer[4:]) != codeCancelRequest {
-				t.Fatalf("to server: %x", out.ToServer)
-			}
-		})
+		for _, answer := range []byte{'N', 'S'} {
+			t.Run(fmt.Sprintf("%s/%c", name, answer), func(t *testing.T) {
+				s := newTestSession(t, "analysts")
+				var out session.Output
+				err := s.FromClient(enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params}), &out)
+				if err == nil {
+					t.Fatal("startup accepted")
+				}
+				// Nothing may go to the client before the server spoke: an
+				// SSLRequest makes it answer, and the FATAL replaces that.
+				if len(out.ToClient) != 0 || !bytes.Equal(out.ToServer, appendSSLRequest(nil)) {
+					t.Fatalf("before the server spoke: to client %q, to server %x", out.ToClient, out.ToServer)
+				}
+				out.Reset()
+				if err := s.FromServer([]byte{answer}, &out); err != nil {
+					t.Fatal(err)
+				}
+				e := errorIn(t, out.ToClient)
+				if e == nil || e.Severity != "FATAL" || !strings.HasPrefix(e.Message, "sluice: ") {
+					t.Fatalf("no FATAL to the client: %q", out.ToClient)
+				}
+				// The server only gets a void cancel request, which makes it hang up.
+				if len(out.ToServer) != 16 || binary.BigEndian.Uint32(out.ToServer[4:]) != codeCancelRequest {
+					t.Fatalf("to server: %x", out.ToServer)
+				}
+			})
+		}
+	}
+	// After an SSLRequest the server has spoken: the FATAL goes at once.
+	s := newTestSession(t, "analysts")
+	var out session.Output
+	_ = s.FromClient(enc(t, &pgproto3.SSLRequest{}), &out)
+	_ = s.FromServer([]byte{'N'}, &out)
+	out.Reset()
+	_ = s.FromClient(enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "postgres"}}), &out)
+	if e := errorIn(t, out.ToClient); e == nil || e.Code != "28000" {
+		t.Fatalf("after negotiation: %q", out.ToClient)
 	}
 }
 

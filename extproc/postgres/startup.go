@@ -16,12 +16,23 @@ func (s *Session) startupFrame(f frame, out *session.Output) error {
 	switch code {
 	case codeSSLRequest, codeGSSENCRequest:
 		// TLS or GSS encryption must never start inside the tunnel, where
-		// sluice would be blind. PostgreSQL clients then go on in plaintext.
+		// sluice would be blind: the client is told 'N' and goes on in
+		// plaintext. Before the server has spoken, that answer can only
+		// replace the server's own: it gets an SSLRequest (never a
+		// GSSENCRequest, which a GSSAPI build answers 'G' whatever its
+		// configuration), and a server that answers 'S' ends the session.
+		if !s.spoke {
+			if s.negotiating == 0 {
+				out.ToServer = appendSSLRequest(out.ToServer)
+			}
+			s.negotiating++
+			return nil
+		}
 		out.ToClient = append(out.ToClient, 'N')
 		return nil
 	case codeCancelRequest:
 		if len(f.body) != 12 {
-			return &ProtocolError{"malformed cancel request"}
+			return &ProtocolError{Msg: "malformed cancel request"}
 		}
 		s.log.Info("cancel request forwarded", "pid", binary.BigEndian.Uint32(f.body[4:]))
 		out.ToServer = append(out.ToServer, f.raw...)
@@ -30,7 +41,7 @@ func (s *Session) startupFrame(f frame, out *session.Output) error {
 	}
 	var sm pgproto3.StartupMessage
 	if err := sm.Decode(f.body); err != nil {
-		return &ProtocolError{fmt.Sprintf("cannot decode startup message: %v", err)}
+		return &ProtocolError{Msg: fmt.Sprintf("cannot decode startup message: %v", err)}
 	}
 	if err := s.checkStartup(sm.Parameters); err != nil {
 		return err
@@ -50,7 +61,7 @@ func (s *Session) startupFrame(f frame, out *session.Output) error {
 	if l := s.cfg.Target.Login; l != nil {
 		var err error
 		if out.ToServer, err = startupWithLogin(&sm, l, out.ToServer); err != nil {
-			return &ProtocolError{fmt.Sprintf("cannot rewrite startup message: %v", err)}
+			return &ProtocolError{Msg: fmt.Sprintf("cannot rewrite startup message: %v", err)}
 		}
 		s.login = &brokeredLogin{login: l}
 		s.log = s.log.With("db_user", l.User, "client_user", sm.Parameters["user"], "database", sm.Parameters["database"])
@@ -87,10 +98,10 @@ var allowedStartupParams = map[string]bool{
 func (s *Session) checkStartup(params map[string]string) error {
 	for k, v := range params {
 		if !allowedStartupParams[strings.ToLower(k)] {
-			return &ProtocolError{fmt.Sprintf("startup parameter %q is not allowed through the gateway", k)}
+			return &ProtocolError{Code: "42501", Msg: fmt.Sprintf("startup parameter %q is not allowed through the gateway", k)}
 		}
 		if strings.EqualFold(k, "client_encoding") && !policy.SafePGEncoding(v) {
-			return &ProtocolError{fmt.Sprintf("client_encoding %q is not allowed through the gateway: a backslash or quote byte can end a character in it, so sluice could not read SQL as the server does", v)}
+			return &ProtocolError{Code: "42501", Msg: fmt.Sprintf("client_encoding %q is not allowed through the gateway: a backslash or quote byte can end a character in it, so sluice could not read SQL as the server does", v)}
 		}
 	}
 	db := params["database"]
@@ -98,7 +109,7 @@ func (s *Session) checkStartup(params map[string]string) error {
 		db = params["user"]
 	}
 	if want := s.cfg.Target.Database; want != "" && db != want {
-		return &ProtocolError{fmt.Sprintf("target %q serves database %q, not %q", s.cfg.Target.Name, want, db)}
+		return &ProtocolError{Code: "28000", Msg: fmt.Sprintf("target %q serves database %q, not %q", s.cfg.Target.Name, want, db)}
 	}
 	return nil
 }
@@ -110,16 +121,16 @@ func (s *Session) checkStartup(params map[string]string) error {
 func (s *Session) parameterStatus(body []byte) error {
 	var m pgproto3.ParameterStatus
 	if err := m.Decode(body); err != nil {
-		return &ProtocolError{"malformed ParameterStatus from the server"}
+		return &ProtocolError{Msg: "malformed ParameterStatus from the server"}
 	}
 	switch strings.ToLower(m.Name) {
 	case "standard_conforming_strings":
 		if m.Value != "on" {
-			return &ProtocolError{"the server reports standard_conforming_strings " + m.Value + ": sluice reads SQL only with it on, so the session ends"}
+			return &ProtocolError{Msg: "the server reports standard_conforming_strings " + m.Value + ": sluice reads SQL only with it on, so the session ends"}
 		}
 	case "client_encoding":
 		if !policy.SafePGEncoding(m.Value) {
-			return &ProtocolError{"the server reports client_encoding " + m.Value + ", which sluice cannot read SQL in, so the session ends"}
+			return &ProtocolError{Msg: "the server reports client_encoding " + m.Value + ", which sluice cannot read SQL in, so the session ends"}
 		}
 	}
 	return nil
