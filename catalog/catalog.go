@@ -32,6 +32,9 @@ type Snapshot struct {
 	Rules     map[string][]string
 	Parents   map[string][]string
 	Functions map[string]bool
+	// Builtins are pg_catalog's functions by name, with the most volatile
+	// of their overloads ('i', 's' or 'v'), as pg_proc says.
+	Builtins map[string]byte
 }
 
 // Loader reads a catalog snapshot from a database.
@@ -61,15 +64,19 @@ func NewSource(name string, load Loader, log *slog.Logger) *Source {
 // Current implements policy.CatalogSource.
 func (s *Source) Current() policy.Catalog { return s.cur.Load() }
 
-// Refresh implements policy.CatalogSource: it reloads now. Misses that
-// arrive while a load runs share it, and loads are at least minGap apart, so
-// a statement naming a relation that does not exist cannot hammer the database.
-func (s *Source) Refresh() policy.Catalog {
-	asked := time.Now()
+// Refresh reloads now (see RefreshAfter).
+func (s *Source) Refresh() policy.Catalog { return s.RefreshAfter(time.Now()) }
+
+// RefreshAfter implements policy.CatalogSource: it returns the snapshot of
+// a load that started at or after asked, loading now if none has. Misses
+// that arrive while a load runs share it, and loads are at least minGap
+// apart, so statements naming a relation that does not exist cannot hammer
+// the database.
+func (s *Source) RefreshAfter(asked time.Time) policy.Catalog {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last.After(asked) {
-		return s.cur.Load() // a load started after we asked has finished
+	if !s.last.Before(asked) {
+		return s.cur.Load() // a load started since has finished
 	}
 	if wait := s.minGap - time.Since(s.last); wait > 0 {
 		time.Sleep(wait)
@@ -93,7 +100,7 @@ func (s *Source) reload(ctx context.Context) error {
 		return nil
 	}
 	c := policy.NewStaticCatalog(gen, snap.Relations)
-	c.Tags, c.Views, c.RuleDefs, c.Parents, c.Functions = snap.Tags, snap.Views, snap.Rules, snap.Parents, snap.Functions
+	c.Tags, c.Views, c.RuleDefs, c.Parents, c.Functions, c.Builtins = snap.Tags, snap.Views, snap.Rules, snap.Parents, snap.Functions, snap.Builtins
 	s.cur.Store(c)
 	s.log.Info("catalog loaded", "target", s.name, "relations", len(snap.Relations), "tagged_columns", len(snap.Tags), "views", len(snap.Views))
 	return nil
@@ -127,6 +134,7 @@ func fingerprint(snap Snapshot) uint64 {
 	hashMap(h, "rules", snap.Rules)
 	hashMap(h, "parents", snap.Parents)
 	hashMap(h, "functions", snap.Functions)
+	hashMap(h, "builtins", snap.Builtins)
 	return h.Sum64() | 1
 }
 
@@ -236,8 +244,21 @@ func pgExtras(ctx context.Context, conn *pgx.Conn, snap *Snapshot) error {
 	if err := scanAll(ctx, conn, pgParentsQuery, func() { snap.Parents[a+"."+b] = append(snap.Parents[a+"."+b], c+"."+d) }, &a, &b, &c, &d); err != nil {
 		return err
 	}
-	return scanAll(ctx, conn, pgFunctionsQuery, func() { snap.Functions[a] = true }, &a)
+	if err := scanAll(ctx, conn, pgFunctionsQuery, func() { snap.Functions[a] = true }, &a); err != nil {
+		return err
+	}
+	snap.Builtins = map[string]byte{}
+	return scanAll(ctx, conn, pgBuiltinsQuery, func() {
+		if b != "" {
+			snap.Builtins[a] = b[0]
+		}
+	}, &a, &b)
 }
+
+// pgBuiltinsQuery: 'i' < 's' < 'v', so max is the most volatile overload.
+const pgBuiltinsQuery = `
+SELECT p.proname::text, max(p.provolatile::text) FROM pg_catalog.pg_proc p
+WHERE p.pronamespace = 'pg_catalog'::regnamespace GROUP BY 1`
 
 // scanAll runs query and calls each after scanning a row into dest.
 func scanAll(ctx context.Context, conn *pgx.Conn, query string, each func(), dest ...any) error {

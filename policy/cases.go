@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -103,8 +104,8 @@ func LoadCases(path string) (*CaseFile, *cedar.Set, error) {
 
 type staticSource struct{ c Catalog }
 
-func (s staticSource) Current() Catalog { return s.c }
-func (s staticSource) Refresh() Catalog { return s.c }
+func (s staticSource) Current() Catalog               { return s.c }
+func (s staticSource) RefreshAfter(time.Time) Catalog { return s.c }
 
 // Run decides every case and reports mismatches.
 func (cf *CaseFile) Run(set *cedar.Set) []CaseResult {

@@ -42,6 +42,28 @@ type Catalog interface {
 // refreshes the catalog once and analyzes again before refusing.
 var ErrUnknownRelation = errors.New("relation is not in the catalog")
 
+// UnknownRelationError is a relation the catalog does not hold, named as
+// the statement wrote it (Schema empty if unqualified). It is
+// ErrUnknownRelation.
+type UnknownRelationError struct {
+	Schema, Name string
+}
+
+func (e *UnknownRelationError) Error() string {
+	return ErrUnknownRelation.Error() + ": " + e.Qualified()
+}
+
+// Qualified is the name as written: schema.name or name.
+func (e *UnknownRelationError) Qualified() string {
+	if e.Schema == "" {
+		return e.Name
+	}
+	return e.Schema + "." + e.Name
+}
+
+// Is makes errors.Is(err, ErrUnknownRelation) hold.
+func (e *UnknownRelationError) Is(target error) bool { return target == ErrUnknownRelation }
+
 // systemSchemas are searched before the search_path in PostgreSQL.
 var systemSchemas = []string{"pg_catalog"}
 
@@ -89,7 +111,10 @@ type StaticCatalog struct {
 	// Functions are the names of functions outside the system schemas: a
 	// call to one of these names is never taken for a builtin.
 	Functions map[string]bool
-	byName    map[string][]string // relation → schemas, built by NewStaticCatalog
+	// Builtins are pg_catalog's functions by name with their volatility
+	// ('i', 's', 'v'; the most volatile overload's), from pg_proc.
+	Builtins map[string]byte
+	byName   map[string][]string // relation → schemas, built by NewStaticCatalog
 }
 
 // NewStaticCatalog indexes relations ("schema.relation" → columns).
@@ -184,6 +209,12 @@ func (c *StaticCatalog) Rules(schema, rel string) []string { return c.RuleDefs[s
 // system schemas.
 func (c *StaticCatalog) UserFunction(name string) bool { return c.Functions[name] }
 
+// Builtin reports a pg_catalog function and its volatility.
+func (c *StaticCatalog) Builtin(name string) (byte, bool) {
+	v, ok := c.Builtins[name]
+	return v, ok
+}
+
 // Generation implements Catalog.
 func (c *StaticCatalog) Generation() uint64 { return c.Gen }
 
@@ -195,7 +226,7 @@ func resolveRelation(cat Catalog, schema, rel string) (string, error) {
 	if schema != "" {
 		if cat != nil {
 			if _, ok := cat.Columns(schema, rel); !ok {
-				return "", fmt.Errorf("%w: %s.%s", ErrUnknownRelation, schema, rel)
+				return "", &UnknownRelationError{Schema: schema, Name: rel}
 			}
 		}
 		return schema, nil
@@ -204,6 +235,11 @@ func resolveRelation(cat Catalog, schema, rel string) (string, error) {
 		return "public", nil
 	}
 	found := cat.SchemasWith(rel)
+	if slices.Contains(found, "pg_temp") {
+		// The session's temporary schema is searched first, before
+		// pg_catalog (sluice pins search_path, so it stays first).
+		return "pg_temp", nil
+	}
 	for _, sys := range systemSchemas {
 		if slices.Contains(found, sys) {
 			if len(found) == 1 {
@@ -216,7 +252,7 @@ func resolveRelation(cat Catalog, schema, rel string) (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("%w: %s", ErrUnknownRelation, rel)
+		return "", &UnknownRelationError{Name: rel}
 	case 1:
 		return found[0], nil
 	}

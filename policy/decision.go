@@ -68,6 +68,10 @@ type Decision struct {
 	// Effects lists, per statement, the session state it changes (nil when
 	// no statement changes any).
 	Effects [][]Effect
+	// Missing is the relation the statement names that does not exist (as
+	// far as a fresh catalog read tells): the wire sessions answer with the
+	// database's own error for it (42P01, MySQL 1146).
+	Missing *UnknownRelationError
 	// Shadow is set when the policy set only observes: Outcome is Allow and
 	// WouldBe says what enforcement would have decided.
 	Shadow  bool

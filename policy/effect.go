@@ -33,6 +33,21 @@ const (
 	EffectSQLMode
 	// EffectCharset sets the client character set to Value (MySQL).
 	EffectCharset
+	// EffectCreateRel creates Relation (Hold: IF NOT EXISTS). Only the
+	// session sees a temporary one; the others the catalog shows once read
+	// again, and the statements after it in the same string see it at once.
+	EffectCreateRel
+	// EffectDropRel drops relation Value.Name.
+	EffectDropRel
+	// EffectFeedRel writes values derived from Sources into relation
+	// Value.Name: a session relation's columns then derive from them too.
+	EffectFeedRel
+	// EffectUncertainRel: sluice no longer knows relation Value.Name's
+	// columns (ALTER): statements naming it are refused.
+	EffectUncertainRel
+	// EffectDiscardTemp drops the session's temporary relations (DISCARD
+	// TEMP; DISCARD ALL does too).
+	EffectDiscardTemp
 )
 
 // Effect is one change to session state a statement makes.
@@ -41,6 +56,10 @@ type Effect struct {
 	Name  string
 	Value string
 	Hold  bool
+	// Relation is what EffectCreateRel creates.
+	Relation *SessionRelation
+	// Sources are the columns EffectFeedRel's values derive from.
+	Sources []Column
 }
 
 // effects returns each statement's effects, in order.

@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicedb/sluice/extproc/session"
 )
@@ -38,8 +41,8 @@ func demoCatalog() *StaticCatalog {
 
 type fixedCatalog struct{ c Catalog }
 
-func (f fixedCatalog) Current() Catalog { return f.c }
-func (f fixedCatalog) Refresh() Catalog { return f.c }
+func (f fixedCatalog) Current() Catalog               { return f.c }
+func (f fixedCatalog) RefreshAfter(time.Time) Catalog { return f.c }
 
 func analyst(t testing.TB, target session.Target) *Authorizer {
 	t.Helper()
@@ -434,7 +437,7 @@ func TestCursorAndPreparedEffects(t *testing.T) {
 	}
 	want := []Effect{{Kind: EffectDeclare, Name: "c", Hold: true}, {Kind: EffectFetch, Name: "c"}, {Kind: EffectMove, Name: "c"}, {Kind: EffectClose, Name: "c"}, {Kind: EffectClose}, {Kind: EffectDeallocate}}
 	for i, w := range want {
-		if len(d.Effects[i]) != 1 || d.Effects[i][0] != w {
+		if len(d.Effects[i]) != 1 || !reflect.DeepEqual(d.Effects[i][0], w) {
 			t.Errorf("statement %d: %+v, want %+v", i, d.Effects[i], w)
 		}
 	}
@@ -521,5 +524,70 @@ func TestMySQLOutputAliasesSteer(t *testing.T) {
 		if d := a.AuthorizeSQL(sql); d.Allowed() {
 			t.Errorf("%s: allowed", sql)
 		}
+	}
+}
+
+// countingCatalog counts the loads asked of it; a load adds the relations
+// of next.
+type countingCatalog struct {
+	mu    sync.Mutex
+	cur   *StaticCatalog
+	next  map[string][]string
+	loads int
+}
+
+func (c *countingCatalog) Current() Catalog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+func (c *countingCatalog) RefreshAfter(time.Time) Catalog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loads++
+	if c.next != nil {
+		rels := map[string][]string{}
+		for k, v := range c.cur.Relations {
+			rels[k] = v
+		}
+		for k, v := range c.next {
+			rels[k] = v
+		}
+		c.cur, c.next = NewStaticCatalog(c.cur.Gen+1, rels), nil
+	}
+	return c.cur
+}
+
+// A relation that does not exist is named as the database would name it,
+// and after one fresh load misses it, further misses cost no load until
+// the schema changes through sluice.
+func TestMissingRelationNegativeCache(t *testing.T) {
+	e := defaultEngine(t)
+	src := &countingCatalog{cur: demoCatalog()}
+	e.SetCatalog(demo.Name, src)
+	a := e.Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, demo)
+	for i, sql := range []string{"SELECT * FROM nosuch", "SELECT id FROM nosuch WHERE id = 1", "SELECT * FROM public.nosuch"} {
+		d := a.AuthorizeSQL(sql)
+		if d.Allowed() || d.Missing == nil || d.Missing.Name != "nosuch" || d.Unparseable {
+			t.Fatalf("%s: %+v", sql, d)
+		}
+		src.mu.Lock()
+		loads := src.loads
+		src.mu.Unlock()
+		if want := map[int]int{0: 1, 1: 1, 2: 2}[i]; loads != want {
+			t.Fatalf("%s: %d catalog loads, want %d", sql, loads, want)
+		}
+	}
+	if got := a.AuthorizeSQL("SELECT * FROM public.nosuch").Missing.Qualified(); got != "public.nosuch" {
+		t.Fatalf("qualified name: %q", got)
+	}
+	// A table created through sluice: the next miss loads again and finds it.
+	src.mu.Lock()
+	src.next = map[string][]string{"public.nosuch": {"id"}}
+	src.mu.Unlock()
+	a.SchemaChanged()
+	if d := a.AuthorizeSQL("SELECT id FROM nosuch WHERE id = 2"); d.Missing != nil {
+		t.Fatalf("after the table was created: %+v", d)
 	}
 }

@@ -20,8 +20,19 @@ import (
 // demand (when a statement names a relation the snapshot lacks).
 type CatalogSource interface {
 	Current() Catalog
-	Refresh() Catalog
+	// RefreshAfter returns a snapshot read by a load that started at or
+	// after t, loading now if none has.
+	RefreshAfter(t time.Time) Catalog
 }
+
+// missTTL is how long a relation a fresh load did not hold is refused
+// without another load (unless the schema changes through sluice before):
+// a statement naming a table that does not exist costs no catalog read,
+// and a table created outside sluice is seen within missTTL.
+const missTTL = 5 * time.Second
+
+// maxMisses bounds the negative cache.
+const maxMisses = 10000
 
 // Engine decides statements against the current policy set. The set can be
 // swapped at any time (policy reload); decisions in flight keep the set they
@@ -31,6 +42,12 @@ type Engine struct {
 	shadow   atomic.Bool
 	cache    analysisCache
 	catalogs sync.Map // target name → CatalogSource
+
+	// misses: "target\x00name" → the start of the load that did not hold
+	// it; changed: target → when a statement last changed its schema.
+	misses  sync.Map
+	nMisses atomic.Int64
+	changed sync.Map
 }
 
 // NewEngine returns an engine deciding with set.
@@ -69,6 +86,9 @@ type Authorizer struct {
 	// function of the policy set, catalog snapshot, database and text —
 	// unless policies read the session's counters.
 	memo map[memoKey]Decision
+
+	// rels are the relations the session created, as the server confirmed.
+	rels relTracker
 
 	guard Guard
 	// sessionCtx is the Cedar context's session record while a decision
@@ -138,8 +158,19 @@ func ancestors(ents cedargo.EntityMap, groups []cedargo.EntityUID) []cedargo.Ent
 // left to the next periodic refresh.
 func (a *Authorizer) SchemaChanged() {
 	if a.catalog != nil {
-		go a.catalog.Refresh()
+		now := time.Now()
+		a.engine.changed.Store(a.target.Name, now)
+		go a.catalog.RefreshAfter(now)
 	}
+}
+
+// schemaChangedAt is when a statement through sluice last changed the
+// target's schema.
+func (e *Engine) schemaChangedAt(target string) time.Time {
+	if v, ok := e.changed.Load(target); ok {
+		return v.(time.Time)
+	}
+	return time.Time{}
 }
 
 // SetDatabase records the session's default database (MySQL USE).
@@ -210,10 +241,8 @@ func (e *Engine) AuthorizeApprove(subject string, groups []string, target string
 func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 	set := a.engine.set.Load()
 	key := memoKey{set: set, env: a.env, sql: sql, shadow: a.engine.shadow.Load()}
-	if a.catalog != nil {
-		if c := a.catalog.Current(); c != nil {
-			key.generation = c.Generation()
-		}
+	if c := a.current(); c != nil {
+		key.generation = c.Generation()
 	}
 	// A policy set reading the session's counters decides anew each time.
 	if d, ok := a.memo[key]; ok && !set.UsesSession {
@@ -244,24 +273,96 @@ func (a *Authorizer) authorizeSQL(sql string) Decision {
 	if an.Err != nil {
 		// A relation sluice cannot resolve is refused like a forbidden one;
 		// anything else it could not analyze is reported as unparseable.
-		return a.shadowed(Decision{Outcome: Deny, Unparseable: !errors.Is(an.Err, ErrUnknownRelation), Reason: an.Err.Error()})
+		d := Decision{Outcome: Deny, Unparseable: !errors.Is(an.Err, ErrUnknownRelation), Reason: an.Err.Error()}
+		var miss *UnknownRelationError
+		if errors.As(an.Err, &miss) {
+			d.Missing = miss
+		}
+		return a.shadowed(d)
 	}
 	return a.shadowed(a.decide(an.Statements, sql))
 }
 
-func (a *Authorizer) analyze(sql string) Analysis {
-	var cat Catalog
-	if a.catalog != nil {
-		cat = a.catalog.Current()
+// current is the catalog the session's statements resolve against: the
+// target's snapshot with the session's own relations on top.
+func (a *Authorizer) current() Catalog {
+	if a.catalog == nil {
+		return nil
 	}
+	return withRelations(a.catalog.Current(), a.rels.current)
+}
+
+// ApplyEffect follows a relation effect of a statement the server
+// completed (see relTracker); other effects are the wire session's.
+func (a *Authorizer) ApplyEffect(e Effect) {
+	if a.rels.current == nil {
+		a.rels.current, a.rels.committed = &relSet{}, &relSet{}
+	}
+	a.rels.apply(e)
+}
+
+// ServerError tells the authorizer the server reported an error: the
+// transaction's changes to the session's relations may be undone.
+func (a *Authorizer) ServerError() { a.rels.serverError() }
+
+// ServerCommandTag tells the authorizer a statement completed with tag.
+func (a *Authorizer) ServerCommandTag(tag string) { a.rels.commandTag(tag) }
+
+// ServerReady tells the authorizer the server is ready, with its
+// transaction status ('I', 'T' or 'E').
+func (a *Authorizer) ServerReady(status byte) {
+	if a.rels.current != nil {
+		a.rels.ready(status)
+	}
+}
+
+func (a *Authorizer) analyze(sql string) Analysis {
+	cat := a.current()
 	an := a.engine.cache.get(a.target.Protocol, a.env, sql, cat)
-	if errors.Is(an.Err, ErrUnknownRelation) && a.catalog != nil {
-		// The relation may be newer than the snapshot: refresh once.
-		if fresh := a.catalog.Refresh(); fresh != nil && (cat == nil || fresh.Generation() != cat.Generation()) {
-			an = a.engine.cache.get(a.target.Protocol, a.env, sql, fresh)
+	what, ok := missed(an.Err)
+	if !ok || a.catalog == nil {
+		return an
+	}
+	// The relation or column may be newer than the snapshot: refresh once,
+	// unless a load since the last schema change through sluice already
+	// missed it.
+	key := a.target.Name + "\x00" + what
+	changed := a.engine.schemaChangedAt(a.target.Name)
+	if v, ok := a.engine.misses.Load(key); ok {
+		if at := v.(time.Time); !at.Before(changed) && time.Since(at) < missTTL {
+			return an
 		}
 	}
+	after := time.Now()
+	if !changed.IsZero() && time.Since(changed) < missTTL {
+		after = changed // the load that change started will do
+	}
+	fresh := withRelations(a.catalog.RefreshAfter(after), a.rels.current)
+	if fresh != nil && (cat == nil || fresh.Generation() != cat.Generation()) {
+		an = a.engine.cache.get(a.target.Protocol, a.env, sql, fresh)
+	}
+	if what, ok := missed(an.Err); ok {
+		if a.engine.nMisses.Add(1) > maxMisses {
+			a.engine.misses.Clear()
+			a.engine.nMisses.Store(0)
+		}
+		a.engine.misses.Store(a.target.Name+"\x00"+what, after)
+	}
 	return an
+}
+
+// missed names what an analysis error says the catalog lacks: a relation,
+// or a column (a table dropped and created again with other columns).
+func missed(err error) (string, bool) {
+	var rel *UnknownRelationError
+	if errors.As(err, &rel) {
+		return "relation " + rel.Qualified(), true
+	}
+	var col *unknownColumnError
+	if errors.As(err, &col) {
+		return "column " + col.name, true
+	}
+	return "", false
 }
 
 func (a *Authorizer) shadowed(d Decision) Decision {

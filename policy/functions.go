@@ -70,11 +70,51 @@ func set(words string) map[string]bool {
 	return m
 }
 
-// safeFunction reports whether a call is to a computing-only builtin. A
-// schema other than pg_catalog makes it a user function, whatever its name.
-func safeFunction(fc *pg.FuncCall) bool {
+// builtinCatalog knows pg_catalog's functions (pg_proc).
+type builtinCatalog interface {
+	Builtin(name string) (volatility byte, ok bool)
+}
+
+// unsafeStableFunctions are builtins PostgreSQL marks immutable or stable
+// that still must not be called freely: they show other sessions'
+// statements, server files or configuration, or read whole tables by name
+// past the analysis (table_to_xml and its kin).
+// Every volatile builtin is unsafe unless safePGFunctions lists it.
+var unsafeStableFunctions = set(`
+pg_stat_get_activity pg_stat_get_backend_activity pg_stat_get_backend_client_addr
+pg_stat_get_backend_client_port pg_stat_get_backend_userid pg_stat_get_backend_pid
+pg_stat_get_backend_dbid pg_stat_get_backend_wait_event pg_stat_get_backend_wait_event_type
+pg_stat_get_backend_subxact pg_get_backend_memory_contexts pg_stat_get_progress_info
+pg_show_all_settings pg_show_all_file_settings pg_hba_file_rules pg_ident_file_mappings
+pg_current_logfile pg_control_system pg_control_checkpoint pg_control_recovery pg_control_init
+pg_get_wal_replay_pause_state pg_stat_get_wal_receiver pg_stat_get_wal_senders
+pg_stat_get_replication_slot pg_get_replication_slots pg_stat_get_subscription
+pg_stat_statements pg_stat_statements_info pg_prepared_xact pg_lock_status pg_blocking_pids
+pg_safe_snapshot_blocking_pids pg_isolation_test_session_is_blocked
+pg_settings_get_flags pg_config pg_get_catalog_foreign_keys
+table_to_xml table_to_xml_and_xmlschema schema_to_xml schema_to_xml_and_xmlschema schema_to_xmlschema
+database_to_xml database_to_xml_and_xmlschema database_to_xmlschema
+`)
+
+// safeFunction reports whether a call is to a computing-only builtin: one
+// sluice lists, or one pg_proc marks immutable or stable (it cannot change
+// the database) and sluice does not hold back. A schema other than
+// pg_catalog makes it a user function, whatever its name.
+func safeFunction(fc *pg.FuncCall, cat Catalog) bool {
 	if len(fc.Funcname) > 1 && !strings.EqualFold(fc.Funcname[0].GetString_().GetSval(), "pg_catalog") {
 		return false
 	}
-	return safePGFunctions[funcName(fc)]
+	name := funcName(fc)
+	if safePGFunctions[name] {
+		return true
+	}
+	if unsafeStableFunctions[name] {
+		return false
+	}
+	b, ok := cat.(builtinCatalog)
+	if !ok {
+		return false
+	}
+	v, ok := b.Builtin(name)
+	return ok && (v == 'i' || v == 's')
 }

@@ -105,12 +105,23 @@ func (a *myAnalyzer) table(tn *ast.TableName) (Object, error) {
 	if db == "" {
 		return Object{}, fmt.Errorf("no database selected for table %s", tn.Name.O)
 	}
+	name := tn.Name.O
 	if a.cat != nil {
-		if _, ok := a.cat.Columns(db, tn.Name.O); !ok {
-			return Object{}, fmt.Errorf("%w: %s.%s", ErrUnknownRelation, db, tn.Name.O)
+		if _, ok := a.cat.Columns(db, name); !ok {
+			// information_schema's names are case-insensitive whatever
+			// lower_case_table_names says; the catalog holds them as the
+			// server lists them (upper case in MariaDB).
+			up := strings.ToUpper(name)
+			if !strings.EqualFold(db, "information_schema") {
+				return Object{}, &UnknownRelationError{Schema: db, Name: name}
+			}
+			if _, ok := a.cat.Columns("information_schema", up); !ok {
+				return Object{}, &UnknownRelationError{Schema: db, Name: name}
+			}
+			db, name = "information_schema", up
 		}
 	}
-	return Object{Kind: ObjectTable, Schema: db, Name: tn.Name.O}, nil
+	return Object{Kind: ObjectTable, Schema: db, Name: name}, nil
 }
 
 func (a *myAnalyzer) rel(action string, tn *ast.TableName) error {

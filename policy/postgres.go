@@ -23,14 +23,62 @@ func AnalyzePostgres(sql string, cat Catalog) Analysis {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
 	var a Analysis
+	var inString *relTracker // relations created earlier in the string
 	for _, raw := range tree.Stmts {
 		st, err := analyzePGStatement(raw.Stmt, cat)
 		if err != nil {
 			return Analysis{Err: err}
 		}
 		a.Statements = append(a.Statements, st)
+		if cat != nil && len(tree.Stmts) > 1 && relationEffects(st.Effects) {
+			if inString == nil {
+				inString = &relTracker{current: &relSet{}, everySchema: true}
+				if sc, ok := cat.(*sessionCatalog); ok {
+					cat, inString.current = sc.base, sc.set
+				}
+			}
+			for _, e := range st.Effects {
+				inString.apply(e)
+			}
+			cat = withRelations(baseOf(cat), inString.current)
+		}
 	}
 	return a
+}
+
+func baseOf(cat Catalog) Catalog {
+	if sc, ok := cat.(*sessionCatalog); ok {
+		return sc.base
+	}
+	return cat
+}
+
+func relationEffects(es []Effect) bool {
+	return slices.ContainsFunc(es, func(e Effect) bool {
+		switch e.Kind {
+		case EffectCreateRel, EffectDropRel, EffectFeedRel, EffectUncertainRel, EffectDiscardTemp, EffectDiscardAll:
+			return true
+		}
+		return false
+	})
+}
+
+// feeds records the values a write puts into a relation, so that a
+// session relation's columns derive from them (EffectFeedRel). Every
+// column of the statement's uses counts, for every column written:
+// coarse, but never looser than the values.
+func (a *pgAnalyzer) feeds() {
+	if len(a.st.Uses) == 0 {
+		return
+	}
+	for _, r := range a.st.Requests {
+		switch r.Action {
+		case "insert", "update", "merge":
+			if r.Object.Kind == ObjectTable {
+				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectFeedRel, Value: r.Object.Schema, Name: r.Object.Name, Sources: slices.Clone(a.st.Uses)})
+			}
+		}
+	}
 }
 
 // pgAnalyzer collects the requests of one statement.
@@ -57,6 +105,9 @@ func analyzePGStatementWork(n *pg.Node, cat Catalog, work *int) (Statement, erro
 	if err := a.walk(n); err != nil {
 		return Statement{}, err
 	}
+	if cat != nil {
+		a.feeds()
+	}
 	if a.lockAll {
 		a.lockReads()
 	}
@@ -69,7 +120,8 @@ func (a *pgAnalyzer) table(rv *pg.RangeVar) (Object, error) {
 	if err != nil {
 		return Object{}, err
 	}
-	return Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname}, nil
+	obj := Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname}
+	return obj, uncertainRelation(a.cat, obj)
 }
 
 // rel records action on a relation.
@@ -88,8 +140,13 @@ func (a *pgAnalyzer) rel(action string, rv *pg.RangeVar) error {
 
 // newRel records action on a relation a statement creates: it need not exist.
 func (a *pgAnalyzer) newRel(action string, rv *pg.RangeVar) error {
+	_, err := a.newRelObject(action, rv)
+	return err
+}
+
+func (a *pgAnalyzer) newRelObject(action string, rv *pg.RangeVar) (Object, error) {
 	if rv == nil {
-		return nil
+		return Object{}, nil
 	}
 	a.assigned[rv] = true
 	schema := rv.Schemaname
@@ -99,13 +156,47 @@ func (a *pgAnalyzer) newRel(action string, rv *pg.RangeVar) error {
 			schema = "pg_temp"
 		}
 	}
-	if schema == "pg_temp" && a.cat != nil && len(a.cat.SchemasWith(rv.Relname)) > 0 {
+	if schema == "pg_temp" && a.cat != nil && slices.ContainsFunc(a.cat.SchemasWith(rv.Relname), func(s string) bool { return s != "pg_temp" }) {
 		// The session's temporary schema is searched first: a temporary
 		// relation of an existing name would stand in for it unseen.
-		return fmt.Errorf("a temporary relation named %q would shadow the existing %s: choose another name", rv.Relname, rv.Relname)
+		return Object{}, fmt.Errorf("a temporary relation named %q would shadow the existing %s: choose another name", rv.Relname, rv.Relname)
 	}
-	a.add(action, Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname})
-	return nil
+	obj := Object{Kind: ObjectTable, Schema: schema, Name: rv.Relname}
+	a.add(action, obj)
+	return obj, nil
+}
+
+// created records the relation a statement creates, with its columns and
+// their lineage, for the statements after it (EffectCreateRel).
+func (a *pgAnalyzer) created(obj Object, names []string, lineage []Output, ifNotExists, onCommitDrop bool) {
+	if obj.Name == "" {
+		return
+	}
+	r := &SessionRelation{Schema: obj.Schema, Name: obj.Name, OnCommitDrop: onCommitDrop}
+	for i, n := range names {
+		r.Columns = append(r.Columns, n)
+		o := Output{Name: n, Bare: true}
+		if i < len(lineage) {
+			o.Sources, o.Bare = lineage[i].Sources, lineage[i].Bare
+		} else if lineage != nil {
+			o.Sources, o.Bare = sourcesOf(lineage), false
+		}
+		r.Lineage = append(r.Lineage, o)
+	}
+	a.st.Effects = append(a.st.Effects, Effect{Kind: EffectCreateRel, Relation: r, Hold: ifNotExists})
+}
+
+// outputNames are the column names a query's outputs give a relation,
+// renamed by an explicit column list.
+func outputNames(outs []Output, rename []*pg.Node) []string {
+	names := make([]string, len(outs))
+	for i, o := range outs {
+		names[i] = o.Name
+		if i < len(rename) {
+			names[i] = rename[i].GetString_().GetSval()
+		}
+	}
+	return names
 }
 
 var target = Object{Kind: ObjectTarget}
@@ -115,9 +206,11 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt:
 		a.st.Kind = "select"
-		if into := s.SelectStmt.IntoClause; into != nil {
+		var into Object
+		if ic := s.SelectStmt.IntoClause; ic != nil {
 			a.st.Kind = "select_into"
-			if err := a.newRel("create", into.Rel); err != nil {
+			var err error
+			if into, err = a.newRelObject("create", ic.Rel); err != nil {
 				return err
 			}
 		}
@@ -125,8 +218,9 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		if err != nil {
 			return err
 		}
-		if s.SelectStmt.IntoClause != nil {
+		if ic := s.SelectStmt.IntoClause; ic != nil {
 			a.use(sourcesOf(outs)...) // the values flow into the new table
+			a.created(into, outputNames(outs, ic.ColNames), outs, false, ic.OnCommit == pg.OnCommitAction_ONCOMMIT_DROP)
 		} else {
 			a.st.Outputs = outs
 		}
@@ -147,25 +241,61 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		}
 	case *pg.Node_CreateStmt:
 		a.st.Kind = "create"
-		return a.newRel("create", s.CreateStmt.Relation)
+		cs := s.CreateStmt
+		obj, err := a.newRelObject("create", cs.Relation)
+		if err != nil {
+			return err
+		}
+		var names []string
+		known := len(cs.InhRelations) == 0 && cs.OfTypename == nil && cs.Partbound == nil
+		for _, el := range cs.TableElts {
+			switch {
+			case el.GetColumnDef() != nil:
+				names = append(names, el.GetColumnDef().Colname)
+			case el.GetTableLikeClause() != nil:
+				known = false // LIKE copies columns sluice would have to look up
+			}
+		}
+		if known {
+			a.created(obj, names, nil, cs.IfNotExists, cs.Oncommit == pg.OnCommitAction_ONCOMMIT_DROP)
+		} else if sessionSchema(obj.Schema) {
+			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: obj.Schema, Name: obj.Name})
+		}
 	case *pg.Node_CreateTableAsStmt:
 		a.st.Kind = "create"
 		ctas := s.CreateTableAsStmt
-		if err := a.newRel("create", ctas.Into.GetRel()); err != nil {
+		obj, err := a.newRelObject("create", ctas.Into.GetRel())
+		if err != nil {
+			return err
+		}
+		outs, err := a.query(ctas.Query, nil)
+		if err != nil {
 			return err
 		}
 		if ctas.Objtype != pg.ObjectType_OBJECT_MATVIEW {
-			// A table's copy of the values has no lineage back to them
-			// (a materialized view's has: its definition).
-			outs, err := a.query(ctas.Query, nil)
-			if err != nil {
-				return err
-			}
+			// The values flow into the new table: an inference channel
+			// unless use_masked; the table's columns keep their lineage
+			// while sluice knows it (the session's relations).
 			a.use(sourcesOf(outs)...)
 		}
+		a.created(obj, outputNames(outs, ctas.Into.GetColNames()), outs, ctas.IfNotExists, ctas.Into.GetOnCommit() == pg.OnCommitAction_ONCOMMIT_DROP)
 	case *pg.Node_ViewStmt:
 		a.st.Kind = "create"
-		return a.newRel("create", s.ViewStmt.View)
+		vs := s.ViewStmt
+		obj, err := a.newRelObject("create", vs.View)
+		if err != nil {
+			return err
+		}
+		// What the view returns is what its query reads, for the
+		// statements after it (a view in the catalog is read as its
+		// definition).
+		sub, err := analyzePGStatementWork(vs.Query, a.cat, a.work)
+		if err != nil || !sub.Lineage {
+			// Later statements may not read it until the catalog shows it.
+			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: obj.Schema, Name: obj.Name})
+			return nil
+		}
+		a.created(obj, outputNames(sub.Outputs, vs.Aliases), sub.Outputs, false, false)
 	case *pg.Node_IndexStmt:
 		a.st.Kind = "create"
 		return a.rel("create", s.IndexStmt.Relation)
@@ -174,11 +304,11 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.add("create", Object{Kind: ObjectSchema, Name: s.CreateSchemaStmt.Schemaname})
 	case *pg.Node_AlterTableStmt:
 		a.st.Kind = "alter"
-		return a.rel("alter", s.AlterTableStmt.Relation)
+		return a.altered(s.AlterTableStmt.Relation)
 	case *pg.Node_RenameStmt:
 		a.st.Kind = "alter"
 		if s.RenameStmt.Relation != nil {
-			return a.rel("alter", s.RenameStmt.Relation)
+			return a.altered(s.RenameStmt.Relation)
 		}
 		a.add("alter", target)
 	case *pg.Node_DropStmt:
@@ -287,8 +417,11 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 	case *pg.Node_DiscardStmt:
 		a.st.Kind = "set"
 		a.add("set", target)
-		if s.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
+		switch s.DiscardStmt.Target {
+		case pg.DiscardMode_DISCARD_ALL:
 			a.st.Effects = []Effect{{Kind: EffectDiscardAll}}
+		case pg.DiscardMode_DISCARD_TEMP:
+			a.st.Effects = []Effect{{Kind: EffectDiscardTemp}}
 		}
 	case *pg.Node_CallStmt:
 		a.st.Kind = "call"
@@ -410,6 +543,18 @@ func setAction(name string) string {
 	return "set"
 }
 
+// altered records an ALTER of a relation; a relation of the session's own
+// is no longer known column by column.
+func (a *pgAnalyzer) altered(rv *pg.RangeVar) error {
+	if err := a.rel("alter", rv); err != nil {
+		return err
+	}
+	if o, err := a.table(rv); err == nil {
+		a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: o.Name})
+	}
+	return nil
+}
+
 func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 	switch d.RemoveType {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
@@ -426,8 +571,10 @@ func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 					schema = "public" // DROP IF EXISTS of nothing; decided as public
 				}
 				a.add("drop", Object{Kind: ObjectTable, Schema: schema, Name: parts[0]})
+				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectDropRel, Value: schema, Name: parts[0]})
 			case 2:
 				a.add("drop", Object{Kind: ObjectTable, Schema: parts[0], Name: parts[1]})
+				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectDropRel, Value: parts[0], Name: parts[1]})
 			default:
 				a.add("drop", target)
 			}
@@ -547,7 +694,7 @@ func (a *pgAnalyzer) walk(n *pg.Node) error {
 			}
 			if action, ok := dangerousFunctions[name]; ok {
 				a.add(action, Object{Kind: ObjectFunction, Name: name})
-			} else if !safeFunction(v) || (len(v.Funcname) == 1 && a.userFunction(name)) {
+			} else if !safeFunction(v, a.cat) || (len(v.Funcname) == 1 && a.userFunction(name)) {
 				// A user function of a builtin's name may be the one an
 				// unqualified call resolves to (overloads, search_path).
 				a.add("call", Object{Kind: ObjectFunction, Name: name})

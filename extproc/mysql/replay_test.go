@@ -15,8 +15,8 @@ import (
 
 type staticCatalog struct{ c policy.Catalog }
 
-func (s staticCatalog) Current() policy.Catalog { return s.c }
-func (s staticCatalog) Refresh() policy.Catalog { return s.c }
+func (s staticCatalog) Current() policy.Catalog               { return s.c }
+func (s staticCatalog) RefreshAfter(time.Time) policy.Catalog { return s.c }
 
 var demoCatalog = policy.NewStaticCatalog(1, map[string][]string{
 	"sluice_demo.customers": {"id", "name", "email", "ssn"},

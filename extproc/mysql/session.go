@@ -524,6 +524,11 @@ func (s *Session) refuse(d policy.Decision, sql string, out *session.Output) {
 	code, state := uint16(1142), "42000"
 	msg := "sluice: " + d.Reason
 	switch {
+	case d.Missing != nil && d.Outcome == policy.Deny:
+		// As MySQL says it (ER_NO_SUCH_TABLE): tools branch on 1146.
+		code, state = 1146, "42S02"
+		msg = fmt.Sprintf("Table '%s.%s' doesn't exist", d.Missing.Schema, d.Missing.Name)
+		d.Policies = nil
 	case d.Unparseable:
 		code = 1064
 	case d.Outcome == policy.Approval:

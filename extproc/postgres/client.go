@@ -342,6 +342,10 @@ func denialError(d policy.Decision) *pgproto3.ErrorResponse {
 		Detail:  "policies: " + d.PolicyList(),
 	}
 	switch {
+	case d.Missing != nil && d.Outcome == policy.Deny:
+		// As PostgreSQL says it: migration tools and ORMs branch on 42P01.
+		e.Code, e.Detail = "42P01", ""
+		e.Message = fmt.Sprintf("relation %q does not exist", d.Missing.Qualified())
 	case d.Unparseable:
 		e.Code = "42601"
 		e.Detail = ""

@@ -158,6 +158,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 	case 'E':
 		s.cur = nil
 		s.failed(head)
+		s.follower().ServerError()
 		s.afterError()
 		return nil
 	case 'Z':
@@ -166,6 +167,7 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		}
 		s.cur = nil
 		s.readyForQuery(f.body[0])
+		s.follower().ServerReady(f.body[0])
 		s.popThroughReady()
 		return nil
 	case 'T', 'n':
@@ -238,6 +240,7 @@ func (s *Session) completed(head *op, body []byte) {
 	var m pgproto3.CommandComplete
 	if m.Decode(body) == nil {
 		s.commandTag(string(m.CommandTag))
+		s.follower().ServerCommandTag(string(m.CommandTag))
 	}
 }
 

@@ -20,6 +20,30 @@ type Authorizer interface {
 	AuthorizeSQL(sql string) policy.Decision
 }
 
+// relationFollower is an Authorizer that follows the relations the session
+// creates (temporary tables), as the server confirms them.
+type relationFollower interface {
+	ApplyEffect(policy.Effect)
+	ServerError()
+	ServerCommandTag(tag string)
+	ServerReady(status byte)
+}
+
+// follower is the session's relationFollower, or one that does nothing.
+func (s *Session) follower() relationFollower {
+	if f, ok := s.cfg.Authorizer.(relationFollower); ok {
+		return f
+	}
+	return noFollower{}
+}
+
+type noFollower struct{}
+
+func (noFollower) ApplyEffect(policy.Effect) {}
+func (noFollower) ServerError()              {}
+func (noFollower) ServerCommandTag(string)   {}
+func (noFollower) ServerReady(byte)          {}
+
 // DefaultMaxFrame is the largest message buffered whole (queries, Bind
 // parameters, server messages other than DataRow and CopyData).
 const DefaultMaxFrame = 128 << 20

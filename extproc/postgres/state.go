@@ -231,6 +231,9 @@ func (s *Session) applyQueryEffects(head *op, i int) {
 		case policy.EffectDiscardAll:
 			s.dropNamedStatements()
 			clear(s.obj.portals)
+			s.follower().ApplyEffect(e)
+		case policy.EffectCreateRel, policy.EffectDropRel, policy.EffectFeedRel, policy.EffectUncertainRel, policy.EffectDiscardTemp:
+			s.follower().ApplyEffect(e)
 		}
 	}
 }

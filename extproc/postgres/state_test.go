@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -14,8 +15,8 @@ import (
 
 type staticSource struct{ c policy.Catalog }
 
-func (s staticSource) Current() policy.Catalog { return s.c }
-func (s staticSource) Refresh() policy.Catalog { return s.c }
+func (s staticSource) Current() policy.Catalog               { return s.c }
+func (s staticSource) RefreshAfter(time.Time) policy.Catalog { return s.c }
 
 // maskingSession is a ready session of an analyst on the demo target,
 // whose customers.email and ssn are tagged pii (default entities).

@@ -1,0 +1,349 @@
+package policy
+
+import (
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"sync/atomic"
+)
+
+// A session's own relations. The catalog reader's connection cannot see
+// another session's temporary tables, and a relation created earlier in
+// the same statement string is not in any snapshot yet. So each session
+// keeps the relations it created on top of the target's snapshot: their
+// columns, and the lineage of their values (the columns they were filled
+// from), so that data cannot be laundered out of masking through a
+// temporary table. The set changes only as the server confirms: a
+// statement's CommandComplete applies its effects, and the transaction's
+// outcome (ReadyForQuery) keeps or undoes them.
+
+// SessionRelation is a relation a session created.
+type SessionRelation struct {
+	Schema, Name string
+	Columns      []string
+	// Lineage is, per column, what its values derive from: the outputs of
+	// the query that filled it, and any values written into it since.
+	Lineage []Output
+	// OnCommitDrop: dropped when the transaction that created it commits.
+	OnCommitDrop bool
+}
+
+func (r *SessionRelation) key() string { return r.Schema + "." + r.Name }
+
+// relSet is an immutable set of session relations; every change makes a
+// new one with a new version, unique across sessions, so analyses cached
+// by catalog generation never mix two sessions' relations.
+type relSet struct {
+	version uint64
+	rels    map[string]*SessionRelation // "schema.name"
+	// uncertain: relations whose existence or columns sluice cannot tell
+	// (a savepoint was rolled back, an ALTER changed them); statements
+	// naming them are refused.
+	uncertain map[string]bool
+}
+
+var relVersions atomic.Uint64
+
+func (s *relSet) empty() bool { return s == nil || (len(s.rels) == 0 && len(s.uncertain) == 0) }
+
+func (s *relSet) clone() *relSet {
+	n := &relSet{version: relVersions.Add(1), rels: map[string]*SessionRelation{}, uncertain: map[string]bool{}}
+	if s != nil {
+		maps.Copy(n.rels, s.rels)
+		maps.Copy(n.uncertain, s.uncertain)
+	}
+	return n
+}
+
+// sessionCatalog is a snapshot with a session's relations on top.
+type sessionCatalog struct {
+	base Catalog
+	set  *relSet
+}
+
+// withRelations puts set on top of cat (cat itself when set is empty).
+func withRelations(cat Catalog, set *relSet) Catalog {
+	if set.empty() || cat == nil {
+		return cat
+	}
+	if sc, ok := cat.(*sessionCatalog); ok {
+		merged := sc.set.clone()
+		maps.Copy(merged.rels, set.rels)
+		maps.Copy(merged.uncertain, set.uncertain)
+		return &sessionCatalog{base: sc.base, set: merged}
+	}
+	return &sessionCatalog{base: cat, set: set}
+}
+
+// Columns implements Catalog.
+func (c *sessionCatalog) Columns(schema, rel string) ([]string, bool) {
+	if r, ok := c.set.rels[schema+"."+rel]; ok {
+		return r.Columns, true
+	}
+	if c.set.uncertain[schema+"."+rel] {
+		return nil, true
+	}
+	return c.base.Columns(schema, rel)
+}
+
+// SchemasWith implements Catalog: the session's temporary schema holds
+// its relations too.
+func (c *sessionCatalog) SchemasWith(rel string) []string {
+	out := slices.Clone(c.base.SchemasWith(rel))
+	for k := range c.set.rels {
+		if r := c.set.rels[k]; r.Name == rel && !slices.Contains(out, r.Schema) {
+			out = append(out, r.Schema)
+		}
+	}
+	for k := range c.set.uncertain {
+		if s, n, ok := cutRelKey(k); ok && n == rel && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func cutRelKey(k string) (schema, name string, ok bool) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == '.' {
+			return k[:i], k[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// Generation implements Catalog.
+func (c *sessionCatalog) Generation() uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%d", c.base.Generation(), c.set.version)
+	return h.Sum64()
+}
+
+// Uncertain reports a relation statements may not name (see relSet).
+func (c *sessionCatalog) Uncertain(schema, rel string) bool {
+	return c.set.uncertain[schema+"."+rel]
+}
+
+// SessionLineage is the lineage of a session relation's columns.
+func (c *sessionCatalog) SessionLineage(schema, rel string) ([]Output, bool) {
+	r, ok := c.set.rels[schema+"."+rel]
+	if !ok {
+		return nil, false
+	}
+	return r.Lineage, true
+}
+
+// The base snapshot's optional knowledge passes through; a session
+// relation has no views, rules or parents of its own.
+
+func (c *sessionCatalog) ColumnTags(schema, rel, col string) map[string]string {
+	if tg, ok := c.base.(ColumnTagger); ok {
+		return tg.ColumnTags(schema, rel, col)
+	}
+	return nil
+}
+
+func (c *sessionCatalog) ViewDefinition(schema, rel string) (string, bool) {
+	if _, ok := c.set.rels[schema+"."+rel]; ok {
+		return "", false
+	}
+	if d, ok := c.base.(ViewDefiner); ok {
+		return d.ViewDefinition(schema, rel)
+	}
+	return "", false
+}
+
+func (c *sessionCatalog) Rules(schema, rel string) []string {
+	if _, ok := c.set.rels[schema+"."+rel]; ok {
+		return nil
+	}
+	if d, ok := c.base.(RuleDefiner); ok {
+		return d.Rules(schema, rel)
+	}
+	return nil
+}
+
+func (c *sessionCatalog) UserFunction(name string) bool {
+	u, ok := c.base.(interface{ UserFunction(string) bool })
+	return ok && u.UserFunction(name)
+}
+
+func (c *sessionCatalog) Builtin(name string) (byte, bool) {
+	if b, ok := c.base.(builtinCatalog); ok {
+		return b.Builtin(name)
+	}
+	return 0, false
+}
+
+func (c *sessionCatalog) Ancestors(schema, rel string) []string {
+	if in, ok := c.base.(interface {
+		Ancestors(schema, rel string) []string
+	}); ok {
+		return in.Ancestors(schema, rel)
+	}
+	return nil
+}
+
+// sessionLineage gives a session relation's columns (cols, each its own
+// source) the lineage of the values they hold.
+func sessionLineage(cat Catalog, obj Object, cols []Output) []Output {
+	sl, ok := cat.(interface {
+		SessionLineage(schema, rel string) ([]Output, bool)
+	})
+	if !ok {
+		return cols
+	}
+	lin, ok := sl.SessionLineage(obj.Schema, obj.Name)
+	if !ok {
+		return cols
+	}
+	return throughView(obj, cols, lin)
+}
+
+// uncertainRelation refuses a relation whose state sluice lost track of.
+func uncertainRelation(cat Catalog, obj Object) error {
+	u, ok := cat.(interface{ Uncertain(schema, rel string) bool })
+	if ok && u.Uncertain(obj.Schema, obj.Name) {
+		return fmt.Errorf("sluice cannot tell what %s.%s holds now (a savepoint was rolled back or it was altered since it was created): create it again under another name", obj.Schema, obj.Name)
+	}
+	return nil
+}
+
+// relTracker follows a session's relations as the server confirms the
+// statements that change them.
+type relTracker struct {
+	// everySchema: follow every relation, not only the session's own
+	// (within one statement string, before the catalog can show them).
+	everySchema bool
+	committed   *relSet // as of the last transaction end
+	current     *relSet // with the open transaction's changes
+	failed      bool    // an error or a ROLLBACK since the last ReadyForQuery
+	rolled      bool    // a ROLLBACK tag since the last ReadyForQuery
+}
+
+// apply applies one effect of a statement the server completed.
+func (t *relTracker) apply(e Effect) {
+	switch e.Kind {
+	case EffectCreateRel:
+		r := e.Relation
+		if r == nil || !(t.everySchema || sessionSchema(r.Schema)) {
+			return // the catalog, read again after the DDL, shows it
+		}
+		if _, ok := t.current.rels[r.key()]; ok && e.Hold {
+			return // IF NOT EXISTS of one that exists: the server kept it
+		}
+		n := t.current.clone()
+		n.rels[r.key()] = r
+		delete(n.uncertain, r.key())
+		t.current = n
+	case EffectDropRel:
+		k := e.Value + "." + e.Name
+		if _, ok := t.current.rels[k]; !ok && !t.current.uncertain[k] {
+			return
+		}
+		n := t.current.clone()
+		delete(n.rels, k)
+		delete(n.uncertain, k)
+		t.current = n
+	case EffectFeedRel:
+		k := e.Value + "." + e.Name
+		r, ok := t.current.rels[k]
+		if !ok || len(e.Sources) == 0 {
+			return
+		}
+		fed := *r
+		fed.Lineage = make([]Output, len(r.Columns))
+		for i := range fed.Lineage {
+			var before Output
+			if i < len(r.Lineage) {
+				before = r.Lineage[i]
+			}
+			fed.Lineage[i] = Output{Name: r.Columns[i], Sources: union(slices.Clone(before.Sources), e.Sources...)}
+		}
+		n := t.current.clone()
+		n.rels[k] = &fed
+		t.current = n
+	case EffectUncertainRel:
+		if !t.everySchema && !sessionSchema(e.Value) {
+			return
+		}
+		k := e.Value + "." + e.Name
+		n := t.current.clone()
+		delete(n.rels, k)
+		n.uncertain[k] = true
+		t.current = n
+	case EffectDiscardTemp, EffectDiscardAll:
+		if t.current.empty() {
+			return
+		}
+		n := t.current.clone()
+		for k, r := range n.rels {
+			if r.Schema == "pg_temp" {
+				delete(n.rels, k)
+			}
+		}
+		for k := range n.uncertain {
+			if s, _, _ := cutRelKey(k); s == "pg_temp" {
+				delete(n.uncertain, k)
+			}
+		}
+		t.current = n
+	}
+}
+
+// sessionSchema reports the schemas whose relations only the session
+// sees.
+func sessionSchema(schema string) bool { return schema == "pg_temp" }
+
+func (t *relTracker) serverError() { t.failed = true }
+
+func (t *relTracker) commandTag(tag string) {
+	if tag == "ROLLBACK" {
+		t.failed, t.rolled = true, true
+	}
+}
+
+// ready follows ReadyForQuery: idle after a failure or a rollback undoes
+// the transaction's changes; idle otherwise keeps them (dropping ON COMMIT
+// DROP relations); a ROLLBACK that left a transaction open (to a
+// savepoint) makes everything changed in it uncertain.
+func (t *relTracker) ready(status byte) {
+	switch status {
+	case 'I':
+		if t.failed {
+			t.current = t.committed
+		} else if t.current != t.committed {
+			n := t.current
+			for k, r := range t.current.rels {
+				if r.OnCommitDrop {
+					if n == t.current {
+						n = t.current.clone()
+					}
+					delete(n.rels, k)
+				}
+			}
+			t.current = n
+		}
+		t.committed = t.current
+		t.failed, t.rolled = false, false
+	case 'T':
+		if t.rolled && t.current != t.committed {
+			n := t.current.clone()
+			for k, r := range t.current.rels {
+				if c, ok := t.committed.rels[k]; !ok || c != r {
+					delete(n.rels, k)
+					n.uncertain[k] = true
+				}
+			}
+			for k := range t.committed.rels {
+				if _, ok := t.current.rels[k]; !ok {
+					n.uncertain[k] = true
+				}
+			}
+			t.current = n
+		}
+		t.failed, t.rolled = false, false
+	}
+}
