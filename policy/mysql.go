@@ -358,6 +358,44 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 		}
 	case *ast.UnlockTablesStmt:
 		a.add("transaction", target)
+	case *ast.AnalyzeTableStmt, *ast.OptimizeTableStmt, *ast.RepairTableStmt:
+		// Statistics and storage upkeep of the named tables.
+		a.st.Kind = "maintenance"
+		a.add("alter", target)
+		a.assignAll(n)
+	case *ast.CreateSequenceStmt:
+		// A MariaDB sequence is a table of one row.
+		a.st.Kind = "create"
+		a.newRel("create", s.Name)
+	case *ast.AlterSequenceStmt:
+		a.st.Kind = "alter"
+		a.newRel("alter", s.Name)
+	case *ast.DropSequenceStmt:
+		a.st.Kind = "drop"
+		for _, t := range s.Sequences {
+			a.newRel("drop", t)
+		}
+	case *ast.AlterDatabaseStmt:
+		a.st.Kind = "alter"
+		a.add("alter", target)
+	case *ast.ProcedureInfo:
+		a.st.Kind = "create"
+		a.add("create", target)
+		a.assignAll(n)
+	case *ast.DropProcedureStmt:
+		a.st.Kind = "drop"
+		a.add("drop", target)
+	case *ast.BinlogStmt, *ast.AlterInstanceStmt:
+		// BINLOG replays raw row events; ALTER INSTANCE is server-wide.
+		a.st.Kind = "alter_system"
+		a.add("alter_system", target)
+	case *ast.ExplainForStmt:
+		// EXPLAIN FOR CONNECTION: another session's statement.
+		a.st.Kind = "explain"
+		a.add("monitor", target)
+	case *ast.HelpStmt:
+		a.st.Kind = "show"
+		a.add("show", target)
 	default:
 		return fmt.Errorf("sluice does not understand statements of type %s", strings.TrimPrefix(fmt.Sprintf("%T", n), "*ast."))
 	}

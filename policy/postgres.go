@@ -442,19 +442,60 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 			return errors.New("empty statement node")
 		}
 		name := strings.TrimPrefix(fmt.Sprintf("%T", n.Node), "*pg_query.Node_")
-		switch {
-		case strings.HasPrefix(name, "Create") || strings.HasPrefix(name, "Define"):
-			a.st.Kind = "create"
-			a.add("create", target)
-		case strings.HasPrefix(name, "Alter"):
-			a.st.Kind = "alter"
-			a.add("alter", target)
-		default:
+		c, ok := pgStatementClasses[name]
+		if !ok {
 			return fmt.Errorf("sluice does not understand statements of type %s", name)
 		}
+		a.st.Kind = c.kind
+		a.add(c.action, target)
 		a.assignAll(n)
 	}
 	return nil
+}
+
+// pgStatementClasses classify the statements the analyzer has no case of
+// its own for: a request of action on the database as a whole. Those that
+// reach beyond the database (other servers, the server's files, code
+// loaded into it, every session's settings) are administrative.
+var pgStatementClasses = map[string]struct{ kind, action string }{
+	// Objects in the database: DDL.
+	"AlterCollationStmt": {"alter", "alter"}, "AlterDomainStmt": {"alter", "alter"},
+	"AlterObjectDependsStmt": {"alter", "alter"}, "AlterObjectSchemaStmt": {"alter", "alter"},
+	"AlterOperatorStmt": {"alter", "alter"}, "AlterTypeStmt": {"alter", "alter"}, "AlterEnumStmt": {"alter", "alter"},
+	"AlterSeqStmt": {"alter", "alter"}, "AlterStatsStmt": {"alter", "alter"}, "AlterFunctionStmt": {"alter", "alter"},
+	"AlterOpFamilyStmt": {"alter", "alter"}, "AlterTsdictionaryStmt": {"alter", "alter"},
+	"AlterTsconfigurationStmt": {"alter", "alter"}, "CommentStmt": {"alter", "alter"},
+	"CreateSeqStmt": {"create", "create"}, "CreateStatsStmt": {"create", "create"}, "CreateFunctionStmt": {"create", "create"},
+	"CreateTrigStmt": {"create", "create"}, "CreateDomainStmt": {"create", "create"}, "CreateEnumStmt": {"create", "create"},
+	"CreateRangeStmt": {"create", "create"}, "CompositeTypeStmt": {"create", "create"}, "DefineStmt": {"create", "create"},
+	"CreateOpClassStmt": {"create", "create"}, "CreateOpFamilyStmt": {"create", "create"}, "CreateCastStmt": {"create", "create"},
+	"CreateConversionStmt": {"create", "create"}, "CreateTransformStmt": {"create", "create"},
+	"CreateForeignTableStmt": {"create", "create"}, "RuleStmt": {"create", "create"},
+	"ImportForeignSchemaStmt": {"create", "create"},
+	"RefreshMatViewStmt":      {"maintenance", "alter"}, "ClusterStmt": {"maintenance", "alter"},
+	"ReindexStmt": {"maintenance", "alter"},
+	// Who may do what: grants.
+	"CreatePolicyStmt": {"grant", "grant"}, "AlterPolicyStmt": {"grant", "grant"}, "SecLabelStmt": {"grant", "grant"},
+	// The server beyond this database, other servers, code loaded into
+	// the server, every session's settings.
+	"CreatedbStmt": {"admin", "alter_system"}, "DropdbStmt": {"admin", "alter_system"},
+	"AlterDatabaseStmt": {"admin", "alter_system"}, "AlterDatabaseSetStmt": {"admin", "alter_system"},
+	"AlterDatabaseRefreshCollStmt": {"admin", "alter_system"},
+	"CreateTableSpaceStmt":         {"admin", "alter_system"}, "DropTableSpaceStmt": {"admin", "alter_system"},
+	"AlterTableSpaceOptionsStmt": {"admin", "alter_system"}, "AlterTableMoveAllStmt": {"admin", "alter_system"},
+	"CreateExtensionStmt": {"admin", "alter_system"}, "AlterExtensionStmt": {"admin", "alter_system"},
+	"AlterExtensionContentsStmt": {"admin", "alter_system"}, "LoadStmt": {"admin", "alter_system"},
+	"CreatePlangStmt": {"admin", "alter_system"}, "CreateAmStmt": {"admin", "alter_system"},
+	"CreateEventTrigStmt": {"admin", "alter_system"}, "AlterEventTrigStmt": {"admin", "alter_system"},
+	"CreateFdwStmt": {"admin", "alter_system"}, "AlterFdwStmt": {"admin", "alter_system"},
+	"CreateForeignServerStmt": {"admin", "alter_system"}, "AlterForeignServerStmt": {"admin", "alter_system"},
+	"CreateUserMappingStmt": {"admin", "alter_system"}, "AlterUserMappingStmt": {"admin", "alter_system"},
+	"DropUserMappingStmt":   {"admin", "alter_system"},
+	"CreatePublicationStmt": {"admin", "alter_system"}, "AlterPublicationStmt": {"admin", "alter_system"},
+	"CreateSubscriptionStmt": {"admin", "alter_system"}, "AlterSubscriptionStmt": {"admin", "alter_system"},
+	"DropSubscriptionStmt": {"admin", "alter_system"}, "CheckPointStmt": {"admin", "alter_system"},
+	// Transaction behaviour of this session.
+	"ConstraintsSetStmt": {"transaction", "transaction"},
 }
 
 func (a *pgAnalyzer) assignAll(n *pg.Node) {
