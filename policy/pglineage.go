@@ -271,7 +271,7 @@ func (a *pgAnalyzer) star(cr *pg.ColumnRef, sc *scope) ([]Output, error) {
 	if len(cr.Fields) == 1 {
 		var out []Output
 		for _, r := range sc.rels {
-			out = append(out, a.relCols(r)...)
+			out = append(out, a.visibleCols(r)...)
 		}
 		return out, nil
 	}
@@ -291,6 +291,70 @@ func (a *pgAnalyzer) relCols(r relation) []Output {
 		return []Output{{Name: "*", Sources: []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: "*"}}}}
 	}
 	return slices.Clone(r.cols)
+}
+
+// visibleCols are a relation's columns but those a JOIN … USING merged.
+func (a *pgAnalyzer) visibleCols(r relation) []Output {
+	cols := a.relCols(r)
+	if len(r.hidden) == 0 {
+		return cols
+	}
+	return slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[c.Name] })
+}
+
+// joinUsing merges the USING columns of a join whose left side is
+// sc.rels[start:mid] and right side sc.rels[mid:]: each name must be one
+// column on each side; the merged column (both sides' sources) comes
+// first, as PostgreSQL puts it, and the sides' own are then reachable only
+// qualified.
+func (a *pgAnalyzer) joinUsing(j *pg.JoinExpr, sc *scope, start, mid int) error {
+	var merged []Output
+names:
+	for _, u := range j.UsingClause {
+		name := u.GetString_().GetSval()
+		var sides [2]Output
+		for i, rels := range [][]relation{sc.rels[start:mid], sc.rels[mid:]} {
+			n := 0
+			for _, r := range rels {
+				if r.opaque || r.table != nil {
+					n = -1 // columns sluice cannot name: resolve as before
+					break
+				}
+				for _, c := range a.visibleCols(r) {
+					if c.Name == name {
+						sides[i] = c
+						n++
+					}
+				}
+			}
+			if n != 1 {
+				src, err := a.columnSources([]string{name}, sc)
+				if err != nil {
+					return err
+				}
+				a.use(src...)
+				continue names
+			}
+		}
+		m := Output{Name: name, Sources: union(slices.Clone(sides[0].Sources), sides[1].Sources...)}
+		// An inner or one-sided join's merged value is one side's value;
+		// a FULL join's is COALESCE of both.
+		m.Bare = j.Jointype != pg.JoinType_JOIN_FULL && sides[0].Bare && sides[1].Bare && len(sides[0].Sources) == 1 && slices.Equal(sides[0].Sources, sides[1].Sources)
+		a.use(m.Sources...)
+		merged = append(merged, m)
+	}
+	for i := start; i < len(sc.rels); i++ {
+		h := maps.Clone(sc.rels[i].hidden)
+		if h == nil {
+			h = map[string]bool{}
+		}
+		for _, m := range merged {
+			h[m.Name] = true
+		}
+		sc.rels[i].hidden = h
+	}
+	sc.rels = slices.Insert(sc.rels, start, relation{cols: merged})
+	return nil
 }
 
 func findRel(sc *scope, alias string) (relation, bool) {
@@ -320,25 +384,24 @@ func (a *pgAnalyzer) fromItem(n *pg.Node, sc *scope) error {
 		if err := a.fromItem(f.JoinExpr.Larg, sc); err != nil {
 			return err
 		}
+		mid := len(sc.rels)
 		if err := a.fromItem(f.JoinExpr.Rarg, sc); err != nil {
 			return err
 		}
 		if err := a.uses(sc, f.JoinExpr.Quals); err != nil {
 			return err
 		}
-		for _, u := range f.JoinExpr.UsingClause {
-			src, err := a.columnSources([]string{u.GetString_().GetSval()}, sc)
-			if err != nil {
+		if len(f.JoinExpr.UsingClause) > 0 {
+			if err := a.joinUsing(f.JoinExpr, sc, start, mid); err != nil {
 				return err
 			}
-			a.use(src...)
 		}
 		if al := f.JoinExpr.Alias; al != nil {
 			// (a JOIN b) AS j: one relation of both sides' columns; the
 			// inner names are no longer visible.
 			j := relation{alias: al.Aliasname}
 			for _, r := range sc.rels[start:] {
-				j.cols = append(j.cols, a.relCols(r)...)
+				j.cols = append(j.cols, a.visibleCols(r)...)
 			}
 			sc.rels = append(sc.rels[:start], relation{alias: j.alias, cols: applyAlias(j.cols, al)})
 		}
@@ -511,7 +574,7 @@ func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 					continue
 				}
 				for _, c := range r.cols {
-					if c.Name == col {
+					if c.Name == col && !r.hidden[col] {
 						found = c
 						n++
 					}

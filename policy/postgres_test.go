@@ -82,3 +82,37 @@ func TestAnalyzePostgresRefusesWhatItCannotRead(t *testing.T) {
 		}
 	}
 }
+
+// JOIN … USING merges the named columns, as PostgreSQL does: an
+// unqualified reference is not ambiguous, * puts the merged column first
+// and once, and the merged column derives from both sides.
+func TestJoinUsingMerges(t *testing.T) {
+	cat := demoCatalog()
+	for sql, want := range map[string]string{
+		"SELECT * FROM customers JOIN orders USING (id)":                          "id name email ssn customer_id total_cents",
+		"SELECT id, name FROM customers c LEFT JOIN orders o USING (id)":          "id name",
+		"SELECT j.* FROM (customers JOIN orders USING (id)) AS j":                 "id name email ssn customer_id total_cents",
+		"SELECT c.id, o.id FROM customers c JOIN orders o USING (id)":             "id id",
+		"SELECT * FROM customers JOIN orders USING (id) JOIN contacts USING (id)": "id name email ssn customer_id total_cents contact",
+	} {
+		a := AnalyzePostgres(sql, cat)
+		if a.Err != nil {
+			t.Errorf("%s: %v", sql, a.Err)
+			continue
+		}
+		var names []string
+		for _, o := range a.Statements[0].Outputs {
+			names = append(names, o.Name)
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("%s: columns %q, want %q", sql, got, want)
+		}
+	}
+	a := AnalyzePostgres("SELECT id FROM customers JOIN orders USING (id)", cat)
+	if src := a.Statements[0].Outputs[0].Sources; len(src) != 2 {
+		t.Errorf("merged id derives from %v, want both sides", src)
+	}
+	if a := AnalyzePostgres("SELECT email FROM customers JOIN contacts USING (id)", cat); a.Err != nil {
+		t.Errorf("a column of one side: %v", a.Err)
+	}
+}

@@ -16,6 +16,9 @@ type relation struct {
 	// obj is the catalog relation behind the entry (nil for subqueries,
 	// CTEs and functions): row-locking clauses lock it.
 	obj *Object
+	// hidden are columns a JOIN … USING merged: an unqualified name or *
+	// means the merged column, which a relation of its own holds.
+	hidden map[string]bool
 }
 
 // scope is one query level: its FROM entries and the CTEs it declares.
