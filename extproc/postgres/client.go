@@ -40,8 +40,9 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 		}
 		// Parsing runs nothing, so only SQL that cannot be understood is
 		// refused here; policy is enforced at Bind, where execution begins,
-		// matching where PostgreSQL reports permission errors.
-		if d := s.authorize(m.Query); d.Unparseable {
+		// matching where PostgreSQL reports permission errors. In shadow
+		// mode nothing is refused, over either protocol.
+		if d := s.authorize(m.Query); d.Unparseable && !d.Shadow {
 			s.refuseExtended(d, m.Query, out)
 			return nil
 		}

@@ -336,3 +336,30 @@ func TestLargeDataRowStreamedNotBuffered(t *testing.T) {
 		t.Fatal("row changed")
 	}
 }
+
+// Shadow mode observes only: SQL sluice cannot read runs over the
+// extended protocol as it does over the simple one.
+func TestShadowModeSameOverBothProtocols(t *testing.T) {
+	set, err := cedar.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := session.Target{Name: "demo", Protocol: "postgres", Database: "app"}
+	e := policy.NewEngine(set)
+	e.SetShadow(true)
+	const bad = "SELEC 1"
+	for name, msgs := range map[string][]interface{ Encode([]byte) ([]byte, error) }{
+		"simple":   {&pgproto3.Query{String: bad}},
+		"extended": {&pgproto3.Parse{Query: bad}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	} {
+		s := NewSession(Config{Target: target, Authorizer: e.Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target), MaxFrame: 1 << 20})
+		ready(t, s)
+		var out session.Output
+		if err := s.FromClient(enc(t, msgs...), &out); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.ToClient) > 0 || !bytes.Contains(out.ToServer, []byte(bad)) {
+			t.Errorf("%s: shadow mode refused %q (to client %q)", name, bad, out.ToClient)
+		}
+	}
+}
