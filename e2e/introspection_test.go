@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -255,5 +256,81 @@ func TestIntrospectionMySQL(t *testing.T) {
 		if err != nil || strings.Contains(out, "ERROR") || !strings.Contains(out, want) {
 			t.Errorf("%s: %v\n%s", q, err, out)
 		}
+	}
+}
+
+// MySQL's temporary tables, through go-sql-driver on one connection: a
+// table created from a masked column, or filled from one, comes back
+// masked.
+func TestIntrospectionMySQLTempTableStaysMasked(t *testing.T) {
+	ctx := context.Background()
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS sluice_demo.temp_source",
+		"CREATE TABLE sluice_demo.temp_source (id int PRIMARY KEY, mail text COMMENT 'sluice:pii=email sluice:mask=token')",
+		"INSERT INTO sluice_demo.temp_source VALUES (1, 'zed@real.example'), (2, 'amy@real.example')",
+		"GRANT ALL ON sluice_demo.* TO 'agent'@'%'",
+	} {
+		if err := stack.Maria.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(connectTo(t, mysqlTarget, tokenFor(t, "my-builder", []string{"migrators", "e2e-ddl"}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx) // temporary tables live on one connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	col := func(q string) []string {
+		t.Helper()
+		rows, err := conn.QueryContext(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(v, "@real.example") {
+				t.Fatalf("%s: real value %q", q, v)
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	masked := col("SELECT mail FROM temp_source ORDER BY id")
+	if len(masked) != 2 || !strings.HasPrefix(masked[0], "tok_") {
+		t.Fatalf("source not tokenized: %v", masked)
+	}
+	for _, q := range []string{
+		"CREATE TEMPORARY TABLE t_copy AS SELECT id, mail FROM temp_source",
+		"CREATE TEMPORARY TABLE t_plain (id int, m text)",
+		"INSERT INTO t_plain SELECT id, mail FROM temp_source",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, q := range []string{"SELECT mail FROM t_copy ORDER BY id", "SELECT m FROM t_plain ORDER BY id"} {
+		if got := col(q); strings.Join(got, ",") != strings.Join(masked, ",") {
+			t.Errorf("%s: %v, want %v", q, got, masked)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "DROP TEMPORARY TABLE t_copy"); err != nil {
+		t.Fatal(err)
+	}
+	var me *gomysql.MySQLError
+	if _, err := conn.ExecContext(ctx, "SELECT mail FROM t_copy"); !errors.As(err, &me) || me.Number != 1146 {
+		t.Fatalf("after DROP: %v", err)
 	}
 }

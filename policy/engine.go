@@ -311,8 +311,8 @@ func (a *Authorizer) ServerCommandTag(tag string) { a.rels.commandTag(tag) }
 // ServerReady tells the authorizer the server is ready, with its
 // transaction status ('I', 'T' or 'E').
 func (a *Authorizer) ServerReady(status byte) {
-	if a.rels.current != nil {
-		a.rels.ready(status)
+	if a.rels.current != nil && a.rels.ready(status) {
+		a.SchemaChanged() // committed: the catalog reader can see them now
 	}
 }
 

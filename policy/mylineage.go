@@ -285,6 +285,7 @@ func (a *myAnalyzer) relationColumns(obj Object) ([]Output, error) {
 	for _, c := range names {
 		cols = append(cols, Output{Name: c, Sources: []Column{{Schema: obj.Schema, Table: obj.Name, Name: c}}, Bare: true})
 	}
+	cols = sessionLineage(a.cat, obj, cols)
 	def, ok := viewDefinition(a.cat, obj)
 	if !ok {
 		return cols, nil

@@ -43,10 +43,23 @@ func AnalyzeMySQL(sql string, env MySQLSession, cat Catalog) (a Analysis) {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
 	db := env.Database
+	var inString *relTracker // relations created earlier in the string
 	for i, s := range stmts {
 		st, err := analyzeMyStatement(s, MySQLSession{Database: db, Mode: env.Mode, Version: env.Version, MariaDB: env.MariaDB}, cat)
 		if err != nil {
 			return Analysis{Err: err}
+		}
+		if cat != nil && len(stmts) > 1 && relationEffects(st.Effects) {
+			if inString == nil {
+				inString = &relTracker{current: &relSet{}, everySchema: true}
+				if sc, ok := cat.(*sessionCatalog); ok {
+					cat, inString.current = sc.base, sc.set
+				}
+			}
+			for _, e := range st.Effects {
+				inString.apply(e)
+			}
+			cat = withRelations(baseOf(cat), inString.current)
 		}
 		for _, e := range st.Effects {
 			switch e.Kind {
@@ -89,6 +102,9 @@ func analyzeMyStatementWork(n ast.StmtNode, env MySQLSession, cat Catalog, work 
 	if err := a.walk(n); err != nil {
 		return Statement{}, err
 	}
+	if cat != nil {
+		a.feeds()
+	}
 	if a.lockAll {
 		a.lockReads()
 	}
@@ -121,7 +137,8 @@ func (a *myAnalyzer) table(tn *ast.TableName) (Object, error) {
 			db, name = "information_schema", up
 		}
 	}
-	return Object{Kind: ObjectTable, Schema: db, Name: name}, nil
+	obj := Object{Kind: ObjectTable, Schema: db, Name: name}
+	return obj, uncertainRelation(a.cat, obj)
 }
 
 func (a *myAnalyzer) rel(action string, tn *ast.TableName) error {
@@ -138,13 +155,15 @@ func (a *myAnalyzer) rel(action string, tn *ast.TableName) error {
 }
 
 // newRel is a table a statement creates: it need not exist yet.
-func (a *myAnalyzer) newRel(action string, tn *ast.TableName) {
+func (a *myAnalyzer) newRel(action string, tn *ast.TableName) Object {
 	a.assigned[tn] = true
 	db := tn.Schema.O
 	if db == "" {
 		db = a.db
 	}
-	a.add(action, Object{Kind: ObjectTable, Schema: db, Name: tn.Name.O})
+	obj := Object{Kind: ObjectTable, Schema: db, Name: tn.Name.O}
+	a.add(action, obj)
+	return obj
 }
 
 func kindOf(n ast.Node) string {
@@ -198,18 +217,38 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 				return fmt.Errorf("a temporary table named %q would shadow the existing %s.%s: choose another name", s.Table.Name.O, obj.Schema, obj.Name)
 			}
 		}
-		a.newRel("create", s.Table)
+		obj := a.newRel("create", s.Table)
+		temporary := s.TemporaryKeyword != ast.TemporaryNone
 		if s.ReferTable != nil {
+			// LIKE: columns sluice would have to look up.
+			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: obj.Schema, Name: obj.Name})
 			return a.rel("select", s.ReferTable)
 		}
+		var names []string
+		for _, c := range s.Cols {
+			names = append(names, c.Name.Name.O)
+		}
+		var lineage []Output
 		if s.Select != nil {
-			// CREATE TABLE … SELECT copies values with no lineage back.
+			// CREATE TABLE … SELECT: the values flow into the table (an
+			// inference channel unless use_masked); its columns keep their
+			// lineage while sluice knows it (the session's relations).
 			outs, err := a.resultSet(s.Select, &scope{})
 			if err != nil {
 				return err
 			}
 			a.use(sourcesOf(outs)...)
+			if len(names) > 0 {
+				// Declared columns and selected ones side by side.
+				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: obj.Schema, Name: obj.Name})
+				return nil
+			}
+			for _, o := range outs {
+				names = append(names, o.Name)
+			}
+			lineage = outs
 		}
+		a.created(obj, names, lineage, s.IfNotExists, false, temporary)
 	case *ast.CreateViewStmt:
 		a.st.Kind = "create"
 		a.newRel("create", s.ViewName)
@@ -218,7 +257,22 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 		return a.rel("create", s.Table)
 	case *ast.AlterTableStmt:
 		a.st.Kind = "alter"
-		return a.rel("alter", s.Table)
+		if err := a.rel("alter", s.Table); err != nil {
+			return err
+		}
+		for _, spec := range s.Specs {
+			if spec.Tp == ast.AlterTableRenameTable && spec.NewTable != nil {
+				a.newRel("create", spec.NewTable) // as RENAME TABLE: a name that need not exist
+			}
+		}
+		if o, err := a.table(s.Table); err == nil {
+			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: o.Name})
+			for _, spec := range s.Specs {
+				if spec.Tp == ast.AlterTableRenameTable && spec.NewTable != nil {
+					a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: cmpOr(spec.NewTable.Schema.O, a.db), Name: spec.NewTable.Name.O, Hold: a.sessionRelationIn(a.cat, o)})
+				}
+			}
+		}
 	case *ast.DropIndexStmt:
 		a.st.Kind = "alter"
 		return a.rel("alter", s.Table)
@@ -228,12 +282,19 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 			if err := a.rel("alter", t.OldTable); err != nil {
 				return err
 			}
-			a.newRel("create", t.NewTable)
+			n := a.newRel("create", t.NewTable)
+			if o, err := a.table(t.OldTable); err == nil && a.sessionRelationIn(a.cat, o) {
+				// A temporary table under a new name: sluice no longer
+				// knows what it holds (it could stand in for a table).
+				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: o.Name},
+					Effect{Kind: EffectUncertainRel, Value: n.Schema, Name: n.Name, Hold: true})
+			}
 		}
 	case *ast.DropTableStmt:
 		a.st.Kind = "drop"
 		for _, t := range s.Tables {
-			a.newRel("drop", t) // DROP … IF EXISTS may name a missing table
+			o := a.newRel("drop", t) // DROP … IF EXISTS may name a missing table
+			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectDropRel, Value: o.Schema, Name: o.Name})
 		}
 	case *ast.CreateDatabaseStmt:
 		a.st.Kind = "create"
@@ -545,4 +606,11 @@ func (a *myAnalyzer) lockInfo(li *ast.SelectLockInfo, sc *scope) {
 		}
 		a.add("lock", *r.obj)
 	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

@@ -67,7 +67,7 @@ func relationEffects(es []Effect) bool {
 // session relation's columns derive from them (EffectFeedRel). Every
 // column of the statement's uses counts, for every column written:
 // coarse, but never looser than the values.
-func (a *pgAnalyzer) feeds() {
+func (a *collector) feeds() {
 	if len(a.st.Uses) == 0 {
 		return
 	}
@@ -168,11 +168,11 @@ func (a *pgAnalyzer) newRelObject(action string, rv *pg.RangeVar) (Object, error
 
 // created records the relation a statement creates, with its columns and
 // their lineage, for the statements after it (EffectCreateRel).
-func (a *pgAnalyzer) created(obj Object, names []string, lineage []Output, ifNotExists, onCommitDrop bool) {
+func (a *collector) created(obj Object, names []string, lineage []Output, ifNotExists, onCommitDrop, temporary bool) {
 	if obj.Name == "" {
 		return
 	}
-	r := &SessionRelation{Schema: obj.Schema, Name: obj.Name, OnCommitDrop: onCommitDrop}
+	r := &SessionRelation{Schema: obj.Schema, Name: obj.Name, OnCommitDrop: onCommitDrop, Temporary: temporary}
 	for i, n := range names {
 		r.Columns = append(r.Columns, n)
 		o := Output{Name: n, Bare: true}
@@ -220,7 +220,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		}
 		if ic := s.SelectStmt.IntoClause; ic != nil {
 			a.use(sourcesOf(outs)...) // the values flow into the new table
-			a.created(into, outputNames(outs, ic.ColNames), outs, false, ic.OnCommit == pg.OnCommitAction_ONCOMMIT_DROP)
+			a.created(into, outputNames(outs, ic.ColNames), outs, false, ic.OnCommit == pg.OnCommitAction_ONCOMMIT_DROP, sessionSchema(into.Schema))
 		} else {
 			a.st.Outputs = outs
 		}
@@ -257,7 +257,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 			}
 		}
 		if known {
-			a.created(obj, names, nil, cs.IfNotExists, cs.Oncommit == pg.OnCommitAction_ONCOMMIT_DROP)
+			a.created(obj, names, nil, cs.IfNotExists, cs.Oncommit == pg.OnCommitAction_ONCOMMIT_DROP, sessionSchema(obj.Schema))
 		} else if sessionSchema(obj.Schema) {
 			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: obj.Schema, Name: obj.Name})
 		}
@@ -278,7 +278,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 			// while sluice knows it (the session's relations).
 			a.use(sourcesOf(outs)...)
 		}
-		a.created(obj, outputNames(outs, ctas.Into.GetColNames()), outs, ctas.IfNotExists, ctas.Into.GetOnCommit() == pg.OnCommitAction_ONCOMMIT_DROP)
+		a.created(obj, outputNames(outs, ctas.Into.GetColNames()), outs, ctas.IfNotExists, ctas.Into.GetOnCommit() == pg.OnCommitAction_ONCOMMIT_DROP, sessionSchema(obj.Schema))
 	case *pg.Node_ViewStmt:
 		a.st.Kind = "create"
 		vs := s.ViewStmt
@@ -295,7 +295,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: obj.Schema, Name: obj.Name})
 			return nil
 		}
-		a.created(obj, outputNames(sub.Outputs, vs.Aliases), sub.Outputs, false, false)
+		a.created(obj, outputNames(sub.Outputs, vs.Aliases), sub.Outputs, false, false, sessionSchema(obj.Schema))
 	case *pg.Node_IndexStmt:
 		a.st.Kind = "create"
 		return a.rel("create", s.IndexStmt.Relation)
@@ -304,11 +304,34 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.add("create", Object{Kind: ObjectSchema, Name: s.CreateSchemaStmt.Schemaname})
 	case *pg.Node_AlterTableStmt:
 		a.st.Kind = "alter"
-		return a.altered(s.AlterTableStmt.Relation)
+		at := s.AlterTableStmt
+		if at.Objtype == pg.ObjectType_OBJECT_TYPE {
+			// ALTER TYPE … ADD/DROP/ALTER ATTRIBUTE: a composite type, not
+			// a relation the catalog lists.
+			a.add("alter", target)
+			a.assignAll(n)
+			return nil
+		}
+		if err := a.rel("alter", at.Relation); err != nil {
+			return err
+		}
+		a.alterColumns(at)
 	case *pg.Node_RenameStmt:
 		a.st.Kind = "alter"
-		if s.RenameStmt.Relation != nil {
-			return a.altered(s.RenameStmt.Relation)
+		rs := s.RenameStmt
+		if rs.Relation != nil {
+			if err := a.altered(rs.Relation); err != nil {
+				return err
+			}
+			if rs.Subname == "" && rs.Newname != "" {
+				// The relation under its new name: what it holds is
+				// sluice's to know no longer (a temporary table renamed
+				// like a catalog table would stand in for it).
+				if o, err := a.table(rs.Relation); err == nil {
+					a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: rs.Newname, Hold: a.sessionRelation(o)})
+				}
+			}
+			return nil
 		}
 		a.add("alter", target)
 	case *pg.Node_DropStmt:
@@ -583,6 +606,104 @@ func setAction(name string) string {
 	}
 	return "set"
 }
+
+// alterColumns follows what ALTER TABLE does to the relation's columns
+// (ADD, DROP, ALTER … TYPE; the rest leave them), so statements after it —
+// in the same string, or in the transaction before the catalog can see
+// it — resolve them as the server will. A subcommand sluice does not
+// follow makes the relation uncertain.
+func (a *pgAnalyzer) alterColumns(at *pg.AlterTableStmt) {
+	o, err := a.table(at.Relation)
+	if err != nil || a.cat == nil {
+		return
+	}
+	uncertain := Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: o.Name}
+	names, ok := a.cat.Columns(o.Schema, o.Name)
+	if !ok {
+		a.st.Effects = append(a.st.Effects, uncertain)
+		return
+	}
+	lineage, _ := a.relationColumns(o)
+	cols := slices.Clone(lineage)
+	if len(cols) != len(names) {
+		a.st.Effects = append(a.st.Effects, uncertain)
+		return
+	}
+	for _, c := range at.Cmds {
+		cmd := c.GetAlterTableCmd()
+		if cmd == nil {
+			a.st.Effects = append(a.st.Effects, uncertain)
+			return
+		}
+		switch cmd.Subtype {
+		case pg.AlterTableType_AT_AddColumn:
+			cd := cmd.Def.GetColumnDef()
+			if cd == nil {
+				a.st.Effects = append(a.st.Effects, uncertain)
+				return
+			}
+			if slices.ContainsFunc(cols, func(c Output) bool { return c.Name == cd.Colname }) {
+				continue // ADD COLUMN IF NOT EXISTS of one it has (or the server errs)
+			}
+			cols = append(cols, Output{Name: cd.Colname, Sources: []Column{{Schema: o.Schema, Table: o.Name, Name: cd.Colname}}, Bare: true})
+		case pg.AlterTableType_AT_DropColumn:
+			cols = slices.DeleteFunc(cols, func(c Output) bool { return c.Name == cmd.Name })
+		case pg.AlterTableType_AT_AlterColumnType:
+			// The values are converted (USING may compute them): derived.
+			for i := range cols {
+				if cols[i].Name == cmd.Name {
+					cols[i].Bare = false
+				}
+			}
+		case pg.AlterTableType_AT_ColumnDefault, pg.AlterTableType_AT_DropNotNull, pg.AlterTableType_AT_SetNotNull,
+			pg.AlterTableType_AT_AddConstraint, pg.AlterTableType_AT_DropConstraint, pg.AlterTableType_AT_SetStatistics,
+			pg.AlterTableType_AT_SetStorage, pg.AlterTableType_AT_AddIndex, pg.AlterTableType_AT_ValidateConstraint,
+			pg.AlterTableType_AT_ChangeOwner, pg.AlterTableType_AT_ClusterOn, pg.AlterTableType_AT_DropCluster,
+			pg.AlterTableType_AT_SetRelOptions, pg.AlterTableType_AT_ResetRelOptions, pg.AlterTableType_AT_ReplicaIdentity,
+			pg.AlterTableType_AT_EnableTrig, pg.AlterTableType_AT_DisableTrig, pg.AlterTableType_AT_EnableTrigAll,
+			pg.AlterTableType_AT_DisableTrigAll, pg.AlterTableType_AT_EnableTrigUser, pg.AlterTableType_AT_DisableTrigUser,
+			pg.AlterTableType_AT_EnableRowSecurity, pg.AlterTableType_AT_DisableRowSecurity,
+			pg.AlterTableType_AT_ForceRowSecurity, pg.AlterTableType_AT_NoForceRowSecurity, pg.AlterTableType_AT_SetLogged,
+			pg.AlterTableType_AT_SetUnLogged, pg.AlterTableType_AT_AddIdentity, pg.AlterTableType_AT_SetIdentity,
+			pg.AlterTableType_AT_DropIdentity, pg.AlterTableType_AT_CookedColumnDefault, pg.AlterTableType_AT_SetCompression:
+			// Columns and values as they were.
+		default:
+			a.st.Effects = append(a.st.Effects, uncertain)
+			return
+		}
+	}
+	names = names[:0:0]
+	for _, c := range cols {
+		names = append(names, c.Name)
+	}
+	// Redefined in place: a relation of the session's keeps being one; a
+	// catalog relation is followed until the catalog shows the change.
+	a.st.Effects = append(a.st.Effects, Effect{Kind: EffectCreateRel, Relation: &SessionRelation{
+		Schema: o.Schema, Name: o.Name, Columns: names, Lineage: cols, Temporary: sessionSchema(o.Schema) || a.sessionTemporary(o)}})
+}
+
+// sessionTemporary reports a temporary relation of the session's.
+func (a *pgAnalyzer) sessionTemporary(o Object) bool {
+	sc, ok := a.cat.(*sessionCatalog)
+	if !ok {
+		return false
+	}
+	r, ok := sc.set.rels[o.Schema+"."+o.Name]
+	return ok && r.Temporary
+}
+
+// sessionRelation reports a relation of the session's own (or created
+// earlier in the string).
+func (c *collector) sessionRelationIn(cat Catalog, o Object) bool {
+	sc, ok := cat.(*sessionCatalog)
+	if !ok {
+		return false
+	}
+	_, ok = sc.set.rels[o.Schema+"."+o.Name]
+	return ok || sc.set.uncertain[o.Schema+"."+o.Name]
+}
+
+func (a *pgAnalyzer) sessionRelation(o Object) bool { return a.sessionRelationIn(a.cat, o) }
 
 // altered records an ALTER of a relation; a relation of the session's own
 // is no longer known column by column.

@@ -27,6 +27,9 @@ type SessionRelation struct {
 	Lineage []Output
 	// OnCommitDrop: dropped when the transaction that created it commits.
 	OnCommitDrop bool
+	// Temporary: only this session sees it (PostgreSQL pg_temp, MySQL
+	// TEMPORARY); the others the catalog shows once read again.
+	Temporary bool
 }
 
 func (r *SessionRelation) key() string { return r.Schema + "." + r.Name }
@@ -228,9 +231,11 @@ func (t *relTracker) apply(e Effect) {
 	switch e.Kind {
 	case EffectCreateRel:
 		r := e.Relation
-		if r == nil || !(t.everySchema || sessionSchema(r.Schema)) {
-			return // the catalog, read again after the DDL, shows it
+		if r == nil {
+			return
 		}
+		// A relation only this session sees, or one the catalog reader
+		// cannot see before the transaction that made it commits.
 		if _, ok := t.current.rels[r.key()]; ok && e.Hold {
 			return // IF NOT EXISTS of one that exists: the server kept it
 		}
@@ -266,10 +271,11 @@ func (t *relTracker) apply(e Effect) {
 		n.rels[k] = &fed
 		t.current = n
 	case EffectUncertainRel:
-		if !t.everySchema && !sessionSchema(e.Value) {
-			return
-		}
+		// Hold: a session relation's new name (RENAME).
 		k := e.Value + "." + e.Name
+		if _, ok := t.current.rels[k]; !ok && !t.everySchema && !sessionSchema(e.Value) && !e.Hold {
+			return // not a relation of the session's
+		}
 		n := t.current.clone()
 		delete(n.rels, k)
 		n.uncertain[k] = true
@@ -280,15 +286,11 @@ func (t *relTracker) apply(e Effect) {
 		}
 		n := t.current.clone()
 		for k, r := range n.rels {
-			if r.Schema == "pg_temp" {
+			if r.Temporary {
 				delete(n.rels, k)
 			}
 		}
-		for k := range n.uncertain {
-			if s, _, _ := cutRelKey(k); s == "pg_temp" {
-				delete(n.uncertain, k)
-			}
-		}
+		clear(n.uncertain) // what sluice lost track of is gone too
 		t.current = n
 	}
 }
@@ -309,7 +311,9 @@ func (t *relTracker) commandTag(tag string) {
 // the transaction's changes; idle otherwise keeps them (dropping ON COMMIT
 // DROP relations); a ROLLBACK that left a transaction open (to a
 // savepoint) makes everything changed in it uncertain.
-func (t *relTracker) ready(status byte) {
+// committed reports that relations of the catalog's changed at commit
+// (the catalog is to be read again: it shows them now).
+func (t *relTracker) ready(status byte) (committed bool) {
 	switch status {
 	case 'I':
 		if t.failed {
@@ -317,11 +321,12 @@ func (t *relTracker) ready(status byte) {
 		} else if t.current != t.committed {
 			n := t.current
 			for k, r := range t.current.rels {
-				if r.OnCommitDrop {
+				if r.OnCommitDrop || !r.Temporary {
 					if n == t.current {
 						n = t.current.clone()
 					}
 					delete(n.rels, k)
+					committed = committed || !r.Temporary
 				}
 			}
 			t.current = n
@@ -346,4 +351,5 @@ func (t *relTracker) ready(status byte) {
 		}
 		t.failed, t.rolled = false, false
 	}
+	return committed
 }

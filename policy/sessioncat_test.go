@@ -141,3 +141,124 @@ func TestSessionTempTablesIsolated(t *testing.T) {
 		t.Fatalf("session b's table from contacts.contact not masked: %v", m)
 	}
 }
+
+// MySQL temporary tables: known once the server's OK confirms them, with
+// the lineage of what filled them; never rolled back (MySQL's temporary
+// table DDL is not transactional).
+func TestSessionTempTablesMySQL(t *testing.T) {
+	set, err := cedar.Load(fstest.MapFS{"p.cedar": {Data: []byte(`
+@id("all") permit (principal, action, resource)
+when { !(action == Sluice::Action::"read_unmasked") };
+@id("unmasked-unless-sensitive")
+permit (principal, action == Sluice::Action::"read_unmasked", resource)
+unless { resource.hasTag("pii") };
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := session.Target{Name: "my", Protocol: "mysql", Database: "app"}
+	cat := NewStaticCatalog(3, map[string][]string{"app.contacts": {"id", "contact"}})
+	cat.Tags = map[string]map[string]string{"app.contacts.contact": {"pii": "email"}}
+	e := NewEngine(set)
+	e.SetCatalog(target.Name, fixedCatalog{cat})
+	a := e.Session(session.Identity{Subject: "b", Groups: []string{"builders"}}, target)
+	apply := func(sql string) Decision {
+		t.Helper()
+		d := a.AuthorizeSQL(sql)
+		if !d.Allowed() {
+			t.Fatalf("%s: %s", sql, d.Reason)
+		}
+		for _, es := range d.Effects {
+			for _, e := range es {
+				a.ApplyEffect(e)
+			}
+		}
+		return d
+	}
+	if d := a.AuthorizeSQL("SELECT c FROM tmp_c"); d.Missing == nil {
+		t.Fatalf("before: %+v", d)
+	}
+	apply("CREATE TEMPORARY TABLE tmp_c AS SELECT contact AS c FROM contacts")
+	if m := maskedBy(a.AuthorizeSQL("SELECT c FROM tmp_c")); m["c"] == "" {
+		t.Fatalf("temp table from a masked column unmasked: %v", m)
+	}
+	apply("CREATE TEMPORARY TABLE tmp_p (x text)")
+	apply("INSERT INTO tmp_p SELECT contact FROM contacts")
+	if m := maskedBy(a.AuthorizeSQL("SELECT x FROM tmp_p")); m["x"] == "" {
+		t.Fatalf("masked values inserted into a temp table come back unmasked: %v", m)
+	}
+	d := a.AuthorizeSQL("CREATE TEMPORARY TABLE tmp_s SELECT contact FROM contacts; SELECT contact FROM tmp_s")
+	if !d.Allowed() || len(d.Masked[1]) != 1 {
+		t.Fatalf("one string: %+v", d)
+	}
+	apply("DROP TEMPORARY TABLE tmp_c")
+	if d := a.AuthorizeSQL("SELECT c FROM tmp_c"); d.Missing == nil {
+		t.Fatalf("after DROP: %+v", d)
+	}
+	apply("CREATE TEMPORARY TABLE tmp_q AS SELECT contact FROM contacts")
+	apply("RENAME TABLE tmp_q TO contacts")
+	if d := a.AuthorizeSQL("SELECT contact FROM contacts"); d.Allowed() {
+		t.Fatalf("a temp table renamed like contacts read as the catalog's: %+v", d)
+	}
+	apply("CREATE TEMPORARY TABLE tmp_z (a int)")
+	apply("ALTER TABLE tmp_z RENAME TO zz")
+	if d := a.AuthorizeSQL("SELECT a FROM zz"); d.Allowed() {
+		t.Fatalf("renamed with ALTER: %+v", d)
+	}
+	a.ApplyEffect(Effect{Kind: EffectDiscardTemp}) // COM_RESET_CONNECTION
+	if d := a.AuthorizeSQL("SELECT x FROM tmp_p"); d.Missing == nil {
+		t.Fatalf("after a connection reset: %+v", d)
+	}
+}
+
+// A temporary table renamed like a catalog table would stand in for it
+// (the server finds the temporary one first): statements naming it are
+// refused, in both dialects.
+func TestSessionTempTableRenamedLikeACatalogTable(t *testing.T) {
+	a := builder(t)
+	run(t, a, "CREATE TEMP TABLE tmp_r AS SELECT contact FROM contacts", 'I')
+	if d := run(t, a, "ALTER TABLE tmp_r RENAME TO orders", 'I'); !d.Allowed() {
+		t.Fatal(d.Reason)
+	}
+	if d := a.AuthorizeSQL("SELECT * FROM orders"); d.Allowed() {
+		t.Fatalf("orders read as the catalog's while a renamed temp table stands in for it: %+v", d)
+	}
+	if d := a.AuthorizeSQL("SELECT * FROM public.orders"); !d.Allowed() {
+		t.Fatalf("the catalog's orders, qualified: %s", d.Reason)
+	}
+}
+
+// Relations created or altered in an open transaction are invisible to the
+// catalog reader until it commits: the session follows them until then.
+func TestSessionRelationsInTransaction(t *testing.T) {
+	a := builder(t)
+	run(t, a, "BEGIN", 'T')
+	run(t, a, "CREATE TABLE canary (id text PRIMARY KEY)", 'T')
+	if d := a.AuthorizeSQL("SELECT * FROM canary"); !d.Allowed() {
+		t.Fatalf("a table created in the open transaction: %s", d.Reason)
+	}
+	run(t, a, "ALTER TABLE contacts ADD COLUMN note text", 'T')
+	if d := a.AuthorizeSQL("SELECT note, contact FROM contacts"); !d.Allowed() || maskedBy(d)["contact"] == "" {
+		t.Fatalf("a column added in the open transaction: %+v", d)
+	}
+	run(t, a, "COMMIT", 'I')
+	// Committed: the catalog is the source again (this test's does not
+	// change, so canary is gone from sluice's view).
+	if d := a.AuthorizeSQL("SELECT * FROM canary"); d.Missing == nil {
+		t.Fatalf("after commit the session still follows canary: %+v", d)
+	}
+	// A temp table's columns through ALTER.
+	run(t, a, "CREATE TEMP TABLE to_change (name text, age int)", 'I')
+	run(t, a, "ALTER TABLE to_change ALTER COLUMN age TYPE float4", 'I')
+	run(t, a, "ALTER TABLE to_change ADD COLUMN extra int, DROP COLUMN name", 'I')
+	if d := a.AuthorizeSQL("SELECT age, extra FROM to_change"); !d.Allowed() {
+		t.Fatalf("after ALTER: %s", d.Reason)
+	}
+	if d := a.AuthorizeSQL("SELECT name FROM to_change"); d.Allowed() {
+		t.Fatal("a dropped column resolved")
+	}
+	// ALTER TYPE of a composite type is not about a relation.
+	if d := run(t, a, "CREATE TYPE compositetype AS (attr1 int, attr2 int); ALTER TYPE compositetype DROP ATTRIBUTE attr1", 'I'); !d.Allowed() {
+		t.Fatalf("ALTER TYPE … DROP ATTRIBUTE: %s", d.Reason)
+	}
+}

@@ -408,6 +408,16 @@ func (s *Session) statementDone() {
 			if m, err := policy.ParseSQLMode(e.Value); err == nil {
 				s.cfg.Authorizer.SetSQLMode(m)
 			}
+		case policy.EffectCreateRel, policy.EffectDropRel, policy.EffectFeedRel, policy.EffectUncertainRel:
+			// MySQL's temporary tables: their DDL is not transactional,
+			// so the server's OK is final. Other DDL commits at once, and
+			// the catalog, read again, shows it.
+			if e.Kind == policy.EffectCreateRel && (e.Relation == nil || !e.Relation.Temporary) {
+				continue
+			}
+			if f, ok := s.cfg.Authorizer.(interface{ ApplyEffect(policy.Effect) }); ok {
+				f.ApplyEffect(e)
+			}
 		}
 	}
 }
@@ -424,9 +434,13 @@ func (s *Session) single(p phys) {
 		delete(s.cursors, r.stmtID)
 	case r.resetConn:
 		// Every session variable is back at its global value and every
-		// prepared statement gone: start over from what the server says.
+		// prepared statement and temporary table gone: start over from
+		// what the server says.
 		clear(s.stmts)
 		clear(s.cursors)
+		if f, ok := s.cfg.Authorizer.(interface{ ApplyEffect(policy.Effect) }); ok {
+			f.ApplyEffect(policy.Effect{Kind: policy.EffectDiscardTemp})
+		}
 		s.hasLastStmt = false
 		s.resetPending = true
 	}

@@ -202,7 +202,7 @@ func (s *Session) bind(m *pgproto3.Bind, f frame, out *session.Output) error {
 		s.wait(f)
 		return nil
 	case l == unknown:
-		s.refuseExtended(policy.Decision{Reason: fmt.Sprintf("prepared statement %q is not one sluice saw prepared in this session: refused", m.PreparedStatement)}, "", out)
+		s.refuseMissing("prepared statement", m.PreparedStatement, out)
 		return nil
 	case p.sqlLevel:
 		s.refuseExtended(policy.Decision{Reason: fmt.Sprintf("prepared statement %q was made by SQL PREPARE, whose text sluice does not follow: bind statements prepared with Parse", m.PreparedStatement)}, "", out)
@@ -260,7 +260,7 @@ func (s *Session) execute(name string, f frame, out *session.Output) error {
 		s.wait(f)
 		return nil
 	case unknown:
-		s.refuseExtended(policy.Decision{Reason: fmt.Sprintf("portal %q is not one sluice saw bound in this session: refused", name)}, "", out)
+		s.refuseMissing("portal", name, out)
 		return nil
 	}
 	plan := newRowPlan(p.masked, p.width, s.detect)
@@ -291,6 +291,14 @@ func decode(name string, m interface{ Decode([]byte) error }, body []byte) error
 // push queues an op in the current batch; a Sync or simple Query ends it.
 func (s *Session) push(o op) {
 	o.batch = s.batch
+	if s.skipping {
+		// The server discards it unanswered; a Sync ends the skipping.
+		if o.kind == opSync {
+			s.skipping = false
+		} else {
+			o.skipped = true
+		}
+	}
 	s.ops = append(s.ops, o)
 	if o.kind.endsAtReadyForQuery() {
 		s.batch++
@@ -312,9 +320,26 @@ func (s *Session) refuseSimple(d policy.Decision, sql string, out *session.Outpu
 // protocol: the failing Describe makes the server report an error there and
 // skip every message until Sync, as it would had the statement failed itself.
 func (s *Session) refuseExtended(d policy.Decision, sql string, out *session.Output) {
+	s.refuseExtendedWith(denialError(d), d, sql, out)
+}
+
+func (s *Session) refuseExtendedWith(e *pgproto3.ErrorResponse, d policy.Decision, sql string, out *session.Output) {
 	out.ToServer = s.appendPoison(out.ToServer)
-	s.push(op{kind: opDescribeStatement, name: s.poisonName, denial: denialError(d), rec: s.record(sql, d)})
+	s.push(op{kind: opDescribeStatement, name: s.poisonName, denial: e, rec: s.record(sql, d)})
 	s.logRefusal(d, sql)
+}
+
+// refuseMissing refuses a message naming a prepared statement or portal
+// sluice has no record of. sluice follows the server's confirmations, so
+// the server has none either: the client gets the server's own error
+// (26000 / 34000), which drivers act on (pgx re-prepares).
+func (s *Session) refuseMissing(kind, name string, out *session.Output) {
+	e := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "26000",
+		Message: fmt.Sprintf("prepared statement %q does not exist", name)}
+	if kind == "portal" {
+		e.Code, e.Message = "34000", fmt.Sprintf("portal %q does not exist", name)
+	}
+	s.refuseExtendedWith(e, policy.Decision{Reason: fmt.Sprintf("%s %q is not one sluice saw created in this session", kind, name)}, "", out)
 }
 
 func (s *Session) logRefusal(d policy.Decision, sql string) {

@@ -101,6 +101,12 @@ func (s *Session) readyServerFrame(f frame, out *session.Output) error {
 		}
 		return err
 	}
+	for len(s.ops) > 0 && s.ops[0].skipped {
+		if r := s.ops[0].rec; r != nil && r.Error == "" {
+			r.Error = "not run: the server skipped it after an earlier error"
+		}
+		s.pop() // discarded by the server: no answer comes
+	}
 	if len(s.ops) == 0 {
 		// e.g. a FATAL error on shutdown.
 		out.ToClient = append(out.ToClient, f.raw...)
@@ -252,6 +258,9 @@ func (s *Session) afterError() {
 	}
 	for len(s.ops) > 0 && s.ops[0].kind != opSync {
 		s.pop()
+	}
+	if len(s.ops) == 0 {
+		s.skipping = true // messages the client sends next are skipped too
 	}
 }
 

@@ -96,6 +96,9 @@ type op struct {
 	// batch numbers the run of messages up to a Sync (or a simple Query):
 	// an error makes the server skip the rest of its batch.
 	batch int
+	// skipped: sent while the server skips messages after an error, up to
+	// the next Sync; it gets no answer.
+	skipped bool
 	name  string // Parse, Close, Describe: the object; Bind, Execute: the portal
 	close byte   // Close: 'S' or 'P'
 	// prep and port are what a Parse or Bind creates once the server
@@ -153,6 +156,10 @@ type Session struct {
 
 	ops        []op
 	batch      int              // the batch new client messages join
+	// skipping: an extended-protocol message failed and no Sync has been
+	// sent since: the server discards every message until one comes (a
+	// pipeline that only flushes).
+	skipping bool
 	obj        objects          // prepared statements and portals, as confirmed
 	cur        *rowPlan         // simple protocol: the result being returned
 	scratchRow pgproto3.DataRow // decoded recorded rows (see rowTap)

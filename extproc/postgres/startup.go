@@ -93,6 +93,10 @@ func appendStartupParams(dst, raw []byte, kv ...string) []byte {
 var allowedStartupParams = map[string]bool{
 	"user": true, "database": true, "application_name": true, "client_encoding": true,
 	"datestyle": true, "timezone": true, "extra_float_digits": true, "intervalstyle": true,
+	// How the session reports and waits, never what it may read.
+	"client_min_messages": true, "lock_timeout": true, "idle_in_transaction_session_timeout": true,
+	"idle_session_timeout": true, "default_transaction_isolation": true, "default_transaction_read_only": true,
+	"bytea_output": true,
 }
 
 func (s *Session) checkStartup(params map[string]string) error {

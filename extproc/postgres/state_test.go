@@ -101,14 +101,17 @@ func TestUnknownStatementAndPortalRefused(t *testing.T) {
 	// SQL PREPARE shares the protocol's namespace.
 	exchange(t, s, enc(t, &pgproto3.Query{String: "PREPARE p AS SELECT email FROM customers"}),
 		enc(t, &pgproto3.CommandComplete{CommandTag: []byte("PREPARE")}, rfq))
-	for _, msgs := range [][]byte{
-		enc(t, &pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{}, &pgproto3.Sync{}),
-		enc(t, &pgproto3.Bind{PreparedStatement: "never"}, &pgproto3.Execute{}, &pgproto3.Sync{}),
-		enc(t, &pgproto3.Execute{Portal: "never"}, &pgproto3.Sync{}),
+	// The SQL-level one is refused by policy; names sluice never saw get
+	// the server's own "does not exist" (sluice follows the server, so the
+	// server has none either), and never reach it.
+	for msgs, code := range map[string]string{
+		string(enc(t, &pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{}, &pgproto3.Sync{})):     "42501",
+		string(enc(t, &pgproto3.Bind{PreparedStatement: "never"}, &pgproto3.Execute{}, &pgproto3.Sync{})): "26000",
+		string(enc(t, &pgproto3.Execute{Portal: "never"}, &pgproto3.Sync{})):                              "34000",
 	} {
-		toServer, toClient := exchange(t, s, msgs, enc(t, srvErr("26000"), rfq))
-		if bytes.Contains(toServer, []byte{'B'}) && !bytes.Contains(toServer, []byte("sluice: refused")) || errorIn(t, toClient) == nil || errorIn(t, toClient).Code != "42501" {
-			t.Fatalf("to server %q, client %q", toServer, toClient)
+		toServer, toClient := exchange(t, s, []byte(msgs), enc(t, srvErr("26000"), rfq))
+		if bytes.Contains(toServer, []byte{'B'}) && !bytes.Contains(toServer, []byte("sluice: refused")) || errorIn(t, toClient) == nil || errorIn(t, toClient).Code != code {
+			t.Fatalf("to server %q, client %q, want %s", toServer, toClient, code)
 		}
 	}
 }
@@ -246,5 +249,34 @@ func TestErrorAboutMaskedValueWithheld(t *testing.T) {
 		enc(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: `invalid input syntax for type integer: "customer1@example.com"`}, rfq))
 	if leaks(toClient) || errorIn(t, toClient).Code != "22P02" {
 		t.Fatalf("client got %q", toClient)
+	}
+}
+
+// A pipeline that flushes without Sync: after an error the server skips
+// every message until a Sync, those the client sends later included
+// (pgx's TestPipelineFlushWithError).
+func TestPipelineFlushAfterErrorSkipsLaterMessages(t *testing.T) {
+	s := maskingSession(t)
+	query := func(sql string) []byte {
+		return enc(t, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
+	}
+	one := &pgproto3.DataRow{Values: [][]byte{[]byte("1")}}
+	intRow := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("v"), DataTypeOID: 23}}}
+	batch := append(append(query("select 1"), query("select 1/(3-n) from generate_series(1,10) n")...), query("select 2")...)
+	batch = append(batch, enc(t, &pgproto3.Flush{})...)
+	exchange(t, s, batch,
+		enc(t, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, intRow, one, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}),
+		enc(t, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, intRow, srvErr("22012")))
+	// Sent while the server skips: no answer, until the Sync's.
+	exchange(t, s, append(query("select 3"), enc(t, &pgproto3.Flush{})...))
+	_, toClient := exchange(t, s, enc(t, &pgproto3.Sync{}), enc(t, rfq))
+	if !bytes.Contains(toClient, []byte{'Z'}) || len(s.ops) != 0 {
+		t.Fatalf("after the Sync: client %q, ops %d", toClient, len(s.ops))
+	}
+	// And in step again.
+	_, toClient = exchange(t, s, append(query("select 4"), enc(t, &pgproto3.Sync{})...),
+		enc(t, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, intRow, one, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, rfq))
+	if !bytes.Contains(toClient, []byte("SELECT 1")) {
+		t.Fatalf("next batch: %q", toClient)
 	}
 }
