@@ -99,8 +99,8 @@ type op struct {
 	// skipped: sent while the server skips messages after an error, up to
 	// the next Sync; it gets no answer.
 	skipped bool
-	name  string // Parse, Close, Describe: the object; Bind, Execute: the portal
-	close byte   // Close: 'S' or 'P'
+	name    string // Parse, Close, Describe: the object; Bind, Execute: the portal
+	close   byte   // Close: 'S' or 'P'
 	// prep and port are what a Parse or Bind creates once the server
 	// confirms it.
 	prep *prepared
@@ -154,12 +154,12 @@ type Session struct {
 	server framer
 	phase  phase
 
-	ops        []op
-	batch      int              // the batch new client messages join
+	ops   []op
+	batch int // the batch new client messages join
 	// skipping: an extended-protocol message failed and no Sync has been
 	// sent since: the server discards every message until one comes (a
 	// pipeline that only flushes).
-	skipping bool
+	skipping   bool
 	obj        objects          // prepared statements and portals, as confirmed
 	cur        *rowPlan         // simple protocol: the result being returned
 	scratchRow pgproto3.DataRow // decoded recorded rows (see rowTap)
