@@ -145,11 +145,17 @@ type result struct {
 
 // runSuite runs go test -json in dir with env and returns each test's
 // outcome by "package Test".
-func runSuite(t *testing.T, dir string, env []string, pkgs ...string) map[string]*result {
+func runSuite(t *testing.T, dir string, env []string, skip string, pkgs ...string) map[string]*result {
 	t.Helper()
 	args := []string{"test", "-json", "-count=1", "-p", "1", "-timeout", "20m"}
 	if run := os.Getenv("SLUICE_SUITE_RUN"); run != "" {
 		args = append(args, "-run", run) // to look at some tests again
+	}
+	if s := os.Getenv("SLUICE_SUITE_SKIP"); s != "" {
+		skip = s
+	}
+	if skip != "" {
+		args = append(args, "-skip", skip)
 	}
 	args = append(args, pkgs...)
 	cmd := exec.Command("go", args...)
@@ -239,9 +245,12 @@ func compare(t *testing.T, name string, direct, via map[string]*result) {
 	// Why tests fail either way (the drivers' suites expect setups this
 	// machine may lack: TLS certificates, other servers, extensions).
 	reasons := map[string]int{}
-	for _, r := range direct {
+	for k, r := range direct {
 		if r.action == "fail" {
 			reasons[firstError(r.output.String())]++
+			if len(reasons) <= 8 {
+				t.Logf("  failed direct: %s", k)
+			}
 		}
 	}
 	var rs []string
@@ -305,8 +314,8 @@ func TestPgxSuite(t *testing.T) {
 	dir := moduleDir(t, pgxModule)
 	// The cluster authenticates with SCRAM only: pgx_pw (SCRAM, superuser).
 	pg := g.stack.PG.Addr()
-	direct := runSuite(t, dir, []string{"PGX_TEST_DATABASE=postgres://pgx_pw:secret@" + pg + "/pgx_test"}, pgxPackages...)
-	through := runSuite(t, dir, []string{"PGX_TEST_DATABASE=postgres://pgx_pw:secret@" + via + "/pgx_test"}, pgxPackages...)
+	direct := runSuite(t, dir, []string{"PGX_TEST_DATABASE=postgres://pgx_pw:secret@" + pg + "/pgx_test"}, "", pgxPackages...)
+	through := runSuite(t, dir, []string{"PGX_TEST_DATABASE=postgres://pgx_pw:secret@" + via + "/pgx_test"}, "", pgxPackages...)
 	compare(t, "pgx v5.13.0 ("+strings.Join(pgxPackages, " ")+")", direct, through)
 }
 
@@ -319,7 +328,10 @@ func TestGoMySQLSuite(t *testing.T) {
 	env := func(addr string) []string {
 		return []string{"MYSQL_TEST_USER=gotest", "MYSQL_TEST_PASS=secret", "MYSQL_TEST_PROT=tcp", "MYSQL_TEST_ADDR=" + addr, "MYSQL_TEST_DBNAME=gotest"}
 	}
-	direct := runSuite(t, dir, env(g.stack.Maria.Addr()), ".")
-	through := runSuite(t, dir, env(via), ".")
+	// TestConnectorReturnsTimeout dials an unroutable address and panics
+	// in this sandbox, direct too, which would end the package's run.
+	const skip = "TestConnectorReturnsTimeout"
+	direct := runSuite(t, dir, env(g.stack.Maria.Addr()), skip, ".")
+	through := runSuite(t, dir, env(via), skip, ".")
 	compare(t, "go-sql-driver/mysql v1.10.1", direct, through)
 }
