@@ -92,9 +92,9 @@ func TestAttackPostgresProtocolState(t *testing.T) {
 			&pgproto3.Query{String: "DEALLOCATE s2; PREPARE s2 AS SELECT email FROM customers WHERE id = 1"},
 			&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "ERROR 42501"},
 		{"a statement never prepared", 1, []pgproto3.FrontendMessage{
-			&pgproto3.Bind{PreparedStatement: "nowhere"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "ERROR 42501"},
+			&pgproto3.Bind{PreparedStatement: "nowhere"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "ERROR 26000 prepared statement \"nowhere\" does not exist"},
 		{"a portal never bound", 1, []pgproto3.FrontendMessage{
-			&pgproto3.Execute{Portal: "nowhere"}, &pgproto3.Sync{}}, "ERROR 42501"},
+			&pgproto3.Execute{Portal: "nowhere"}, &pgproto3.Sync{}}, "ERROR 34000 portal \"nowhere\" does not exist"},
 		{"a cursor's rows through protocol Execute", 2, []pgproto3.FrontendMessage{
 			&pgproto3.Query{String: "DECLARE c1 CURSOR WITH HOLD FOR SELECT email FROM customers WHERE id = 1"},
 			&pgproto3.Describe{ObjectType: 'P', Name: "c1"}, &pgproto3.Execute{Portal: "c1"}, &pgproto3.Sync{}}, "***"},
@@ -108,7 +108,7 @@ func TestAttackPostgresProtocolState(t *testing.T) {
 			&pgproto3.Bind{PreparedStatement: "s3"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "***"},
 		{"a Bind across batches waits for the Parse's outcome", 2, []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Name: "s4", Query: "SELECT email + 1 FROM customers"}, &pgproto3.Sync{},
-			&pgproto3.Bind{PreparedStatement: "s4"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "ERROR 42501"},
+			&pgproto3.Bind{PreparedStatement: "s4"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "ERROR 26000 prepared statement \"s4\" does not exist"},
 	} {
 		r := dialRawPG(t)
 		out := r.run(tc.syncs, tc.msgs...)
