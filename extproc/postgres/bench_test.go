@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -73,4 +74,47 @@ func BenchmarkMasking(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkLargeBatch feeds one extended-protocol batch of 20,000
+// statements (pgx's ExecBatch) and its answers: the cost per statement
+// must not grow with the batch (it did: a scan of the batch per message).
+func BenchmarkLargeBatch(b *testing.B) {
+	const n = 20000
+	var client, server []byte
+	row := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("text"), DataTypeOID: 25}}}
+	for i := range n {
+		v := []byte(strconv.Itoa(i))
+		client = append(client, enc(b, &pgproto3.Parse{Query: "select $1::text"}, &pgproto3.Bind{Parameters: [][]byte{v}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})...)
+		server = append(server, enc(b, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, row, &pgproto3.DataRow{Values: [][]byte{v}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})...)
+	}
+	client = append(client, enc(b, &pgproto3.Sync{})...)
+	server = append(server, enc(b, &pgproto3.ReadyForQuery{TxStatus: 'I'})...)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		s := newTestSession(b, "analysts")
+		ready(b, s)
+		b.StartTimer()
+		var out session.Output
+		for _, side := range []struct {
+			data   []byte
+			client bool
+		}{{client, true}, {server, false}} {
+			for off := 0; off < len(side.data); off += 64 << 10 {
+				out.Reset()
+				chunk := side.data[off:min(off+64<<10, len(side.data))]
+				var err error
+				if side.client {
+					err = s.FromClient(chunk, &out)
+				} else {
+					err = s.FromServer(chunk, &out)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/statement")
 }

@@ -94,14 +94,7 @@ func (s *Session) readyFrame(f frame, out *session.Output) error {
 // doomed reports whether the current batch holds a refusal: the server
 // fails there and skips every message up to Sync, so those need no
 // decision (nor waiting for one).
-func (s *Session) doomed() bool {
-	for i := len(s.ops) - 1; i >= 0 && s.ops[i].batch == s.batch; i-- {
-		if s.ops[i].denial != nil {
-			return true
-		}
-	}
-	return false
-}
+func (s *Session) doomed() bool { return s.refusedBatch == s.batch+1 }
 
 // query decides a simple Query: its statements, and the cursors its
 // FETCHes read.
@@ -291,6 +284,9 @@ func decode(name string, m interface{ Decode([]byte) error }, body []byte) error
 // push queues an op in the current batch; a Sync or simple Query ends it.
 func (s *Session) push(o op) {
 	o.batch = s.batch
+	if o.denial != nil {
+		s.refusedBatch = s.batch + 1 // kept as a number: no scan per message
+	}
 	if s.skipping {
 		// The server discards it unanswered; a Sync ends the skipping.
 		if o.kind == opSync {

@@ -159,14 +159,16 @@ type Session struct {
 	// skipping: an extended-protocol message failed and no Sync has been
 	// sent since: the server discards every message until one comes (a
 	// pipeline that only flushes).
-	skipping   bool
-	obj        objects          // prepared statements and portals, as confirmed
-	cur        *rowPlan         // simple protocol: the result being returned
-	scratchRow pgproto3.DataRow // decoded recorded rows (see rowTap)
-	stats      maskStats
-	detect     bool
-	login      *brokeredLogin // nil: the client authenticates itself
-	recordRows bool           // the observer keeps the rows the client received
+	skipping bool
+	// refusedBatch is 1 + the last batch that holds a refusal (0: none).
+	refusedBatch int
+	obj          objects          // prepared statements and portals, as confirmed
+	cur          *rowPlan         // simple protocol: the result being returned
+	scratchRow   pgproto3.DataRow // decoded recorded rows (see rowTap)
+	stats        maskStats
+	detect       bool
+	login        *brokeredLogin // nil: the client authenticates itself
+	recordRows   bool           // the observer keeps the rows the client received
 
 	// held is the statement waiting for a human; waiting: a message names
 	// an object whose fate an earlier batch still decides. Either way the

@@ -44,7 +44,7 @@ func sessionFor(t testing.TB, target session.Target, groups ...string) *Session 
 }
 
 // ready drives a session through startup and authentication.
-func ready(t *testing.T, s *Session) {
+func ready(t testing.TB, s *Session) {
 	t.Helper()
 	var out session.Output
 	start := enc(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "u", "database": "app"}})
