@@ -334,3 +334,41 @@ func TestIntrospectionMySQLTempTableStaysMasked(t *testing.T) {
 		t.Fatalf("after DROP: %v", err)
 	}
 }
+
+// A table dropped and created again with other columns, in the same
+// session: the analysis reads the new columns (the catalog is read again
+// after DDL through sluice, and when a column is unknown).
+func TestIntrospectionRecreatedTable(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(connectTo(t, mysqlTarget, tokenFor(t, "my-recreate", []string{"migrators", "e2e-ddl"}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS recreated", "CREATE TABLE recreated (a int)", "INSERT INTO recreated VALUES (1)", "SELECT a FROM recreated",
+		"DROP TABLE recreated", "CREATE TABLE recreated (ts datetime, b int)", "INSERT INTO recreated VALUES (NOW(), 2)", "SELECT ts, b FROM recreated",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, agentConnect(t, "pg-recreate", []string{"migrators", "e2e-ddl"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS recreated", "CREATE TABLE recreated (a int)", "SELECT a FROM recreated",
+		"DROP TABLE recreated", "CREATE TABLE recreated (ts timestamptz, b int)", "SELECT ts, b FROM recreated",
+		"BEGIN", "ALTER TABLE recreated ADD COLUMN c text", "SELECT c FROM recreated", "COMMIT", "SELECT c FROM recreated", "DROP TABLE recreated",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
