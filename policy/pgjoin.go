@@ -1,0 +1,72 @@
+package policy
+
+import (
+	"maps"
+	"slices"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// visibleCols are a relation's columns but those a JOIN … USING merged.
+func (a *pgAnalyzer) visibleCols(r relation) []Output {
+	cols := a.relCols(r)
+	if len(r.hidden) == 0 {
+		return cols
+	}
+	return slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[c.Name] })
+}
+
+// joinUsing merges the USING columns of a join whose left side is
+// sc.rels[start:mid] and right side sc.rels[mid:]: each name must be one
+// column on each side; the merged column (both sides' sources) comes
+// first, as PostgreSQL puts it, and the sides' own are then reachable only
+// qualified.
+func (a *pgAnalyzer) joinUsing(j *pg.JoinExpr, sc *scope, start, mid int) error {
+	var merged []Output
+names:
+	for _, u := range j.UsingClause {
+		name := u.GetString_().GetSval()
+		var sides [2]Output
+		for i, rels := range [][]relation{sc.rels[start:mid], sc.rels[mid:]} {
+			n := 0
+			for _, r := range rels {
+				if r.opaque || r.table != nil {
+					n = -1 // columns sluice cannot name: resolve as before
+					break
+				}
+				for _, c := range a.visibleCols(r) {
+					if c.Name == name {
+						sides[i] = c
+						n++
+					}
+				}
+			}
+			if n != 1 {
+				src, err := a.columnSources([]string{name}, sc)
+				if err != nil {
+					return err
+				}
+				a.use(src...)
+				continue names
+			}
+		}
+		m := Output{Name: name, Sources: union(slices.Clone(sides[0].Sources), sides[1].Sources...)}
+		// An inner or one-sided join's merged value is one side's value;
+		// a FULL join's is COALESCE of both.
+		m.Bare = j.Jointype != pg.JoinType_JOIN_FULL && sides[0].Bare && sides[1].Bare && len(sides[0].Sources) == 1 && slices.Equal(sides[0].Sources, sides[1].Sources)
+		a.use(m.Sources...)
+		merged = append(merged, m)
+	}
+	for i := start; i < len(sc.rels); i++ {
+		h := maps.Clone(sc.rels[i].hidden)
+		if h == nil {
+			h = map[string]bool{}
+		}
+		for _, m := range merged {
+			h[m.Name] = true
+		}
+		sc.rels[i].hidden = h
+	}
+	sc.rels = slices.Insert(sc.rels, start, relation{cols: merged})
+	return nil
+}
