@@ -103,3 +103,29 @@ func TestMySQLBuiltinCalls(t *testing.T) {
 		}
 	}
 }
+
+// MySQL returns a JOIN … USING column once, first, for *: the analysis
+// has the result's width, so masks land on the right columns.
+func TestMySQLJoinUsingStar(t *testing.T) {
+	cat := NewStaticCatalog(1, map[string][]string{
+		"app.customers": {"id", "name", "email"}, "app.orders": {"id", "total"},
+	})
+	for sql, want := range map[string]string{
+		"SELECT * FROM customers JOIN orders USING (id)":           "id name email total",
+		"SELECT customers.* FROM customers JOIN orders USING (id)": "id name email",
+		"SELECT id, name FROM customers JOIN orders USING (id)":    "id name",
+	} {
+		a := AnalyzeMySQL(sql, MySQLSession{Database: "app"}, cat)
+		if a.Err != nil {
+			t.Errorf("%s: %v", sql, a.Err)
+			continue
+		}
+		var names []string
+		for _, o := range a.Statements[0].Outputs {
+			names = append(names, o.Name)
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("%s: %q, want %q", sql, got, want)
+		}
+	}
+}

@@ -184,7 +184,11 @@ func (a *myAnalyzer) star(w *ast.WildCardField, sc *scope) []Output {
 		if w.Table.O != "" && !strings.EqualFold(r.alias, w.Table.O) {
 			continue
 		}
-		out = append(out, myRelCols(r)...)
+		cols := myRelCols(r)
+		if w.Table.O == "" && len(r.hidden) > 0 {
+			cols = slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[strings.ToLower(c.Name)] })
+		}
+		out = append(out, cols...)
 	}
 	return out
 }
@@ -202,11 +206,13 @@ func myRelCols(r relation) []Output {
 func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *scope) error {
 	switch f := n.(type) {
 	case *ast.Join:
+		start := len(sc.rels)
 		if f.Left != nil {
 			if err := a.fromItem(f.Left, sc); err != nil {
 				return err
 			}
 		}
+		mid := len(sc.rels)
 		if f.Right != nil {
 			if err := a.fromItem(f.Right, sc); err != nil {
 				return err
@@ -217,12 +223,29 @@ func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *scope) error {
 				return err
 			}
 		}
+		var merged []Output
 		for _, u := range f.Using {
 			src, err := a.column(&ast.ColumnName{Name: u.Name}, sc)
 			if err != nil {
 				return err
 			}
 			a.use(src...)
+			merged = append(merged, Output{Name: u.Name.O, Sources: src})
+		}
+		if len(merged) > 0 && mid > start && !slices.ContainsFunc(sc.rels[start:], func(r relation) bool { return r.opaque || r.table != nil }) {
+			// As PostgreSQL, MySQL returns a USING column once, first, for
+			// * (from both sides: never a bare value of one column).
+			for i := start; i < len(sc.rels); i++ {
+				h := maps.Clone(sc.rels[i].hidden)
+				if h == nil {
+					h = map[string]bool{}
+				}
+				for _, m := range merged {
+					h[strings.ToLower(m.Name)] = true
+				}
+				sc.rels[i].hidden = h
+			}
+			sc.rels = slices.Insert(sc.rels, start, relation{cols: merged})
 		}
 	case *ast.TableSource:
 		alias := f.AsName.O
@@ -409,7 +432,7 @@ func (a *myAnalyzer) columnRef(cn *ast.ColumnName, sc *scope) (Output, error) {
 					n++
 				default:
 					for _, c := range r.cols {
-						if strings.EqualFold(c.Name, col) {
+						if strings.EqualFold(c.Name, col) && !r.hidden[strings.ToLower(col)] {
 							found.Sources = union(found.Sources, c.Sources...)
 							found.Bare = c.Bare
 							n++
