@@ -114,6 +114,7 @@ func TestMySQLJoinUsingStar(t *testing.T) {
 		"SELECT * FROM customers JOIN orders USING (id)":           "id name email total",
 		"SELECT customers.* FROM customers JOIN orders USING (id)": "id name email",
 		"SELECT id, name FROM customers JOIN orders USING (id)":    "id name",
+		"SELECT * FROM customers NATURAL JOIN orders":              "id name email total",
 	} {
 		a := AnalyzeMySQL(sql, MySQLSession{Database: "app"}, cat)
 		if a.Err != nil {

@@ -223,8 +223,19 @@ func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *scope) error {
 				return err
 			}
 		}
+		using := f.Using
+		if f.NaturalJoin {
+			using = nil
+			visible := func(r relation) []Output {
+				cols := myRelCols(r)
+				return slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[strings.ToLower(c.Name)] })
+			}
+			for _, n := range commonColumns(visible, sc.rels[start:mid], sc.rels[mid:]) {
+				using = append(using, &ast.ColumnName{Name: ast.NewCIStr(n)})
+			}
+		}
 		var merged []Output
-		for _, u := range f.Using {
+		for _, u := range using {
 			src, err := a.column(&ast.ColumnName{Name: u.Name}, sc)
 			if err != nil {
 				return err

@@ -22,10 +22,16 @@ func (a *pgAnalyzer) visibleCols(r relation) []Output {
 // first, as PostgreSQL puts it, and the sides' own are then reachable only
 // qualified.
 func (a *pgAnalyzer) joinUsing(j *pg.JoinExpr, sc *scope, start, mid int) error {
+	var names []string
+	for _, u := range j.UsingClause {
+		names = append(names, u.GetString_().GetSval())
+	}
+	if j.IsNatural {
+		names = commonColumns(a.visibleCols, sc.rels[start:mid], sc.rels[mid:])
+	}
 	var merged []Output
 names:
-	for _, u := range j.UsingClause {
-		name := u.GetString_().GetSval()
+	for _, name := range names {
 		var sides [2]Output
 		for i, rels := range [][]relation{sc.rels[start:mid], sc.rels[mid:]} {
 			n := 0
@@ -69,4 +75,37 @@ names:
 	}
 	sc.rels = slices.Insert(sc.rels, start, relation{cols: merged})
 	return nil
+}
+
+// commonColumns are the column names both sides of a NATURAL JOIN have, in
+// the left side's order (none when a side has columns sluice cannot name).
+func commonColumns(cols func(relation) []Output, left, right []relation) []string {
+	has := func(rels []relation) (map[string]bool, []string, bool) {
+		m := map[string]bool{}
+		var order []string
+		for _, r := range rels {
+			if r.opaque || r.table != nil {
+				return nil, nil, false
+			}
+			for _, c := range cols(r) {
+				if !m[c.Name] {
+					m[c.Name] = true
+					order = append(order, c.Name)
+				}
+			}
+		}
+		return m, order, true
+	}
+	_, order, ok1 := has(left)
+	rm, _, ok2 := has(right)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	var out []string
+	for _, n := range order {
+		if rm[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }

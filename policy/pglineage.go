@@ -327,7 +327,7 @@ func (a *pgAnalyzer) fromItem(n *pg.Node, sc *scope) error {
 		if err := a.uses(sc, f.JoinExpr.Quals); err != nil {
 			return err
 		}
-		if len(f.JoinExpr.UsingClause) > 0 {
+		if len(f.JoinExpr.UsingClause) > 0 || f.JoinExpr.IsNatural {
 			if err := a.joinUsing(f.JoinExpr, sc, start, mid); err != nil {
 				return err
 			}

@@ -94,6 +94,8 @@ func TestJoinUsingMerges(t *testing.T) {
 		"SELECT j.* FROM (customers JOIN orders USING (id)) AS j":                 "id name email ssn customer_id total_cents",
 		"SELECT c.id, o.id FROM customers c JOIN orders o USING (id)":             "id id",
 		"SELECT * FROM customers JOIN orders USING (id) JOIN contacts USING (id)": "id name email ssn customer_id total_cents contact",
+		"SELECT * FROM customers NATURAL JOIN orders":                             "id name email ssn customer_id total_cents",
+		"SELECT * FROM contacts NATURAL JOIN contacts_2024":                       "id contact",
 	} {
 		a := AnalyzePostgres(sql, cat)
 		if a.Err != nil {
