@@ -555,15 +555,22 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 }
 
 // strategy picks how to mask a column from its sources' tags: an explicit
-// "mask" tag, else by the kind of personal data ("pii" tag), else redaction.
-// Sources that disagree are redacted.
+// "mask" tag, else full redaction for a "secret" (or credential, or other
+// sessions' text) whatever else it is, else by the kind of personal data
+// ("pii" tag), else redaction: the strictest tag wins. Sources that
+// disagree are redacted.
 func (a *Authorizer) strategy(sources []Column, d *decider) string {
 	chosen := ""
 	for _, c := range sources {
 		s := "redact"
 		if e, ok := d.ents.Get(a.columnUID(c, d.ents)); ok {
+			_, secret := e.Tags.Get("secret")
+			_, credential := e.Tags.Get(TagCredential)
+			_, sessionText := e.Tags.Get(TagSessionText)
 			if v, ok := e.Tags.Get("mask"); ok {
 				s = strings.Trim(v.String(), `"`)
+			} else if secret || credential || sessionText {
+				s = "redact"
 			} else if v, ok := e.Tags.Get("pii"); ok {
 				switch strings.Trim(v.String(), `"`) {
 				case "email":

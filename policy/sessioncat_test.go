@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"maps"
 	"testing"
 	"testing/fstest"
 
@@ -260,5 +261,37 @@ func TestSessionRelationsInTransaction(t *testing.T) {
 	// ALTER TYPE of a composite type is not about a relation.
 	if d := run(t, a, "CREATE TYPE compositetype AS (attr1 int, attr2 int); ALTER TYPE compositetype DROP ATTRIBUTE attr1", 'I'); !d.Allowed() {
 		t.Fatalf("ALTER TYPE … DROP ATTRIBUTE: %s", d.Reason)
+	}
+}
+
+// The strictest tag wins: a column tagged secret is redacted whatever its
+// kind of personal data; an explicit mask tag still decides.
+func TestStrictestTagWins(t *testing.T) {
+	set, err := cedar.Load(fstest.MapFS{
+		"p.cedar": {Data: []byte(`@id("read") permit (principal, action, resource) when { !(action == Sluice::Action::"read_unmasked") };`)},
+		"e.entities.json": {Data: []byte(`[
+ {"uid": {"type": "Sluice::Column", "id": "demo/public.customers.ssn"}, "attrs": {}, "parents": [], "tags": {"pii": "ssn"}},
+ {"uid": {"type": "Sluice::Column", "id": "demo/public.customers.email"}, "attrs": {}, "parents": [], "tags": {"pii": "email"}},
+ {"uid": {"type": "Sluice::Column", "id": "demo/public.customers.name"}, "attrs": {}, "parents": [], "tags": {"pii": "ssn", "secret": "yes"}},
+ {"uid": {"type": "Sluice::Column", "id": "demo/public.orders.total_cents"}, "attrs": {}, "parents": [], "tags": {"pii": "ssn", "secret": "yes", "mask": "partial:2"}}
+]`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(set)
+	e.SetCatalog(demo.Name, fixedCatalog{demoCatalog()})
+	a := e.Session(session.Identity{Subject: "r", Groups: []string{"readers"}}, demo)
+	for sql, want := range map[string]map[string]string{
+		"SELECT ssn, email, name FROM customers": {"ssn": "partial:4", "email": "email", "name": "redact"},
+		"SELECT total_cents FROM orders":         {"total_cents": "partial:2"},
+	} {
+		d := a.AuthorizeSQL(sql)
+		if !d.Allowed() {
+			t.Fatalf("%s: %s", sql, d.Reason)
+		}
+		if got := maskedBy(d); !maps.Equal(got, want) {
+			t.Errorf("%s: strategies %v, want %v", sql, got, want)
+		}
 	}
 }
