@@ -333,10 +333,9 @@ func (a *Authorizer) analyze(sql string) Analysis {
 			return an
 		}
 	}
+	// A load started now: one started by a schema change through sluice
+	// cannot show a relation created outside it since.
 	after := time.Now()
-	if !changed.IsZero() && time.Since(changed) < missTTL {
-		after = changed // the load that change started will do
-	}
 	fresh := withRelations(a.catalog.RefreshAfter(after), a.rels.current)
 	if fresh != nil && (cat == nil || fresh.Generation() != cat.Generation()) {
 		an = a.engine.cache.get(a.target.Protocol, a.env, sql, fresh)
