@@ -275,6 +275,10 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 		a.st.Kind = "grant"
 		a.add("grant", target)
 		a.assignAll(n) // the objects granted on are not read
+		if _, ok := s.(*pg.Node_DropOwnedStmt); ok {
+			// DROP OWNED drops the session's temporary tables too.
+			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectDiscardTemp})
+		}
 	case *pg.Node_VariableSetStmt:
 		a.st.Kind = "set"
 		a.add(setAction(s.VariableSetStmt.Name), target)
@@ -520,7 +524,13 @@ func (a *pgAnalyzer) drop(d *pg.DropStmt) {
 		}
 	case pg.ObjectType_OBJECT_SCHEMA:
 		for _, o := range d.Objects {
-			a.add("drop", Object{Kind: ObjectSchema, Name: o.GetString_().GetSval()})
+			name := o.GetString_().GetSval()
+			a.add("drop", Object{Kind: ObjectSchema, Name: name})
+			if strings.HasPrefix(strings.ToLower(name), "pg_temp") {
+				// The session's temporary schema under its own name
+				// (pg_temp_N): its relations go with it.
+				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectDiscardTemp})
+			}
 		}
 	default:
 		a.add("drop", target)

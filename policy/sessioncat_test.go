@@ -295,3 +295,20 @@ func TestStrictestTagWins(t *testing.T) {
 		}
 	}
 }
+
+// Temporary tables dropped without naming them (their schema, or
+// everything the role owns) are forgotten too: otherwise sluice would
+// resolve a name to a table the server no longer has, while the server
+// reads another.
+func TestSessionTempTablesDroppedWholesale(t *testing.T) {
+	for _, drop := range []string{"DROP SCHEMA pg_temp_3 CASCADE", "DROP OWNED BY CURRENT_USER"} {
+		a := builder(t)
+		run(t, a, "CREATE TEMP TABLE gone (a int)", 'I')
+		if d := run(t, a, drop, 'I'); !d.Allowed() {
+			t.Fatalf("%s: %s", drop, d.Reason)
+		}
+		if d := a.AuthorizeSQL("SELECT a FROM gone"); d.Missing == nil {
+			t.Errorf("after %s the temp table is still followed: %+v", drop, d)
+		}
+	}
+}
