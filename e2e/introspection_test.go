@@ -274,15 +274,7 @@ func TestIntrospectionMySQLTempTableStaysMasked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(connectTo(t, mysqlTarget, tokenFor(t, "my-builder", []string{"migrators", "e2e-ddl"}))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := mysqlAs(t, "my-builder", []string{"migrators", "e2e-ddl"})
 	conn, err := db.Conn(ctx) // temporary tables live on one connection
 	if err != nil {
 		t.Fatal(err)
@@ -340,15 +332,7 @@ func TestIntrospectionMySQLTempTableStaysMasked(t *testing.T) {
 // after DDL through sluice, and when a column is unknown).
 func TestIntrospectionRecreatedTable(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(connectTo(t, mysqlTarget, tokenFor(t, "my-recreate", []string{"migrators", "e2e-ddl"}))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := mysqlAs(t, "my-recreate", []string{"migrators", "e2e-ddl"})
 	for _, q := range []string{
 		"DROP TABLE IF EXISTS recreated", "CREATE TABLE recreated (a int)", "INSERT INTO recreated VALUES (1)", "SELECT a FROM recreated",
 		"DROP TABLE recreated", "CREATE TABLE recreated (ts datetime, b int)", "INSERT INTO recreated VALUES (NOW(), 2)", "SELECT ts, b FROM recreated",
@@ -371,4 +355,20 @@ func TestIntrospectionRecreatedTable(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
+}
+
+// mysqlAs is a go-sql-driver pool through its own connector, for an agent
+// with groups.
+func mysqlAs(t *testing.T, sub string, groups []string) *sql.DB {
+	t.Helper()
+	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(connectTo(t, mysqlTarget, tokenFor(t, sub, groups))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

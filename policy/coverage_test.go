@@ -274,11 +274,7 @@ var myExamples = map[string]string{
 // source: the structs that embed stmtNode, ddlNode or dmlNode.
 func tidbStatementTypes(t *testing.T) []string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/pingcap/tidb/pkg/parser").Output()
-	if err != nil {
-		t.Fatalf("cannot find the TiDB parser's source: %v", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "ast")
+	dir := tidbAST(t)
 	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 	var types []string
 	fset := token.NewFileSet()
@@ -374,4 +370,23 @@ var myUnparsed = []string{
 	"SIGNAL SQLSTATE '45000'", "GET DIAGNOSTICS @n = NUMBER", "INSTALL SONAME 'ha_blackhole'",
 	"SHOW EXPLAIN FOR 1", "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (HOST 'h')",
 	"BACKUP STAGE START", "CREATE PACKAGE pk AS PROCEDURE p(); END",
+}
+
+// tidbAST is the TiDB parser's ast package source folder.
+func tidbAST(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/pingcap/tidb/pkg/parser").Output()
+	if err != nil {
+		t.Fatalf("cannot find the TiDB parser's source: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "ast")
+}
+
+// outputNames lists a statement's result column names, space-separated.
+func outputNamesOf(st Statement) string {
+	var names []string
+	for _, o := range st.Outputs {
+		names = append(names, o.Name)
+	}
+	return strings.Join(names, " ")
 }

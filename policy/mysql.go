@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -43,23 +44,13 @@ func AnalyzeMySQL(sql string, env MySQLSession, cat Catalog) (a Analysis) {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
 	db := env.Database
-	var inString *relTracker // relations created earlier in the string
 	for i, s := range stmts {
 		st, err := analyzeMyStatement(s, MySQLSession{Database: db, Mode: env.Mode, Version: env.Version, MariaDB: env.MariaDB}, cat)
 		if err != nil {
 			return Analysis{Err: err}
 		}
-		if cat != nil && len(stmts) > 1 && relationEffects(st.Effects) {
-			if inString == nil {
-				inString = &relTracker{current: &relSet{}, everySchema: true}
-				if sc, ok := cat.(*sessionCatalog); ok {
-					cat, inString.current = sc.base, sc.set
-				}
-			}
-			for _, e := range st.Effects {
-				inString.apply(e)
-			}
-			cat = withRelations(baseOf(cat), inString.current)
+		if len(stmts) > 1 {
+			cat = followInString(cat, st.Effects)
 		}
 		for _, e := range st.Effects {
 			switch e.Kind {
@@ -269,7 +260,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 			a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: o.Name})
 			for _, spec := range s.Specs {
 				if spec.Tp == ast.AlterTableRenameTable && spec.NewTable != nil {
-					a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: cmpOr(spec.NewTable.Schema.O, a.db), Name: spec.NewTable.Name.O, Hold: a.sessionRelationIn(a.cat, o)})
+					a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: cmp.Or(spec.NewTable.Schema.O, a.db), Name: spec.NewTable.Name.O, Hold: isSessionRelation(a.cat, o)})
 				}
 			}
 		}
@@ -283,7 +274,7 @@ func (a *myAnalyzer) top(n ast.StmtNode) error {
 				return err
 			}
 			n := a.newRel("create", t.NewTable)
-			if o, err := a.table(t.OldTable); err == nil && a.sessionRelationIn(a.cat, o) {
+			if o, err := a.table(t.OldTable); err == nil && isSessionRelation(a.cat, o) {
 				// A temporary table under a new name: sluice no longer
 				// knows what it holds (it could stand in for a table).
 				a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: o.Name},
@@ -621,11 +612,4 @@ func (a *myAnalyzer) lockInfo(li *ast.SelectLockInfo, sc *scope) {
 		}
 		a.add("lock", *r.obj)
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -11,11 +11,21 @@ import (
 // relations: sessioncat.go), and the classes of the statements the
 // analyzer has no case of its own for.
 
-func baseOf(cat Catalog) Catalog {
-	if sc, ok := cat.(*sessionCatalog); ok {
-		return sc.base
+// followInString is the catalog the statements after one see, within one
+// statement string: the relations it created, dropped or filled are on top
+// (the catalog cannot show them yet).
+func followInString(cat Catalog, effects []Effect) Catalog {
+	if cat == nil || !relationEffects(effects) {
+		return cat
 	}
-	return cat
+	t := relTracker{current: &relSet{}, everySchema: true}
+	if sc, ok := cat.(*sessionCatalog); ok {
+		cat, t.current = sc.base, sc.set
+	}
+	for _, e := range effects {
+		t.apply(e)
+	}
+	return withRelations(cat, t.current)
 }
 
 func relationEffects(es []Effect) bool {
@@ -151,31 +161,8 @@ func (a *pgAnalyzer) alterColumns(at *pg.AlterTableStmt) {
 	// Redefined in place: a relation of the session's keeps being one; a
 	// catalog relation is followed until the catalog shows the change.
 	a.st.Effects = append(a.st.Effects, Effect{Kind: EffectCreateRel, Relation: &SessionRelation{
-		Schema: o.Schema, Name: o.Name, Columns: names, Lineage: cols, Temporary: sessionSchema(o.Schema) || a.sessionTemporary(o)}})
+		Schema: o.Schema, Name: o.Name, Columns: names, Lineage: cols, Temporary: sessionSchema(o.Schema) || sessionRelationOf(a.cat, o).Temporary}})
 }
-
-// sessionTemporary reports a temporary relation of the session's.
-func (a *pgAnalyzer) sessionTemporary(o Object) bool {
-	sc, ok := a.cat.(*sessionCatalog)
-	if !ok {
-		return false
-	}
-	r, ok := sc.set.rels[o.Schema+"."+o.Name]
-	return ok && r.Temporary
-}
-
-// sessionRelation reports a relation of the session's own (or created
-// earlier in the string).
-func (c *collector) sessionRelationIn(cat Catalog, o Object) bool {
-	sc, ok := cat.(*sessionCatalog)
-	if !ok {
-		return false
-	}
-	_, ok = sc.set.rels[o.Schema+"."+o.Name]
-	return ok || sc.set.uncertain[o.Schema+"."+o.Name]
-}
-
-func (a *pgAnalyzer) sessionRelation(o Object) bool { return a.sessionRelationIn(a.cat, o) }
 
 // altered records an ALTER of a relation; a relation of the session's own
 // is no longer known column by column.

@@ -23,24 +23,14 @@ func AnalyzePostgres(sql string, cat Catalog) Analysis {
 		return Analysis{Err: fmt.Errorf("cannot parse statement: %w", err)}
 	}
 	var a Analysis
-	var inString *relTracker // relations created earlier in the string
 	for _, raw := range tree.Stmts {
 		st, err := analyzePGStatement(raw.Stmt, cat)
 		if err != nil {
 			return Analysis{Err: err}
 		}
 		a.Statements = append(a.Statements, st)
-		if cat != nil && len(tree.Stmts) > 1 && relationEffects(st.Effects) {
-			if inString == nil {
-				inString = &relTracker{current: &relSet{}, everySchema: true}
-				if sc, ok := cat.(*sessionCatalog); ok {
-					cat, inString.current = sc.base, sc.set
-				}
-			}
-			for _, e := range st.Effects {
-				inString.apply(e)
-			}
-			cat = withRelations(baseOf(cat), inString.current)
+		if len(tree.Stmts) > 1 {
+			cat = followInString(cat, st.Effects)
 		}
 	}
 	return a
@@ -260,7 +250,7 @@ func (a *pgAnalyzer) top(n *pg.Node) error {
 				// sluice's to know no longer (a temporary table renamed
 				// like a catalog table would stand in for it).
 				if o, err := a.table(rs.Relation); err == nil {
-					a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: rs.Newname, Hold: a.sessionRelation(o)})
+					a.st.Effects = append(a.st.Effects, Effect{Kind: EffectUncertainRel, Value: o.Schema, Name: rs.Newname, Hold: isSessionRelation(a.cat, o)})
 				}
 			}
 			return nil

@@ -102,11 +102,7 @@ func TestJoinUsingMerges(t *testing.T) {
 			t.Errorf("%s: %v", sql, a.Err)
 			continue
 		}
-		var names []string
-		for _, o := range a.Statements[0].Outputs {
-			names = append(names, o.Name)
-		}
-		if got := strings.Join(names, " "); got != want {
+		if got := outputNamesOf(a.Statements[0]); got != want {
 			t.Errorf("%s: columns %q, want %q", sql, got, want)
 		}
 	}

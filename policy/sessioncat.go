@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 )
 
@@ -63,6 +64,7 @@ func (s *relSet) clone() *relSet {
 type sessionCatalog struct {
 	base Catalog
 	set  *relSet
+	gen  uint64 // of base and set together, computed once
 }
 
 // withRelations puts set on top of cat (cat itself when set is empty).
@@ -74,9 +76,11 @@ func withRelations(cat Catalog, set *relSet) Catalog {
 		merged := sc.set.clone()
 		maps.Copy(merged.rels, set.rels)
 		maps.Copy(merged.uncertain, set.uncertain)
-		return &sessionCatalog{base: sc.base, set: merged}
+		cat, set = sc.base, merged
 	}
-	return &sessionCatalog{base: cat, set: set}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%d", cat.Generation(), set.version)
+	return &sessionCatalog{base: cat, set: set, gen: h.Sum64()}
 }
 
 // Columns implements Catalog.
@@ -100,7 +104,7 @@ func (c *sessionCatalog) SchemasWith(rel string) []string {
 		}
 	}
 	for k := range c.set.uncertain {
-		if s, n, ok := cutRelKey(k); ok && n == rel && !slices.Contains(out, s) {
+		if s, n, ok := strings.Cut(k, "."); ok && n == rel && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
@@ -108,21 +112,8 @@ func (c *sessionCatalog) SchemasWith(rel string) []string {
 	return out
 }
 
-func cutRelKey(k string) (schema, name string, ok bool) {
-	for i := 0; i < len(k); i++ {
-		if k[i] == '.' {
-			return k[:i], k[i+1:], true
-		}
-	}
-	return "", "", false
-}
-
 // Generation implements Catalog.
-func (c *sessionCatalog) Generation() uint64 {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d", c.base.Generation(), c.set.version)
-	return h.Sum64()
-}
+func (c *sessionCatalog) Generation() uint64 { return c.gen }
 
 // Uncertain reports a relation statements may not name (see relSet).
 func (c *sessionCatalog) Uncertain(schema, rel string) bool {
@@ -187,6 +178,29 @@ func (c *sessionCatalog) Ancestors(schema, rel string) []string {
 		return in.Ancestors(schema, rel)
 	}
 	return nil
+}
+
+// sessionRelationOf is the session's relation o (an empty one if o is not
+// the session's).
+func sessionRelationOf(cat Catalog, o Object) SessionRelation {
+	if sc, ok := cat.(*sessionCatalog); ok {
+		if r, ok := sc.set.rels[o.Schema+"."+o.Name]; ok {
+			return *r
+		}
+	}
+	return SessionRelation{}
+}
+
+// isSessionRelation reports a relation of the session's own (or created
+// earlier in the string), followed or uncertain.
+func isSessionRelation(cat Catalog, o Object) bool {
+	sc, ok := cat.(*sessionCatalog)
+	if !ok {
+		return false
+	}
+	k := o.Schema + "." + o.Name
+	_, ok = sc.set.rels[k]
+	return ok || sc.set.uncertain[k]
 }
 
 // sessionLineage gives a session relation's columns (cols, each its own

@@ -415,9 +415,7 @@ func (s *Session) statementDone() {
 			if e.Kind == policy.EffectCreateRel && (e.Relation == nil || !e.Relation.Temporary) {
 				continue
 			}
-			if f, ok := s.cfg.Authorizer.(interface{ ApplyEffect(policy.Effect) }); ok {
-				f.ApplyEffect(e)
-			}
+			s.applyRelationEffect(e)
 		}
 	}
 }
@@ -438,9 +436,7 @@ func (s *Session) single(p phys) {
 		// what the server says.
 		clear(s.stmts)
 		clear(s.cursors)
-		if f, ok := s.cfg.Authorizer.(interface{ ApplyEffect(policy.Effect) }); ok {
-			f.ApplyEffect(policy.Effect{Kind: policy.EffectDiscardTemp})
-		}
+		s.applyRelationEffect(policy.Effect{Kind: policy.EffectDiscardTemp})
 		s.hasLastStmt = false
 		s.resetPending = true
 	}
@@ -750,4 +746,12 @@ func (s *Session) misplacedColumns(p phys, out *session.Output) bool {
 		r.rec.Error, r.rec.Code = "1142: "+msg, "1142"
 	}
 	return true
+}
+
+// applyRelationEffect hands a confirmed effect on the session's relations
+// to an authorizer that follows them.
+func (s *Session) applyRelationEffect(e policy.Effect) {
+	if f, ok := s.cfg.Authorizer.(interface{ ApplyEffect(policy.Effect) }); ok {
+		f.ApplyEffect(e)
+	}
 }
