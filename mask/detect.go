@@ -25,6 +25,18 @@ var Detectors = []Detector{
 	{Name: "phone", re: regexp.MustCompile(`(?:\+\d{1,3}[ .-]?)?\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b`)},
 }
 
+// Finds reports whether any detector finds a value in s.
+func Finds(s []byte) bool {
+	for _, d := range Detectors {
+		for _, loc := range d.re.FindAllIndex(s, -1) {
+			if d.valid == nil || d.valid(string(s[loc[0]:loc[1]])) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Scrub masks every detected value in s and reports how many it found.
 func Scrub(s []byte) ([]byte, int) {
 	n := 0

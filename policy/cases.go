@@ -22,10 +22,13 @@ type CaseFile struct {
 	// embedded defaults.
 	Policies string `yaml:"policies"`
 	// Catalog gives each target's relations: "schema.table" → columns.
-	Catalog    map[string]map[string][]string `yaml:"catalog"`
-	Targets    map[string]CaseTarget          `yaml:"targets"`
-	Principals map[string]CasePrincipal       `yaml:"principals"`
-	Cases      []Case                         `yaml:"cases"`
+	Catalog map[string]map[string][]string `yaml:"catalog"`
+	// Tags give column tags per target: "schema.table.column" → tags, as
+	// entity files or column comments would.
+	Tags       map[string]map[string]map[string]string `yaml:"tags"`
+	Targets    map[string]CaseTarget                   `yaml:"targets"`
+	Principals map[string]CasePrincipal                `yaml:"principals"`
+	Cases      []Case                                  `yaml:"cases"`
 }
 
 // CaseTarget describes a target of a case file.
@@ -52,6 +55,10 @@ type Case struct {
 	// Masked, when given (even empty), must equal the masked output
 	// columns, by name, over all statements.
 	Masked *[]string `yaml:"masked"`
+	// Strategies and Typed, when given, must equal the mask strategy and
+	// the typed mask of each named masked column.
+	Strategies map[string]string `yaml:"strategies"`
+	Typed      map[string]string `yaml:"typed"`
 	// Reason, when given, must occur in the decision's reason.
 	Reason string `yaml:"reason"`
 	Line   int    `yaml:"-"`
@@ -111,7 +118,9 @@ func (s staticSource) RefreshAfter(time.Time) Catalog { return s.c }
 func (cf *CaseFile) Run(set *cedar.Set) []CaseResult {
 	e := NewEngine(set)
 	for name, rels := range cf.Catalog {
-		e.SetCatalog(name, staticSource{NewStaticCatalog(1, rels)})
+		cat := NewStaticCatalog(1, rels)
+		cat.Tags = cf.Tags[name]
+		e.SetCatalog(name, staticSource{cat})
 	}
 	var out []CaseResult
 	for _, c := range cf.Cases {
@@ -157,6 +166,22 @@ func check(c Case, d Decision) []string {
 		}
 		if !slices.Equal(got, *c.Masked) {
 			probs = append(probs, fmt.Sprintf("masked [%s], want [%s]", strings.Join(got, " "), strings.Join(*c.Masked, " ")))
+		}
+	}
+	byName := map[string]MaskedColumn{}
+	for _, st := range d.Masked {
+		for _, m := range st {
+			byName[m.Name] = m
+		}
+	}
+	for name, want := range c.Strategies {
+		if got := byName[name].Strategy; got != want {
+			probs = append(probs, fmt.Sprintf("column %s masked by %q, want %q", name, got, want))
+		}
+	}
+	for name, want := range c.Typed {
+		if got := byName[name].Typed; got != want {
+			probs = append(probs, fmt.Sprintf("column %s typed mask %q, want %q", name, got, want))
 		}
 	}
 	if c.Reason != "" && !strings.Contains(d.Reason, c.Reason) {

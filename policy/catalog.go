@@ -24,6 +24,10 @@ type Output struct {
 	// bare column may keep part of its value when masked; anything derived
 	// from it (reverse, substr, concatenation, aggregates) may not.
 	Bare bool
+	// Shape and Parts: a structured value (JSON, composite, array) and
+	// what each of its keys, fields or elements derives from.
+	Shape ShapeKind
+	Parts []Output
 }
 
 // Catalog is what the analyzer knows of a target's schema: the relations

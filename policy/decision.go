@@ -30,9 +30,23 @@ type MaskedColumn struct {
 	Name    string   // as the database names it
 	Sources []Column // the protected columns it derives from
 	// Strategy is a mask strategy ("redact", "null", "partial:4", "token",
-	// "email"), from the source columns' tags.
+	// "email"), from the source columns' tags. In a part, "" shows the
+	// part as it is (its own Parts may still mask inside it).
 	Strategy string
+	// Typed is the mask for values whose type is not text — numbers,
+	// dates, timestamps, UUIDs: "null", "zero", "bucket" or "token".
+	Typed string
+	// Shape and Parts: the value is structured and only the parts that
+	// derive from protected columns are masked, each by its own plan
+	// (Name is a JSON key or a field name). A value that does not have
+	// the shape is masked as a whole by Strategy, staying valid for its
+	// type (a JSON value becomes a JSON string).
+	Shape ShapeKind
+	Parts []MaskedColumn
 }
+
+// Masks reports whether the part masks anything.
+func (m MaskedColumn) Masks() bool { return m.Strategy != "" || len(m.Parts) > 0 }
 
 // Decision is the verdict on one statement (all of its requests together).
 type Decision struct {

@@ -528,20 +528,9 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 	}
 	var masked []MaskedColumn
 	for i, o := range st.Outputs {
-		var hidden []Column
-		for _, c := range o.Sources {
-			if !visible(c) {
-				hidden = append(hidden, c)
-			}
-		}
-		if len(hidden) > 0 {
-			strategy := a.strategy(hidden, d)
-			if !o.Bare && keepsPart(strategy) {
-				// Part of a value is safe to show only for the value itself:
-				// reverse(email) or substr(ssn, 1, 5) would show the rest.
-				strategy = "redact"
-			}
-			masked = append(masked, MaskedColumn{Index: i, Name: o.Name, Sources: hidden, Strategy: strategy})
+		if m, ok := a.maskPart(o, visible, d); ok {
+			m.Index = i
+			masked = append(masked, m)
 		}
 	}
 	if len(masked) > 0 && !st.Lineage {
@@ -553,21 +542,76 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 	return masked, protected || len(masked) > 0, nil
 }
 
+// maskPart plans the masking of one output (or one part of a structured
+// output): ok is false when it derives from no protected column.
+func (a *Authorizer) maskPart(o Output, visible func(Column) bool, d *decider) (MaskedColumn, bool) {
+	var hidden []Column
+	for _, c := range o.Sources {
+		if !visible(c) {
+			hidden = append(hidden, c)
+		}
+	}
+	if len(hidden) == 0 {
+		return MaskedColumn{Name: o.Name}, false
+	}
+	m := MaskedColumn{Name: o.Name, Sources: hidden}
+	m.Strategy, m.Typed = a.strategy(hidden, d)
+	if !o.Bare {
+		// Part of a value is safe to show only for the value itself:
+		// reverse(email) or substr(ssn, 1, 5) would show the rest, and a
+		// bucket or token of a derived number groups the rows by it.
+		if keepsPart(m.Strategy) {
+			m.Strategy = "redact"
+		}
+		if m.Typed == "bucket" || m.Typed == "token" {
+			m.Typed = "null"
+		}
+	}
+	if o.Shape == ShapeNone {
+		return m, true
+	}
+	if len(o.Parts) == 0 || slices.ContainsFunc(outside(o), func(c Column) bool { return !visible(c) }) {
+		if o.Shape.IsJSON() {
+			m.Shape = ShapeJSON // a whole JSON value: masked as a JSON string
+		}
+		return m, true
+	}
+	m.Shape = o.Shape
+	for _, p := range o.Parts {
+		pm, _ := a.maskPart(p, visible, d)
+		m.Parts = append(m.Parts, pm)
+	}
+	return m, true
+}
+
+// TypedStrategies are the masks for values whose type is not text.
+var TypedStrategies = []string{"null", "zero", "bucket", "token"}
+
 // strategy picks how to mask a column from its sources' tags: an explicit
 // "mask" tag, else full redaction for a "secret" (or credential, or other
 // sessions' text) whatever else it is, else by the kind of personal data
 // ("pii" tag), else redaction: the strictest tag wins. Sources that
-// disagree are redacted.
-func (a *Authorizer) strategy(sources []Column, d *decider) string {
-	chosen := ""
-	for _, c := range sources {
-		s := "redact"
+// disagree are redacted. typed is the mask for values that are not text:
+// the "mask" tag when it names a typed mask, else the "mask_typed" tag,
+// else null.
+func (a *Authorizer) strategy(sources []Column, d *decider) (text, typed string) {
+	for i, c := range sources {
+		s, t := "redact", "null"
 		if e, ok := d.ents.Get(a.columnUID(c, d.ents)); ok {
 			_, secret := e.Tags.Get("secret")
 			_, credential := e.Tags.Get(TagCredential)
 			_, sessionText := e.Tags.Get(TagSessionText)
+			if v, ok := e.Tags.Get("mask_typed"); ok {
+				t = strings.Trim(v.String(), `"`)
+			}
 			if v, ok := e.Tags.Get("mask"); ok {
 				s = strings.Trim(v.String(), `"`)
+				if slices.Contains(TypedStrategies, s) {
+					t = s
+					if s != "null" && s != "token" {
+						s = "redact" // zero and bucket have no text form
+					}
+				}
 			} else if secret || credential || sessionText {
 				s = "redact"
 			} else if v, ok := e.Tags.Get("pii"); ok {
@@ -579,12 +623,18 @@ func (a *Authorizer) strategy(sources []Column, d *decider) string {
 				}
 			}
 		}
-		if chosen != "" && chosen != s {
-			return "redact"
+		if i == 0 {
+			text, typed = s, t
+			continue
 		}
-		chosen = s
+		if text != s {
+			text = "redact"
+		}
+		if typed != t {
+			typed = "null"
+		}
 	}
-	return chosen
+	return text, typed
 }
 
 // expand turns a column wildcard (lineage unknown: no catalog) into every

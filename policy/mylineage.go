@@ -71,8 +71,7 @@ func (a *myAnalyzer) setOpr(s *ast.SetOprStmt, parent *scope) ([]Output, error) 
 		}
 		for j := range outs {
 			if j < len(o) {
-				outs[j].Bare = bareUnion(outs[j], o[j])
-				outs[j].Sources = union(outs[j].Sources, o[j].Sources...)
+				outs[j] = mergeParts(outs[j], o[j])
 			}
 		}
 	}
@@ -125,7 +124,17 @@ func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *scope) ([]Output, e
 			if err != nil {
 				return nil, err
 			}
-			outs = append(outs, Output{Name: fieldName(f), Sources: src, Bare: a.bare(f.Expr, sc)})
+			o := Output{Name: fieldName(f), Sources: src, Bare: a.bare(f.Expr, sc)}
+			sh, ok, err := a.shape(f.Expr, sc)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				sh.Name, sh.Bare = o.Name, false
+				sh.Sources = union(slices.Clone(o.Sources), sh.Sources...)
+				o = sh
+			}
+			outs = append(outs, o)
 		}
 	}
 	a.lockInfo(sel.LockInfo, sc)
@@ -430,7 +439,7 @@ func (a *myAnalyzer) columnRef(cn *ast.ColumnName, sc *scope) (Output, error) {
 	col := cn.Name.O
 	for s := sc; s != nil; s = s.parent {
 		if cn.Table.O == "" {
-			var found Output
+			var found, only Output
 			n := 0
 			for _, r := range s.rels {
 				switch {
@@ -446,6 +455,7 @@ func (a *myAnalyzer) columnRef(cn *ast.ColumnName, sc *scope) (Output, error) {
 						if strings.EqualFold(c.Name, col) && !r.hidden[strings.ToLower(col)] {
 							found.Sources = union(found.Sources, c.Sources...)
 							found.Bare = c.Bare
+							only = c
 							n++
 						}
 					}
@@ -454,6 +464,9 @@ func (a *myAnalyzer) columnRef(cn *ast.ColumnName, sc *scope) (Output, error) {
 			if n > 0 {
 				// Several matches: MySQL errors; all are taken.
 				found.Bare = found.Bare && n == 1
+				if n == 1 && only.Shape != ShapeNone {
+					return only, nil // one column, its structure kept
+				}
 				return found, nil
 			}
 			continue

@@ -76,8 +76,7 @@ func (a *pgAnalyzer) selectStmt(sel *pg.SelectStmt, parent *scope) ([]Output, er
 		}
 		for i := range left {
 			if i < len(right) {
-				left[i].Bare = bareUnion(left[i], right[i])
-				left[i].Sources = union(left[i].Sources, right[i].Sources...)
+				left[i] = mergeParts(left[i], right[i])
 			}
 		}
 		if err := a.usesByOutput(sc, left, nodesOfSort(sel.SortClause)...); err != nil {
@@ -575,7 +574,7 @@ func withCandidates(o Output, maybe Output, candidates bool) Output {
 	}
 	o.Sources = union(slices.Clone(o.Sources), maybe.Sources...)
 	o.Bare = false
-	return o
+	return unshaped(o)
 }
 
 // bare reports whether an expression's values are a column's values as
@@ -707,7 +706,19 @@ func (a *pgAnalyzer) targetList(list []*pg.Node, sc *scope) ([]Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		outs = append(outs, Output{Name: outputName(rt), Sources: src, Bare: a.bare(rt.Val, sc)})
+		o := Output{Name: outputName(rt), Sources: src, Bare: a.bare(rt.Val, sc)}
+		sh, ok, err := a.shape(rt.Val, sc)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			// What the expression reads is the authority: anything the
+			// parts do not account for masks the value whole.
+			sh.Name, sh.Bare = o.Name, false
+			sh.Sources = union(slices.Clone(o.Sources), sh.Sources...)
+			o = sh
+		}
+		outs = append(outs, o)
 	}
 	return outs, nil
 }

@@ -84,12 +84,14 @@ func (a *pgAnalyzer) withRules(outs []Output, rv *pg.RangeVar, event pg.CmdType)
 	}
 	if len(outs) == 0 {
 		for i := range ruled {
+			ruled[i] = unshaped(ruled[i])
 			ruled[i].Bare = false
 		}
 		return ruled, nil
 	}
 	all := sourcesOf(ruled)
 	for i := range outs {
+		outs[i] = unshaped(outs[i])
 		outs[i].Sources = union(outs[i].Sources, all...)
 		outs[i].Bare = false
 	}

@@ -90,8 +90,7 @@ func (sc *scope) defineCTE(name string, aliases []string, recursive bool, seed, 
 		prev := sc.ctes[name]
 		if len(prev) == len(outs) {
 			for j := range outs {
-				outs[j].Sources = union(outs[j].Sources, prev[j].Sources...)
-				outs[j].Bare = bareUnion(outs[j], prev[j])
+				outs[j] = mergeParts(outs[j], prev[j])
 			}
 		}
 		sc.ctes[name] = outs

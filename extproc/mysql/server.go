@@ -3,8 +3,10 @@ package mysql
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -60,7 +62,7 @@ type response struct {
 	cols                 []column
 	left                 int // definitions still to come
 	prepCols             int // PREPARE_OK: column definitions after the parameters'
-	plan                 map[int]policy.MaskedColumn
+	plan                 map[int]*mask.Rule
 	inRow                bool // inside a row of 16 MB or more, passed through
 	// rows and bytes of the result so far (guardrails); cut: past them, the
 	// client got ERR and the rest is dropped.
@@ -527,10 +529,10 @@ func (s *Session) resultHeader(b []byte) error {
 			return &ProtocolError{"malformed column count"}
 		}
 		r.cols, r.left, r.state = r.cols[:0], int(n), stColumns
-		r.plan = map[int]policy.MaskedColumn{}
+		r.plan = map[int]*mask.Rule{}
 		if r.stmt < len(r.dec.Masked) {
 			for _, m := range r.dec.Masked[r.stmt] {
-				r.plan[m.Index] = m
+				r.plan[m.Index] = m.Rule()
 			}
 		}
 	case stColumns:
@@ -600,8 +602,8 @@ func (s *Session) maskRow(b []byte) ([]byte, error) {
 	return out, nil
 }
 
-// maskValue masks value v of column i; it reports NULL when the column's
-// type cannot carry a masked form.
+// maskValue masks value v of column i, a string in text results and a
+// length-prefixed value in binary ones; it reports NULL.
 func (s *Session) maskValue(i int, v []byte) ([]byte, bool) {
 	r := &s.resp
 	col := column{}
@@ -610,19 +612,132 @@ func (s *Session) maskValue(i int, v []byte) ([]byte, bool) {
 	}
 	if m, ok := r.plan[i]; ok {
 		s.stats[m.Name]++
-		strat, n, err := mask.ParseStrategy(m.Strategy)
-		if err != nil || !col.text() {
-			return nil, true
+		if m.Structured() && m.Shape != mask.Record && m.Shape != mask.Array && (col.text() || col.typ == typeJSON) {
+			out, _, _ := s.cfg.Masker.JSON(nil, m, v, s.detect)
+			return out, false
 		}
-		nv, ok := s.cfg.Masker.Text(strat, n, v)
-		return nv, !ok
+		switch {
+		case col.text() && m.Shape != mask.Scalar:
+			// A JSON value whose parts sluice cannot tell: a JSON string.
+			if m.Strategy == mask.Null {
+				return nil, true
+			}
+			return s.cfg.Masker.JSONWhole(nil, m), false
+		case col.typ == typeJSON:
+			if m.Strategy == mask.Null {
+				return nil, true
+			}
+			return s.cfg.Masker.JSONWhole(nil, m), false
+		case col.text():
+			nv, ok := s.cfg.Masker.Text(m.Strategy, m.N, v)
+			return nv, !ok
+		}
+		if k := col.kind(); k != mask.KindOther {
+			nv, ok := s.cfg.Masker.TypedText(m.Typed, k, v)
+			return nv, !ok
+		}
+		return nil, true
 	}
-	if s.detect && col.text() {
+	if s.detect && (col.text() || col.typ == typeJSON) {
+		if col.typ == typeJSON || looksJSON(v) {
+			if out, n, ok := s.cfg.Masker.JSON(nil, nil, v, true); ok {
+				s.stats["detector"] += n
+				return out, false
+			}
+		}
 		nv, n := mask.Scrub(v)
 		s.stats["detector"] += n
 		return nv, false
 	}
 	return v, false
+}
+
+// looksJSON reports a text value that is a JSON object or array: the
+// detectors scan its strings, so that it stays valid.
+func looksJSON(v []byte) bool {
+	t := bytes.TrimSpace(v)
+	return len(t) >= 2 && (t[0] == '{' && t[len(t)-1] == '}' || t[0] == '[' && t[len(t)-1] == ']') && json.Valid(t)
+}
+
+// typeJSON is MySQL's JSON column type (MariaDB reports JSON as text).
+const typeJSON = 245
+
+// kind is the typed-mask kind of a column type.
+func (c column) kind() mask.Kind {
+	switch c.typ {
+	case 1, 2, 3, 8, 9, 13: // TINY, SHORT, LONG, LONGLONG, INT24, YEAR
+		return mask.KindInt
+	case 4, 5: // FLOAT, DOUBLE
+		return mask.KindFloat
+	case 0, 246: // DECIMAL, NEWDECIMAL
+		return mask.KindDecimal
+	case 10, 14: // DATE, NEWDATE
+		return mask.KindDate
+	case 7, 12: // TIMESTAMP, DATETIME
+		return mask.KindTimestamp
+	}
+	return mask.KindOther
+}
+
+// typedBinary masks a binary-protocol number or date by the typed mask;
+// nil means NULL.
+func (s *Session) typedBinary(t mask.Typed, c column, enc []byte) []byte {
+	m := s.cfg.Masker
+	switch c.kind() {
+	case mask.KindInt:
+		var n int64
+		switch len(enc) {
+		case 1:
+			n = int64(int8(enc[0]))
+		case 2:
+			n = int64(int16(binary.LittleEndian.Uint16(enc)))
+		case 4:
+			n = int64(int32(binary.LittleEndian.Uint32(enc)))
+		case 8:
+			n = int64(binary.LittleEndian.Uint64(enc))
+		default:
+			return nil
+		}
+		out, ok := m.Int(t, n, 8*len(enc)-1)
+		if !ok {
+			return nil
+		}
+		b := binary.LittleEndian.AppendUint64(nil, uint64(out))
+		return b[:len(enc)]
+	case mask.KindFloat:
+		var f float64
+		switch len(enc) {
+		case 4:
+			f = float64(math.Float32frombits(binary.LittleEndian.Uint32(enc)))
+		case 8:
+			f = math.Float64frombits(binary.LittleEndian.Uint64(enc))
+		default:
+			return nil
+		}
+		out, ok := m.Float(t, f)
+		if !ok {
+			return nil
+		}
+		if len(enc) == 4 {
+			return binary.LittleEndian.AppendUint32(nil, math.Float32bits(float32(out)))
+		}
+		return binary.LittleEndian.AppendUint64(nil, math.Float64bits(out))
+	case mask.KindDate, mask.KindTimestamp:
+		// A length byte, then year (2), month, day, [hour, minute,
+		// second, [microseconds (4)]].
+		if len(enc) < 5 || int(enc[0]) != len(enc)-1 {
+			return nil
+		}
+		tm := time.Date(int(binary.LittleEndian.Uint16(enc[1:])), time.Month(enc[3]), int(enc[4]), 0, 0, 0, 0, time.UTC)
+		out, ok := m.Time(t, tm)
+		if !ok {
+			return nil
+		}
+		b := []byte{4, 0, 0, byte(out.Month()), byte(out.Day())}
+		binary.LittleEndian.PutUint16(b[1:], uint16(out.Year()))
+		return b
+	}
+	return nil
 }
 
 // fixedSize is the size of a binary-protocol value of a fixed-size type,
@@ -682,13 +797,17 @@ func (s *Session) maskBinaryRow(b []byte) ([]byte, error) {
 			v = b[pos+k : pos+k+int(n)]
 			pos += k + int(n)
 		}
-		_, masked := r.plan[i]
-		if !masked && !(s.detect && c.text()) {
+		m, masked := r.plan[i]
+		if !masked && !(s.detect && (c.text() || c.typ == typeJSON)) {
 			vals = append(vals, enc...)
 			continue
 		}
 		if v == nil && masked {
-			s.stats[r.plan[i].Name]++
+			s.stats[m.Name]++
+			if nv := s.typedBinary(m.Typed, c, enc); nv != nil {
+				vals = append(vals, nv...)
+				continue
+			}
 			bitmap[bit/8] |= 1 << (bit % 8) // a masked number or date becomes NULL
 			continue
 		}

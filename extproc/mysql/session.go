@@ -137,7 +137,7 @@ type cursor struct {
 	sql  string
 	dec  policy.Decision
 	cols []column
-	plan map[int]policy.MaskedColumn
+	plan map[int]*mask.Rule
 	rows int64 // fetched so far (guardrails)
 }
 

@@ -118,3 +118,58 @@ func BenchmarkLargeBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/statement")
 }
+
+// BenchmarkMaskingJSON measures JSON-aware masking per core: a 100 MB
+// result of (int, json) rows, the JSON built from a customer row
+// (row_to_json), masked inside (email and ssn keys), as a whole, or
+// scanned by the detectors.
+func BenchmarkMaskingJSON(b *testing.B) {
+	rd := enc(b, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("id"), DataTypeOID: 23}, {Name: []byte("j"), DataTypeOID: 114}}})
+	var all []byte
+	for i := 0; len(all) < 100<<20; i++ {
+		j := fmt.Sprintf(`{"id":%d,"name":"User Number %d","email":"user%d@example.com","ssn":"123-45-%04d","plan":"pro","tags":["a","b"],"created":"2024-01-02T03:04:05"}`, i, i, i, i%10000)
+		all = append(all, enc(b, &pgproto3.DataRow{Values: [][]byte{[]byte(strconv.Itoa(i)), []byte(j)}})...)
+	}
+	var chunks [][]byte
+	for i := 0; i < len(all); i += 64 << 10 {
+		chunks = append(chunks, all[i:min(i+64<<10, len(all))])
+	}
+	key := func(name, strategy string) policy.MaskedColumn {
+		return policy.MaskedColumn{Name: name, Strategy: strategy}
+	}
+	inside := policy.MaskedColumn{Index: 1, Name: "j", Strategy: "redact", Shape: policy.ShapeJSONObject, Parts: []policy.MaskedColumn{
+		key("id", ""), key("name", ""), key("email", "email"), key("ssn", "partial:4"), key("plan", ""), key("tags", ""), key("created", ""),
+	}}
+	for _, tc := range []struct {
+		name   string
+		masked []policy.MaskedColumn
+		detect bool
+	}{
+		{"inside", []policy.MaskedColumn{inside}, false},
+		{"whole", []policy.MaskedColumn{{Index: 1, Name: "j", Strategy: "redact", Shape: policy.ShapeJSON}}, false},
+		{"detectors", nil, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(all)))
+			var out session.Output
+			for b.Loop() {
+				s := NewSession(Config{Masker: mask.New([]byte("key"))})
+				s.phase = phaseReady
+				s.client.startup = false
+				s.detect = tc.detect
+				d := policy.Decision{Outcome: policy.Allow, Masked: [][]policy.MaskedColumn{tc.masked}}
+				s.ops = []op{{kind: opQuery, dec: &d}}
+				out.Reset()
+				if err := s.FromServer(rd, &out); err != nil {
+					b.Fatal(err)
+				}
+				for _, c := range chunks {
+					out.Reset()
+					if err := s.FromServer(c, &out); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

@@ -16,12 +16,13 @@ import (
 // string stays a valid value. Masked values of other types become NULL.
 var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 705: true}
 
-// scanTypes are types whose text-format values detectors scan.
-var scanTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 705: true, 114: true, 142: true}
+// scanTypes are types whose text-format values detectors scan (JSON's
+// strings are scanned inside it).
+var scanTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 705: true, 142: true}
 
 // rowPlan says how to rewrite the rows of one result.
 type rowPlan struct {
-	masks   map[int]policy.MaskedColumn
+	masks   map[int]*mask.Rule
 	types   []uint32 // per column; 0 unknown
 	formats []int16  // per column: 0 text, 1 binary
 	detect  bool     // content detectors on
@@ -69,9 +70,9 @@ func (p *rowPlan) resolveTypes() {
 func (p *rowPlan) active() bool { return p != nil && (len(p.masks) > 0 || p.detect) }
 
 func newRowPlan(masked []policy.MaskedColumn, width int, detect bool) *rowPlan {
-	p := &rowPlan{masks: map[int]policy.MaskedColumn{}, detect: detect, width: width}
+	p := &rowPlan{masks: map[int]*mask.Rule{}, detect: detect, width: width}
 	for _, m := range masked {
-		p.masks[m.Index] = m
+		p.masks[m.Index] = m.Rule()
 	}
 	return p
 }
@@ -128,28 +129,21 @@ type maskStats map[string]int
 
 // maskValue masks one value of column i; it returns nil for NULL.
 func (s *Session) maskValue(p *rowPlan, i int, v []byte, stats maskStats) []byte {
-	m, masked := p.masks[i]
-	typ := p.typeOf(i)
+	r, masked := p.masks[i]
+	typ, format := p.typeOf(i), p.formatOf(i)
+	if !masked && !p.detect {
+		return v
+	}
+	vm := valueMasker{m: s.cfg.Masker, detect: p.detect}
 	if masked {
-		stats[m.Name]++
-		strat, n, err := mask.ParseStrategy(m.Strategy)
-		if err != nil || !textTypes[typ] {
-			return nil // unknown strategy or a type that cannot hold it: NULL
-		}
-		out, ok := s.cfg.Masker.Text(strat, n, v)
-		if !ok {
-			return nil
-		}
-		return out
+		stats[r.Name]++
+		return vm.value(r, typ, format, v)
 	}
-	if p.detect && p.formatOf(i) == 0 && scanTypes[typ] {
-		out, n := mask.Scrub(v)
-		if n > 0 {
-			stats["detector"] += n
-		}
-		return out
+	out := vm.scan(typ, format, v)
+	if vm.n > 0 {
+		stats["detector"] += vm.n
 	}
-	return v
+	return out
 }
 
 // rewriteDataRow masks the values of a DataRow body and returns the whole

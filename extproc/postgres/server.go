@@ -384,18 +384,14 @@ func (s *Session) queryMasks(head *op) ([]policy.MaskedColumn, int) {
 
 // copyPlan is the plan for COPY TO rows of the statement at the head.
 func (s *Session) copyPlan(head *op) *rowPlan {
-	var masked []policy.MaskedColumn
-	width := 0
+	var p *rowPlan
 	switch {
-	case head.kind == opQuery:
-		masked, width = s.queryMasks(head)
 	case head.kind == opExecute && head.plan != nil:
-		for _, m := range head.plan.masks {
-			masked = append(masked, m)
-		}
-		width = head.plan.width
+		p = &rowPlan{masks: head.plan.masks, width: head.plan.width, detect: s.detect}
+	default:
+		masked, width := s.queryMasks(head)
+		p = newRowPlan(masked, width, s.detect)
 	}
-	p := newRowPlan(masked, width, s.detect)
 	p.copyText = true
 	return p
 }
