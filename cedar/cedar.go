@@ -19,6 +19,8 @@ import (
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+
+	"github.com/sluicedb/sluice/mask"
 )
 
 // Namespace prefixes every sluice entity type.
@@ -180,6 +182,7 @@ func Load(fsys fs.FS) (*Set, error) {
 	if err := v.Entities(set.Entities); err != nil {
 		errs = append(errs, fmt.Errorf("entity data: %w", err))
 	}
+	errs = append(errs, maskTagErrors(set.Entities)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("policies do not validate against the schema: %w", err)
 	}
@@ -210,4 +213,29 @@ func WriteDefaults(dir string) error {
 		}
 	}
 	return nil
+}
+
+// maskTagErrors checks the mask and mask_typed tags of column entities:
+// a misspelt strategy would otherwise mask as redact without a word.
+func maskTagErrors(ents cedargo.EntityMap) []error {
+	var errs []error
+	for uid, e := range ents {
+		if uid.Type != TypeColumn {
+			continue
+		}
+		if v, ok := e.Tags.Get("mask"); ok {
+			s := strings.Trim(v.String(), `"`)
+			if _, err := mask.ParseTyped(s); err != nil {
+				if _, _, err := mask.ParseStrategy(s); err != nil {
+					errs = append(errs, fmt.Errorf("column %s: tag mask: %w (or zero, bucket)", uid.ID, err))
+				}
+			}
+		}
+		if v, ok := e.Tags.Get("mask_typed"); ok {
+			if _, err := mask.ParseTyped(strings.Trim(v.String(), `"`)); err != nil {
+				errs = append(errs, fmt.Errorf("column %s: tag mask_typed: %w", uid.ID, err))
+			}
+		}
+	}
+	return errs
 }

@@ -63,3 +63,20 @@ func TestUsesSession(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskTagsAreValidated(t *testing.T) {
+	for tags, bad := range map[string]bool{
+		`{"mask": "partial:2"}`:                    false,
+		`{"mask": "bucket", "mask_typed": "zero"}`: false,
+		`{"mask": "partial2"}`:                     true,
+		`{"mask_typed": "year"}`:                   true,
+	} {
+		_, err := Load(fstest.MapFS{
+			"p.cedar":         {Data: []byte(`permit (principal, action, resource);`)},
+			"e.entities.json": {Data: []byte(`[{"uid": {"type": "Sluice::Column", "id": "t/public.a.b"}, "attrs": {}, "parents": [], "tags": ` + tags + `}]`)},
+		})
+		if (err != nil) != bad {
+			t.Errorf("tags %s: error %v, want error %v", tags, err, bad)
+		}
+	}
+}

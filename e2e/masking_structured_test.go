@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -345,5 +346,104 @@ func TestMaskingJSONMySQL(t *testing.T) {
 				t.Errorf("%s: %s (%v)", q, got, err)
 			}
 		}
+	}
+}
+
+func TestMaskingTypedValuesMySQLTextAndBinary(t *testing.T) {
+	ctx := context.Background()
+	if err := stack.Maria.Exec(ctx, `
+	  DROP TABLE IF EXISTS sluice_demo.typed_people;
+	  CREATE TABLE sluice_demo.typed_people (id int,
+	    born date COMMENT 'sluice:pii=dob sluice:mask=bucket',
+	    salary decimal(10,2) COMMENT 'sluice:pii=salary sluice:mask=zero',
+	    seen datetime COMMENT 'sluice:pii=activity sluice:mask=bucket',
+	    score int COMMENT 'sluice:pii=score sluice:mask_typed=bucket',
+	    plain_score int COMMENT 'sluice:pii=score',
+	    ssn varchar(20) COMMENT 'sluice:pii=ssn',
+	    secret_ssn varchar(20) COMMENT 'sluice:pii=ssn sluice:secret');
+	  INSERT INTO sluice_demo.typed_people VALUES (1, '1987-06-05', 12345.67, '2024-05-06 07:08:09', 4321, 4321, '123-45-6789', '987-65-4321');`); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := gomysql.ParseDSN(stack.MySQLDSN(mysqlConnect(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ParseTime = true
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const q = "SELECT born, salary, seen, score, plain_score, ssn, secret_ssn, JSON_OBJECT('ssn', ssn, 'score', score) FROM typed_people WHERE id = 1"
+	for _, prepared := range []bool{false, true} {
+		var born, seen time.Time
+		var salary, ssn, secret, j string
+		var score, plain sql.NullInt64
+		var err error
+		if prepared { // the binary protocol
+			err = db.QueryRowContext(ctx, q+" AND ? = 1", 1).Scan(&born, &salary, &seen, &score, &plain, &ssn, &secret, &j)
+		} else {
+			err = db.QueryRowContext(ctx, q).Scan(&born, &salary, &seen, &score, &plain, &ssn, &secret, &j)
+		}
+		if err != nil {
+			t.Fatalf("prepared %v: the masked values do not decode to their types: %v", prepared, err)
+		}
+		if !born.Equal(time.Date(1987, 1, 1, 0, 0, 0, 0, time.UTC)) || !seen.Equal(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Errorf("prepared %v: born %v seen %v, want year buckets", prepared, born, seen)
+		}
+		if salary != "0" && salary != "0.00" {
+			t.Errorf("prepared %v: salary (mask=zero) = %q", prepared, salary)
+		}
+		if !score.Valid || score.Int64 != 4000 || plain.Valid {
+			t.Errorf("prepared %v: score (mask_typed=bucket) = %v, plain_score (no typed mask) = %v, want 4000 and NULL", prepared, score, plain)
+		}
+		if ssn != "*******6789" || secret != "[redacted]" {
+			t.Errorf("prepared %v: ssn %q (want last four), secret ssn %q (want [redacted])", prepared, ssn, secret)
+		}
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(j), &obj); err != nil || obj["ssn"] != "*******6789" || obj["score"] != float64(4000) {
+			t.Errorf("prepared %v: JSON %s (%v)", prepared, j, err)
+		}
+	}
+}
+
+func TestMaskingJSONDetectorsInsideStrings(t *testing.T) {
+	ctx := context.Background()
+	if err := stack.PG.Exec(ctx, devstack.DemoDatabase, `
+	  DROP TABLE IF EXISTS events;
+	  CREATE TABLE events (id int, payload jsonb, note text);
+	  ALTER TABLE events OWNER TO agent;
+	  INSERT INTO events VALUES (1, '{"user": "jane.roe@example.org", "cfg": "password=\"hunter2-secret\"}", "n": 3}', 'token: sk_live_abcdefghijklmnop1234');`); err != nil {
+		t.Fatal(err)
+	}
+	tf := tokenFor(t, "detector-json", []string{"analysts"})
+	url := stack.AgentURL(connectTo(t, devstack.DemoTarget+"-scrubbed", tf))
+	ctx2, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, m := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		cfg, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = m
+		c, err := pgx.ConnectConfig(ctx2, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			"SELECT payload FROM events WHERE id = 1",
+			"SELECT payload::json FROM events WHERE id = 1",
+			"SELECT json_build_object('p', payload, 'note', note) FROM events WHERE id = 1",
+		} {
+			var v map[string]any
+			if err := c.QueryRow(ctx2, q).Scan(&v); err != nil {
+				t.Fatalf("%v %s: the scrubbed JSON does not decode: %v", m, q, err)
+			}
+			b, _ := json.Marshal(v)
+			if s := string(b); strings.Contains(s, "jane.roe") || strings.Contains(s, "hunter2") || strings.Contains(s, "sk_live") || !strings.Contains(s, "[email]") {
+				t.Errorf("%v %s: %s", m, q, s)
+			}
+		}
+		c.Close(ctx2)
 	}
 }

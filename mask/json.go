@@ -56,7 +56,7 @@ func (m *Masker) JSONWhole(dst []byte, r *Rule) []byte {
 	if r != nil && r.Strategy == Null {
 		return append(dst, "null"...)
 	}
-	return appendJSONString(dst, RedactedText)
+	return appendJSONString(dst, []byte(RedactedText))
 }
 
 type jsonWriter struct {
@@ -128,7 +128,7 @@ func (w *jsonWriter) object(i int, r *Rule, depth int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		key, err := decodeString(w.src[i:end])
+		key, err := stringBytes(w.src[i:end])
 		if err != nil {
 			return 0, err
 		}
@@ -139,7 +139,7 @@ func (w *jsonWriter) object(i int, r *Rule, depth int) (int, error) {
 		if i >= len(w.src) || w.src[i] != ':' {
 			return 0, errJSON
 		}
-		sub, known := r.key(key)
+		sub, known := r.key(key) // no allocation: string(key) in a map lookup
 		if !known {
 			sub = r.Whole() // a key the analysis did not expect
 		}
@@ -204,16 +204,20 @@ func (w *jsonWriter) leaf(i int, r *Rule) (int, error) {
 	case c == 'n':
 		return end, nil
 	case c == '"':
-		s, err := decodeString(v)
+		s, err := stringBytes(v)
 		if err != nil {
 			return 0, err
 		}
-		masked, ok := w.m.Text(r.Strategy, r.N, []byte(s))
+		masked, ok := w.m.Text(r.Strategy, r.N, s)
+		w.n++
+		w.flush(i)
 		if !ok {
-			b = []byte("null")
+			w.out = append(w.out, "null"...)
 		} else {
-			b = appendJSONString(nil, string(masked))
+			w.out = appendJSONString(w.out, masked)
 		}
+		w.copied = end
+		return end, nil
 	case c == 't' || c == 'f':
 		b = []byte("null")
 		if r.Typed == TypedZero {
@@ -295,7 +299,7 @@ func (w *jsonWriter) scrubString(i, end int) {
 		return
 	}
 	w.n += n
-	w.replace(i, end, appendJSONString(nil, string(out)))
+	w.replace(i, end, appendJSONString(nil, out))
 }
 
 func skipSpace(b []byte, i int) int {
@@ -370,16 +374,20 @@ func skipString(b []byte, i int) (int, error) {
 	return 0, errJSON
 }
 
+// stringBytes is a string token's content (quotes included in tok):
+// the bytes themselves when there is nothing to decode.
+func stringBytes(tok []byte) ([]byte, error) {
+	body := tok[1 : len(tok)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return body, nil
+	}
+	s, err := decodeString(tok)
+	return []byte(s), err
+}
+
 // decodeString decodes a string token (quotes included).
 func decodeString(tok []byte) (string, error) {
-	simple := true
-	for _, c := range tok[1 : len(tok)-1] {
-		if c == '\\' || c < 0x20 {
-			simple = false
-			break
-		}
-	}
-	if simple && utf8.Valid(tok) {
+	if bytes.IndexByte(tok, '\\') < 0 {
 		return string(tok[1 : len(tok)-1]), nil
 	}
 	var s string
@@ -390,9 +398,17 @@ func decodeString(tok []byte) (string, error) {
 }
 
 // appendJSONString appends s as a JSON string token.
-func appendJSONString(dst []byte, s string) []byte {
+func appendJSONString(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
-	for _, r := range s {
+	for len(s) > 0 {
+		c := s[0]
+		if c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' {
+			dst = append(dst, c)
+			s = s[1:]
+			continue
+		}
+		r, size := utf8.DecodeRune(s)
+		s = s[size:]
 		switch {
 		case r == '"':
 			dst = append(dst, '\\', '"')
@@ -419,7 +435,11 @@ func appendJSONString(dst []byte, s string) []byte {
 // spans are the detectors' validated finds in v, by start.
 func spans(v []byte) [][2]int {
 	var out [][2]int
+	digits := countDigits(v)
 	for _, d := range Detectors {
+		if !d.need(v, digits) {
+			continue
+		}
 		for _, loc := range d.re.FindAllIndex(v, -1) {
 			if d.valid == nil || d.valid(string(v[loc[0]:loc[1]])) {
 				out = append(out, [2]int{loc[0], loc[1]})

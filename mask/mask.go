@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Strategy is how a value is masked.
@@ -64,6 +65,18 @@ func (m *Masker) Text(s Strategy, n int, v []byte) ([]byte, bool) {
 	case Null:
 		return nil, false
 	case Partial:
+		if ascii(v) {
+			out := make([]byte, len(v))
+			keep := len(v) - n // stars before the kept tail
+			if keep <= 0 {
+				keep = len(v) // too short to keep any of it
+			}
+			for i := range keep {
+				out[i] = '*'
+			}
+			copy(out[keep:], v[keep:])
+			return out, true
+		}
 		r := []rune(string(v))
 		if len(r) <= n {
 			return []byte(strings.Repeat("*", len(r))), true
@@ -79,10 +92,22 @@ func (m *Masker) Text(s Strategy, n int, v []byte) ([]byte, bool) {
 		if at <= 0 {
 			return []byte(RedactedText), true
 		}
-		local := []rune(string(v[:at]))
-		return []byte(string(local[0]) + "***" + string(v[at:])), true
+		_, size := utf8.DecodeRune(v)
+		out := make([]byte, 0, size+3+len(v)-at)
+		out = append(out, v[:size]...)
+		out = append(out, "***"...)
+		return append(out, v[at:]...), true
 	}
 	return []byte(RedactedText), true
+}
+
+func ascii(v []byte) bool {
+	for _, c := range v {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Masker) token(v []byte) string {

@@ -94,11 +94,11 @@ func (r *Rule) PartAt(i int) (*Rule, bool) {
 
 // key is the rule for an object key; ok is false for a key the analysis
 // did not expect.
-func (r *Rule) key(k string) (*Rule, bool) {
+func (r *Rule) key(k []byte) (*Rule, bool) {
 	if r.Shape == JSONMap {
 		return r.Parts[0], len(r.Parts) == 1
 	}
-	p, ok := r.keys[k]
+	p, ok := r.keys[string(k)]
 	return p, ok
 }
 
