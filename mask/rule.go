@@ -3,6 +3,7 @@ package mask
 import (
 	"fmt"
 	"slices"
+	"unicode/utf8"
 )
 
 // Shape is how a structured value is built from parts.
@@ -115,4 +116,26 @@ func (r *Rule) Whole() *Rule {
 // Structured reports a rule that masks inside its value.
 func (r *Rule) Structured() bool {
 	return r != nil && r.Mask && r.Shape != Scalar && (r.Shape != JSONLeaf || len(r.Parts) == 1) && !slices.Contains(r.Parts, nil)
+}
+
+// ASCIIKeys reports whether every JSON object key the rule names, at any
+// depth, is ASCII: such a key is the same bytes in every ASCII-safe
+// encoding.
+func (r *Rule) ASCIIKeys() bool {
+	if r == nil {
+		return true
+	}
+	for _, p := range r.Parts {
+		if r.Shape == JSONObject {
+			for i := 0; i < len(p.Name); i++ {
+				if p.Name[i] >= utf8.RuneSelf {
+					return false
+				}
+			}
+		}
+		if !p.ASCIIKeys() {
+			return false
+		}
+	}
+	return true
 }

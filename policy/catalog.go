@@ -28,6 +28,16 @@ type Output struct {
 	// what each of its keys, fields or elements derives from.
 	Shape ShapeKind
 	Parts []Output
+	// Steer are the sources that decide a shaped value's structure rather
+	// than any part's value — which rows an aggregate takes and in what
+	// order (its ORDER BY, FILTER, window): if one is protected, the value
+	// is masked whole, as masking parts would not hide it.
+	Steer []Column
+	// Spread: the output's position is uncertain, and so is every later
+	// one's: it stands for a function result's columns whose number
+	// sluice does not know (SELECT * over jsonb_each(…)), or begins a
+	// NATURAL JOIN's columns when sluice cannot tell which it merges.
+	Spread bool
 }
 
 // Catalog is what the analyzer knows of a target's schema: the relations

@@ -533,6 +533,9 @@ func (a *Authorizer) maskingPlan(d *decider, st Statement, ctx func() cedargo.Re
 			masked = append(masked, m)
 		}
 	}
+	if spread := slices.IndexFunc(st.Outputs, func(o Output) bool { return o.Spread }); spread >= 0 && len(masked) > 0 && masked[len(masked)-1].Index >= spread {
+		return nil, false, fmt.Errorf("the result holds protected columns from %q on, where sluice cannot count the columns before them (a function result's, or a NATURAL JOIN's with one), so the masks cannot be placed: name the columns", st.Outputs[spread].Name)
+	}
 	if len(masked) > 0 && !st.Lineage {
 		return nil, false, fmt.Errorf("the result holds protected columns and target %q has no catalog (catalog_url) to place the masks: refused", a.target.Name)
 	}
@@ -570,7 +573,8 @@ func (a *Authorizer) maskPart(o Output, visible func(Column) bool, d *decider) (
 	if o.Shape == ShapeNone {
 		return m, true
 	}
-	if len(o.Parts) == 0 || slices.ContainsFunc(outside(o), func(c Column) bool { return !visible(c) }) {
+	hiddenCol := func(c Column) bool { return !visible(c) }
+	if len(o.Parts) == 0 || slices.ContainsFunc(outside(o), hiddenCol) || slices.ContainsFunc(o.Steer, hiddenCol) {
 		if o.Shape.IsJSON() {
 			m.Shape = ShapeJSON // a whole JSON value: masked as a JSON string
 		}

@@ -239,7 +239,8 @@ func (a *myAnalyzer) fromItem(n ast.ResultSetNode, sc *scope) error {
 				cols := myRelCols(r)
 				return slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[strings.ToLower(c.Name)] })
 			}
-			for _, n := range commonColumns(visible, sc.rels[start:mid], sc.rels[mid:]) {
+			common, _ := commonColumns(visible, sc.rels[start:mid], sc.rels[mid:])
+			for _, n := range common {
 				using = append(using, &ast.ColumnName{Name: ast.NewCIStr(n)})
 			}
 		}

@@ -7,13 +7,15 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
-// visibleCols are a relation's columns but those a JOIN … USING merged.
+// visibleCols are a relation's columns but those a JOIN … USING merged
+// (a function result's columns sluice cannot count stay: the rest of them
+// follow the merged one).
 func (a *pgAnalyzer) visibleCols(r relation) []Output {
 	cols := a.relCols(r)
 	if len(r.hidden) == 0 {
 		return cols
 	}
-	return slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[c.Name] })
+	return slices.DeleteFunc(cols, func(c Output) bool { return r.hidden[c.Name] && !c.Spread })
 }
 
 // joinUsing merges the USING columns of a join whose left side is
@@ -27,7 +29,14 @@ func (a *pgAnalyzer) joinUsing(j *pg.JoinExpr, sc *scope, start, mid int) error 
 		names = append(names, u.GetString_().GetSval())
 	}
 	if j.IsNatural {
-		names = commonColumns(a.visibleCols, sc.rels[start:mid], sc.rels[mid:])
+		var known bool
+		names, known = commonColumns(a.visibleCols, sc.rels[start:mid], sc.rels[mid:])
+		if !known {
+			// The server merges common columns sluice cannot name, and
+			// puts them first: the join's columns are at positions sluice
+			// does not know.
+			spreadFrom(sc.rels[start:])
+		}
 	}
 	var merged []Output
 names:
@@ -35,10 +44,19 @@ names:
 		var sides [2]Output
 		for i, rels := range [][]relation{sc.rels[start:mid], sc.rels[mid:]} {
 			n := 0
+			var opaque []Column
+			hasOpaque := false
 			for _, r := range rels {
-				if r.opaque || r.table != nil {
+				if r.table != nil {
 					n = -1 // columns sluice cannot name: resolve as before
 					break
+				}
+				if r.opaque {
+					// A function result's columns are not known by name:
+					// if the side has no column of the name, the server
+					// found it there (or the statement fails).
+					opaque, hasOpaque = union(opaque, r.sources...), true
+					continue
 				}
 				for _, c := range a.visibleCols(r) {
 					if c.Name == name {
@@ -46,6 +64,9 @@ names:
 						n++
 					}
 				}
+			}
+			if n == 0 && hasOpaque {
+				sides[i], n = Output{Name: name, Sources: opaque}, 1
 			}
 			if n != 1 {
 				src, err := a.columnSources([]string{name}, sc)
@@ -77,9 +98,29 @@ names:
 	return nil
 }
 
+// spreadFrom marks the first column of rels uncertain in position, and so
+// every one after it (Output.Spread).
+func spreadFrom(rels []relation) {
+	for i := range rels {
+		r := &rels[i]
+		if r.opaque {
+			r.spread = true
+			return
+		}
+		for k, c := range r.cols {
+			if !r.hidden[c.Name] {
+				r.cols = slices.Clone(r.cols)
+				r.cols[k].Spread = true
+				return
+			}
+		}
+	}
+}
+
 // commonColumns are the column names both sides of a NATURAL JOIN have, in
-// the left side's order (none when a side has columns sluice cannot name).
-func commonColumns(cols func(relation) []Output, left, right []relation) []string {
+// the left side's order; known is false when a side has columns sluice
+// cannot name.
+func commonColumns(cols func(relation) []Output, left, right []relation) (names []string, known bool) {
 	has := func(rels []relation) (map[string]bool, []string, bool) {
 		m := map[string]bool{}
 		var order []string
@@ -99,13 +140,12 @@ func commonColumns(cols func(relation) []Output, left, right []relation) []strin
 	_, order, ok1 := has(left)
 	rm, _, ok2 := has(right)
 	if !ok1 || !ok2 {
-		return nil
+		return nil, false
 	}
-	var out []string
 	for _, n := range order {
 		if rm[n] {
-			out = append(out, n)
+			names = append(names, n)
 		}
 	}
-	return out
+	return names, true
 }

@@ -219,46 +219,161 @@ func outputName(rt *pg.ResTarget) string {
 }
 
 func exprName(n *pg.Node) string {
-	switch v := n.Node.(type) {
-	case *pg.Node_ColumnRef:
-		f := v.ColumnRef.Fields
-		return f[len(f)-1].GetString_().GetSval()
-	case *pg.Node_FuncCall:
-		return funcName(v.FuncCall)
-	case *pg.Node_TypeCast:
-		if name := exprName(v.TypeCast.Arg); name != "?column?" {
-			return name
-		}
-		if names := v.TypeCast.TypeName.GetNames(); len(names) > 0 {
-			return names[len(names)-1].GetString_().GetSval()
-		}
-	case *pg.Node_CoalesceExpr:
-		return "coalesce"
-	case *pg.Node_MinMaxExpr:
-		if v.MinMaxExpr.Op == pg.MinMaxOp_IS_GREATEST {
-			return "greatest"
-		}
-		return "least"
-	case *pg.Node_CaseExpr:
-		return "case"
-	case *pg.Node_AArrayExpr:
-		return "array"
-	case *pg.Node_RowExpr:
-		return "row"
-	case *pg.Node_SubLink:
-		if sel := v.SubLink.Subselect.GetSelectStmt(); sel != nil && v.SubLink.SubLinkType == pg.SubLinkType_EXPR_SUBLINK && len(sel.TargetList) > 0 {
-			if rt := sel.TargetList[0].GetResTarget(); rt != nil {
-				return outputName(rt)
-			}
-		}
-		if v.SubLink.SubLinkType == pg.SubLinkType_EXISTS_SUBLINK {
-			return "exists"
-		}
-		if v.SubLink.SubLinkType == pg.SubLinkType_ARRAY_SUBLINK {
-			return "array"
-		}
+	if name, strength := figureColname(n); strength > 0 {
+		return name
 	}
 	return "?column?"
+}
+
+// figureColname is PostgreSQL's FigureColnameInternal: the name and its
+// strength (0 none, 1 second-best, 2 good). The names must be the
+// server's: they are a record's field names, so the keys row_to_json
+// makes of a subquery's row, and a key named otherwise would take another
+// key's mask.
+func figureColname(n *pg.Node) (string, int) {
+	if n == nil {
+		return "", 0
+	}
+	switch v := n.Node.(type) {
+	case *pg.Node_ColumnRef:
+		name := ""
+		for _, f := range v.ColumnRef.Fields {
+			if s := f.GetString_(); s != nil {
+				name = s.Sval
+			}
+		}
+		if name != "" {
+			return name, 2
+		}
+	case *pg.Node_AIndirection:
+		name := ""
+		for _, f := range v.AIndirection.Indirection {
+			if s := f.GetString_(); s != nil {
+				name = s.Sval
+			}
+		}
+		if name != "" {
+			return name, 2
+		}
+		return figureColname(v.AIndirection.Arg)
+	case *pg.Node_FuncCall:
+		if f := v.FuncCall.Funcname; len(f) > 0 {
+			return f[len(f)-1].GetString_().GetSval(), 2
+		}
+	case *pg.Node_AExpr:
+		if v.AExpr.Kind == pg.A_Expr_Kind_AEXPR_NULLIF {
+			return "nullif", 2
+		}
+	case *pg.Node_TypeCast:
+		name, strength := figureColname(v.TypeCast.Arg)
+		if strength <= 1 {
+			if names := v.TypeCast.TypeName.GetNames(); len(names) > 0 {
+				return names[len(names)-1].GetString_().GetSval(), 1
+			}
+		}
+		return name, strength
+	case *pg.Node_CollateClause:
+		return figureColname(v.CollateClause.Arg)
+	case *pg.Node_GroupingFunc:
+		return "grouping", 2
+	case *pg.Node_MergeSupportFunc:
+		return "merge_action", 2
+	case *pg.Node_SubLink:
+		switch v.SubLink.SubLinkType {
+		case pg.SubLinkType_EXISTS_SUBLINK:
+			return "exists", 2
+		case pg.SubLinkType_ARRAY_SUBLINK:
+			return "array", 2
+		case pg.SubLinkType_EXPR_SUBLINK:
+			// The subquery's first output's name (a set operation's is
+			// its first branch's).
+			sel := v.SubLink.Subselect.GetSelectStmt()
+			for sel != nil && sel.Larg != nil {
+				sel = sel.Larg
+			}
+			if sel == nil {
+				break
+			}
+			if len(sel.ValuesLists) > 0 {
+				return "column1", 2
+			}
+			if len(sel.TargetList) > 0 {
+				if rt := sel.TargetList[0].GetResTarget(); rt != nil {
+					return outputName(rt), 2
+				}
+			}
+		}
+	case *pg.Node_CaseExpr:
+		name, strength := figureColname(v.CaseExpr.Defresult)
+		if strength <= 1 {
+			return "case", 1
+		}
+		return name, strength
+	case *pg.Node_AArrayExpr:
+		return "array", 2
+	case *pg.Node_RowExpr:
+		return "row", 2
+	case *pg.Node_CoalesceExpr:
+		return "coalesce", 2
+	case *pg.Node_MinMaxExpr:
+		switch v.MinMaxExpr.Op {
+		case pg.MinMaxOp_IS_GREATEST:
+			return "greatest", 2
+		case pg.MinMaxOp_IS_LEAST:
+			return "least", 2
+		}
+	case *pg.Node_SqlvalueFunction:
+		if name, ok := sqlValueFunctionNames[v.SqlvalueFunction.Op]; ok {
+			return name, 2
+		}
+	case *pg.Node_XmlExpr:
+		if name, ok := xmlExprNames[v.XmlExpr.Op]; ok {
+			return name, 2
+		}
+	case *pg.Node_XmlSerialize:
+		return "xmlserialize", 2
+	case *pg.Node_JsonParseExpr:
+		return "json", 2
+	case *pg.Node_JsonScalarExpr:
+		return "json_scalar", 2
+	case *pg.Node_JsonSerializeExpr:
+		return "json_serialize", 2
+	case *pg.Node_JsonObjectConstructor:
+		return "json_object", 2
+	case *pg.Node_JsonArrayConstructor, *pg.Node_JsonArrayQueryConstructor:
+		return "json_array", 2
+	case *pg.Node_JsonObjectAgg:
+		return "json_objectagg", 2
+	case *pg.Node_JsonArrayAgg:
+		return "json_arrayagg", 2
+	case *pg.Node_JsonFuncExpr:
+		switch v.JsonFuncExpr.Op {
+		case pg.JsonExprOp_JSON_EXISTS_OP:
+			return "json_exists", 2
+		case pg.JsonExprOp_JSON_QUERY_OP:
+			return "json_query", 2
+		case pg.JsonExprOp_JSON_VALUE_OP:
+			return "json_value", 2
+		}
+	}
+	return "", 0
+}
+
+var sqlValueFunctionNames = map[pg.SQLValueFunctionOp]string{
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE: "current_date",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME: "current_time", pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N: "current_time",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP: "current_timestamp", pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N: "current_timestamp",
+	pg.SQLValueFunctionOp_SVFOP_LOCALTIME: "localtime", pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N: "localtime",
+	pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP: "localtimestamp", pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N: "localtimestamp",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE: "current_role", pg.SQLValueFunctionOp_SVFOP_CURRENT_USER: "current_user",
+	pg.SQLValueFunctionOp_SVFOP_USER: "user", pg.SQLValueFunctionOp_SVFOP_SESSION_USER: "session_user",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG: "current_catalog", pg.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA: "current_schema",
+}
+
+var xmlExprNames = map[pg.XmlExprOp]string{
+	pg.XmlExprOp_IS_XMLCONCAT: "xmlconcat", pg.XmlExprOp_IS_XMLELEMENT: "xmlelement", pg.XmlExprOp_IS_XMLFOREST: "xmlforest",
+	pg.XmlExprOp_IS_XMLPARSE: "xmlparse", pg.XmlExprOp_IS_XMLPI: "xmlpi", pg.XmlExprOp_IS_XMLROOT: "xmlroot",
+	pg.XmlExprOp_IS_XMLSERIALIZE: "xmlserialize",
 }
 
 func isStar(cr *pg.ColumnRef) bool {
@@ -284,7 +399,7 @@ func (a *pgAnalyzer) star(cr *pg.ColumnRef, sc *scope) ([]Output, error) {
 
 func (a *pgAnalyzer) relCols(r relation) []Output {
 	if r.opaque {
-		return []Output{{Name: r.alias, Sources: r.sources}}
+		return []Output{{Name: r.alias, Sources: r.sources, Spread: r.spread}}
 	}
 	if r.table != nil {
 		return []Output{{Name: "*", Sources: []Column{{Schema: r.table.Schema, Table: r.table.Name, Name: "*"}}}}
@@ -367,19 +482,62 @@ func (a *pgAnalyzer) fromItem(n *pg.Node, sc *scope) error {
 				names = append(names, d.GetColumnDef().GetColname())
 			}
 		}
+		// A function's columns beyond those named may be any number: a
+		// composite result has as many as its type, WITH ORDINALITY one
+		// more. Only for the functions known to return one column is the
+		// count known.
+		width := -1
+		if len(rf.Functions) == 1 && len(rf.Coldeflist) == 0 {
+			if fc := rf.Functions[0].GetList().GetItems(); len(fc) > 0 {
+				width = functionWidth(fc[0].GetFuncCall(), a)
+			}
+		} else if len(rf.Coldeflist) > 0 {
+			width = len(rf.Coldeflist)
+		}
+		if width > 0 && rf.Ordinality {
+			width++
+		}
 		if len(names) == 0 {
-			sc.rels = append(sc.rels, relation{alias: alias, opaque: true, sources: src})
+			sc.rels = append(sc.rels, relation{alias: alias, opaque: true, sources: src, spread: width != 1})
 			break
 		}
 		r := relation{alias: alias}
 		for _, n := range names {
 			r.cols = append(r.cols, Output{Name: n, Sources: src})
 		}
+		r.cols[len(r.cols)-1].Spread = width != len(names)
 		sc.rels = append(sc.rels, r)
 	default:
 		return fmt.Errorf("sluice does not understand a %T in FROM", n.Node)
 	}
 	return nil
+}
+
+// functionWidths are the numbers of columns of set-returning builtins.
+var functionWidths = map[string]int{
+	"generate_series": 1, "generate_subscripts": 1, "regexp_matches": 1, "regexp_split_to_table": 1,
+	"string_to_table": 1, "json_array_elements": 1, "json_array_elements_text": 1, "jsonb_array_elements": 1,
+	"jsonb_array_elements_text": 1, "json_object_keys": 1, "jsonb_object_keys": 1, "jsonb_path_query": 1,
+	"json_each": 2, "json_each_text": 2, "jsonb_each": 2, "jsonb_each_text": 2,
+}
+
+// functionWidth is the number of columns of a call in FROM (-1: not
+// known): a builtin's of functionWidths, or unnest's of one array.
+func functionWidth(fc *pg.FuncCall, a *pgAnalyzer) int {
+	if fc == nil || fc.FuncVariadic || (len(fc.Funcname) > 1 && fc.Funcname[0].GetString_().GetSval() != "pg_catalog") {
+		return -1
+	}
+	name := funcName(fc)
+	if len(fc.Funcname) == 1 && a.userFunction(name) {
+		return -1
+	}
+	if name == "unnest" && len(fc.Args) == 1 {
+		return 1
+	}
+	if w, ok := functionWidths[name]; ok {
+		return w
+	}
+	return -1
 }
 
 func applyAlias(outs []Output, al *pg.Alias) []Output {
@@ -521,12 +679,6 @@ func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 			if n == 1 {
 				return withCandidates(found, maybe, candidates), nil
 			}
-			// A whole-row reference such as row_to_json(u).
-			for _, r := range s.rels {
-				if r.alias == col {
-					return withCandidates(Output{Name: col, Sources: sourcesOf(a.relCols(r))}, maybe, candidates), nil
-				}
-			}
 			// Columns of function results, and of tables when there is no
 			// catalog, are not known by name: every one is a candidate.
 			for _, r := range s.rels {
@@ -557,6 +709,14 @@ func (a *pgAnalyzer) columnRef(fields []string, sc *scope) (Output, error) {
 				}
 			}
 			return Output{}, &unknownColumnError{strings.Join(fields, ".")}
+		}
+	}
+	if len(fields) == 1 {
+		// A whole-row reference such as row_to_json(u): PostgreSQL takes a
+		// bare name for a relation only when no level has a column of that
+		// name (an outer query's column wins over an inner relation).
+		if r, ok := findRel(sc, col); ok {
+			return withCandidates(Output{Name: col, Sources: sourcesOf(a.relCols(r))}, maybe, candidates), nil
 		}
 	}
 	if candidates {

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -50,8 +52,9 @@ func (a *pgAnalyzer) shape(n *pg.Node, sc *scope) (Output, bool, error) {
 		}
 		tn := v.TypeCast.TypeName
 		names := tn.GetNames()
-		if len(names) == 0 || len(tn.GetArrayBounds()) > 0 || len(tn.GetTypmods()) > 0 {
-			return Output{}, false, nil
+		if len(names) == 0 || len(tn.GetArrayBounds()) > 0 || len(tn.GetTypmods()) > 0 ||
+			(len(names) > 1 && names[0].GetString_().GetSval() != "pg_catalog") {
+			return Output{}, false, nil // another schema's type of that name
 		}
 		switch names[len(names)-1].GetString_().GetSval() {
 		case "json", "jsonb":
@@ -65,12 +68,27 @@ func (a *pgAnalyzer) shape(n *pg.Node, sc *scope) (Output, bool, error) {
 		return Output{}, false, nil
 	case *pg.Node_RowExpr:
 		var parts []Output
-		for i, e := range v.RowExpr.Args {
-			p, err := a.part(e, sc, fmt.Sprintf("f%d", i+1))
+		for _, e := range v.RowExpr.Args {
+			if cr := e.GetColumnRef(); cr != nil && isStar(cr) {
+				// ROW(t.*) has t's columns as fields of its own.
+				cols, ok := a.starFields(cr, sc)
+				if !ok {
+					return Output{}, false, nil
+				}
+				parts = append(parts, cols...)
+				continue
+			}
+			if ind := e.GetAIndirection(); ind != nil && slices.ContainsFunc(ind.Indirection, func(n *pg.Node) bool { return n.GetAStar() != nil }) {
+				return Output{}, false, nil // ROW((x).*): as many fields as x has
+			}
+			p, err := a.part(e, sc, "")
 			if err != nil {
 				return Output{}, false, err
 			}
 			parts = append(parts, p)
+		}
+		for i := range parts {
+			parts[i].Name = fmt.Sprintf("f%d", i+1)
 		}
 		if len(v.RowExpr.Colnames) == len(parts) {
 			for i, c := range v.RowExpr.Colnames {
@@ -143,7 +161,8 @@ func (a *pgAnalyzer) part(e *pg.Node, sc *scope, name string) (Output, error) {
 }
 
 // wholeRow reports whether a one-word column reference names a relation
-// (a whole-row reference) rather than a column, as columnRef resolves it.
+// (a whole-row reference) rather than a column, as columnRef resolves it:
+// only when no level, however far out, has a column of that name.
 func (a *pgAnalyzer) wholeRow(name string, sc *scope) (relation, bool) {
 	for s := sc; s != nil; s = s.parent {
 		for _, r := range s.rels {
@@ -156,21 +175,31 @@ func (a *pgAnalyzer) wholeRow(name string, sc *scope) (relation, bool) {
 				}
 			}
 		}
-		for _, r := range s.rels {
-			if r.alias == name {
-				return r, true
-			}
-		}
 	}
-	return relation{}, false
+	return findRel(sc, name)
+}
+
+// starFields are the fields t.* stands for in ROW(t.*): t's columns, when
+// sluice knows them.
+func (a *pgAnalyzer) starFields(cr *pg.ColumnRef, sc *scope) ([]Output, bool) {
+	if len(cr.Fields) < 2 {
+		return nil, false
+	}
+	r, found := findRel(sc, cr.Fields[len(cr.Fields)-2].GetString_().GetSval())
+	if !found || r.opaque || r.table != nil {
+		return nil, false
+	}
+	cols := a.relCols(r)
+	return cols, !slices.ContainsFunc(cols, func(o Output) bool { return o.Spread })
 }
 
 // rowShape is a relation's row as a composite value, its fields in order.
 func (a *pgAnalyzer) rowShape(r relation) (Output, bool, error) {
-	if r.opaque || r.table != nil {
-		return Output{}, false, nil // columns not known by name
+	cols := a.relCols(r)
+	if r.opaque || r.table != nil || slices.ContainsFunc(cols, func(o Output) bool { return o.Spread }) {
+		return Output{}, false, nil // columns not known by name, or not how many
 	}
-	return shaped(r.alias, ShapeRecord, a.relCols(r)), true, nil
+	return shaped(r.alias, ShapeRecord, cols), true, nil
 }
 
 // funcShape traces the builtins that build JSON and arrays.
@@ -178,10 +207,13 @@ func (a *pgAnalyzer) funcShape(fc *pg.FuncCall, sc *scope) (Output, bool, error)
 	if len(fc.Funcname) > 1 && !strings.EqualFold(fc.Funcname[0].GetString_().GetSval(), "pg_catalog") {
 		return Output{}, false, nil
 	}
-	if fc.AggStar || fc.AggWithinGroup {
-		return Output{}, false, nil
+	if fc.AggStar || fc.AggWithinGroup || fc.FuncVariadic {
+		return Output{}, false, nil // VARIADIC: the arguments are one array's elements
 	}
 	name := funcName(fc)
+	if len(fc.Funcname) == 1 && a.userFunction(name) {
+		return Output{}, false, nil // a user function of the name may be the one called
+	}
 	args := fc.Args
 	whole := func() (Output, bool, error) {
 		// Sources of the call as a whole (ORDER BY, FILTER, keys): parts
@@ -193,6 +225,25 @@ func (a *pgAnalyzer) funcShape(fc *pg.FuncCall, sc *scope) (Output, bool, error)
 		w, _, err := whole()
 		if err != nil {
 			return Output{}, false, err
+		}
+		// An aggregate's ORDER BY and FILTER, and a window, choose and
+		// order the elements: masking the elements would not hide them,
+		// even where a part also reads the column.
+		steer := append(nodesOfSort(fc.AggOrder), fc.AggFilter)
+		if win := fc.Over; win != nil {
+			steer = append(steer, win.PartitionClause...)
+			steer = append(steer, nodesOfSort(win.OrderClause)...)
+			steer = append(steer, win.StartOffset, win.EndOffset)
+		}
+		for _, n := range steer {
+			if n == nil {
+				continue
+			}
+			src, err := a.expr(n, sc)
+			if err != nil {
+				return Output{}, false, err
+			}
+			o.Steer = union(slices.Clone(o.Steer), src...)
 		}
 		o.Name = name
 		o.Sources = union(o.Sources, w.Sources...)
@@ -232,7 +283,7 @@ func (a *pgAnalyzer) funcShape(fc *pg.FuncCall, sc *scope) (Output, bool, error)
 		}
 		var parts []Output
 		for i := 0; i < len(args); i += 2 {
-			key, ok := pgConstText(args[i])
+			key, ok := jsonKey(args[i])
 			if !ok {
 				return whole()
 			}
@@ -271,10 +322,50 @@ func (a *pgAnalyzer) funcShape(fc *pg.FuncCall, sc *scope) (Output, bool, error)
 		if err != nil {
 			return Output{}, false, err
 		}
-		// The keys are data: their sources are outside the parts.
-		return withCall(shaped(name, ShapeJSONMap, []Output{leafOf(asJSON(p))}))
+		// The keys are data, shown as they are: their sources decide the
+		// value whole, even where the values also read them.
+		keys, err := a.expr(args[0], sc)
+		if err != nil {
+			return Output{}, false, err
+		}
+		o := shaped(name, ShapeJSONMap, []Output{leafOf(asJSON(p))})
+		o.Steer = keys
+		return withCall(o)
 	}
 	return Output{}, false, nil
+}
+
+// jsonKey is the key json_build_object makes of a constant: a string or
+// an integer as written. A constant of another type becomes that type's
+// text ('a'::char(2) is "a ", '01'::int "1", 1e3 "1000"), which sluice
+// does not compute: the key is not known.
+func jsonKey(n *pg.Node) (string, bool) {
+	if tc := n.GetTypeCast(); tc != nil {
+		names := tc.TypeName.GetNames()
+		if len(names) == 0 || len(tc.TypeName.GetTypmods()) > 0 || len(tc.TypeName.GetArrayBounds()) > 0 ||
+			(len(names) > 1 && names[0].GetString_().GetSval() != "pg_catalog") {
+			return "", false
+		}
+		switch names[len(names)-1].GetString_().GetSval() {
+		case "text", "varchar":
+		default:
+			return "", false
+		}
+		if c := tc.Arg.GetAConst(); c == nil || c.GetSval() == nil {
+			return "", false
+		}
+		n = tc.Arg
+	}
+	c := n.GetAConst()
+	switch {
+	case c == nil || c.Isnull:
+		return "", false
+	case c.GetSval() != nil:
+		return c.GetSval().Sval, true
+	case c.GetIval() != nil:
+		return strconv.FormatInt(int64(c.GetIval().Ival), 10), true
+	}
+	return "", false
 }
 
 func indexOfPart(parts []Output, name string) int {

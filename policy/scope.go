@@ -8,7 +8,9 @@ type relation struct {
 	cols  []Output
 	// opaque relations (function results) have columns sluice does not
 	// know by name: any column of theirs derives from their sources.
+	// spread: nor how many (one Output stands for them, Output.Spread).
 	opaque  bool
+	spread  bool
 	sources []Column
 	// table is set for a catalog table whose columns sluice does not know
 	// (no catalog): a column named x of it is taken to be table.x.
@@ -98,15 +100,27 @@ func (sc *scope) defineCTE(name string, aliases []string, recursive bool, seed, 
 			return nil
 		}
 	}
+	// Not stable yet (each iteration follows the values one step, so a
+	// longer cycle of columns takes more): any column may hold what any
+	// holds.
+	outs := sc.ctes[name]
+	all := sourcesOf(outs)
+	for j := range outs {
+		outs[j] = Output{Name: outs[j].Name, Sources: slices.Clone(all), Spread: outs[j].Spread}
+	}
 	return nil
 }
 
+// equalLineage reports lineage that another iteration did not change:
+// the same sources, bareness and structure, part by part (merging only
+// grows them, so counts tell).
 func equalLineage(a, b []Output) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if len(a[i].Sources) != len(b[i].Sources) {
+		if len(a[i].Sources) != len(b[i].Sources) || a[i].Bare != b[i].Bare || a[i].Shape != b[i].Shape ||
+			len(a[i].Steer) != len(b[i].Steer) || !equalLineage(a[i].Parts, b[i].Parts) {
 			return false
 		}
 	}

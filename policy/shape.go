@@ -22,7 +22,7 @@ const (
 	// A key the analysis did not expect is masked as a whole.
 	ShapeJSONObject
 	// ShapeJSONMap is a JSON object whose keys are data (json_object_agg):
-	// every value is Parts[0].
+	// every value is Parts[0]; the keys' sources are Output.Steer.
 	ShapeJSONMap
 	// ShapeJSONArray is a JSON array: element i is Parts[i], or the last
 	// part for elements past the parts (one part: every element).
@@ -78,7 +78,7 @@ func shaped(name string, kind ShapeKind, parts []Output) Output {
 
 // unshaped drops o's structure: its value is one whole.
 func unshaped(o Output) Output {
-	o.Shape, o.Parts = ShapeNone, nil
+	o.Shape, o.Parts, o.Steer = ShapeNone, nil, nil
 	return o
 }
 
@@ -97,13 +97,17 @@ func asJSON(o Output) Output {
 			}
 			parts = append(parts, p)
 		}
-		return shaped(o.Name, ShapeJSONObject, parts)
+		j := shaped(o.Name, ShapeJSONObject, parts)
+		j.Steer = o.Steer
+		return j
 	case ShapeArray:
 		parts := make([]Output, len(o.Parts))
 		for i, p := range o.Parts {
 			parts[i] = leafOf(asJSON(p))
 		}
-		return shaped(o.Name, ShapeJSONArray, parts)
+		j := shaped(o.Name, ShapeJSONArray, parts)
+		j.Steer = o.Steer
+		return j
 	case ShapeNone:
 		leaf := unshaped(o)
 		return Output{Name: o.Name, Sources: o.Sources, Shape: ShapeJSON, Parts: []Output{leaf}}
@@ -114,7 +118,7 @@ func asJSON(o Output) Output {
 // leafOf is the part a JSON shape's value stands in when placed as one
 // key's value or one element: a ShapeJSON leaf is its only part.
 func leafOf(o Output) Output {
-	if o.Shape == ShapeJSON && len(o.Parts) == 1 {
+	if o.Shape == ShapeJSON && len(o.Parts) == 1 && len(o.Steer) == 0 {
 		p := o.Parts[0]
 		p.Name = o.Name
 		return p
@@ -127,6 +131,8 @@ func leafOf(o Output) Output {
 func mergeParts(a, b Output) Output {
 	m := a
 	m.Sources = union(slices.Clone(a.Sources), b.Sources...)
+	m.Steer = union(slices.Clone(a.Steer), b.Steer...)
+	m.Spread = a.Spread || b.Spread
 	m.Bare = bareUnion(a, b)
 	if a.Shape != b.Shape || len(a.Parts) != len(b.Parts) || a.Shape == ShapeNone {
 		return unshaped(m)
@@ -143,7 +149,8 @@ func mergeParts(a, b Output) Output {
 
 // outside are the sources of a shaped value that none of its parts
 // accounts for: an ORDER BY or FILTER inside an aggregate, a key computed
-// from data. If one of them is protected the value is masked as a whole.
+// from data. If one of them is protected the value is masked as a whole —
+// as it is for one of Output.Steer, which a part may read too.
 func outside(o Output) []Column {
 	var in []Column
 	for _, p := range o.Parts {

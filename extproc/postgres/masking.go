@@ -69,6 +69,13 @@ func (p *rowPlan) resolveTypes() {
 
 func (p *rowPlan) active() bool { return p != nil && (len(p.masks) > 0 || p.detect) }
 
+// masked reports whether column i's values are rewritten: masked, or
+// scanned by the detectors.
+func (p *rowPlan) masked(i int) bool {
+	_, ok := p.masks[i]
+	return ok || p.detect
+}
+
 func newRowPlan(masked []policy.MaskedColumn, width int, detect bool) *rowPlan {
 	p := &rowPlan{masks: map[int]*mask.Rule{}, detect: detect, width: width}
 	for _, m := range masked {
@@ -134,7 +141,7 @@ func (s *Session) maskValue(p *rowPlan, i int, v []byte, stats maskStats) []byte
 	if !masked && !p.detect {
 		return v
 	}
-	vm := valueMasker{m: s.cfg.Masker, detect: p.detect}
+	vm := valueMasker{m: s.cfg.Masker, detect: p.detect, utf8: s.utf8}
 	if masked {
 		stats[r.Name]++
 		return vm.value(r, typ, format, v)
@@ -202,7 +209,11 @@ func (s *Session) rewriteCopyRow(dst, body []byte, p *rowPlan) []byte {
 			dst = append(dst, f...)
 			continue
 		}
-		v := s.maskValue(p, i, []byte(f), s.stats)
+		if !p.masked(i) {
+			dst = append(dst, f...) // as the server escaped it
+			continue
+		}
+		v := s.maskValue(p, i, copyUnescape(f), s.stats)
 		if v == nil {
 			dst = append(dst, `\N`...)
 			continue
@@ -216,8 +227,42 @@ func (s *Session) rewriteCopyRow(dst, body []byte, p *rowPlan) []byte {
 	return dst
 }
 
+// copyUnescape is a COPY text field's value: the server escapes
+// backslashes, control characters and the delimiter with a backslash. A
+// structured value is read only unescaped: {"\"",x} is sent as
+// {"\\"",x}, whose first element, read as it is, would run to the end.
+func copyUnescape(f string) []byte {
+	if strings.IndexByte(f, '\\') < 0 {
+		return []byte(f)
+	}
+	out := make([]byte, 0, len(f))
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c == '\\' && i+1 < len(f) {
+			i++
+			c = f[i]
+			switch c {
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			case 'v':
+				c = '\v'
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // copyEscaper escapes what a masked value might introduce into COPY text.
-var copyEscaper = strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r")
+var copyEscaper = strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r", "\b", "\\b", "\f", "\\f", "\v", "\\v")
 
 func copyEscape(v []byte) string { return copyEscaper.Replace(string(v)) }
 

@@ -187,6 +187,10 @@ type Session struct {
 	// block, the server's transaction must fail too (see limitRows).
 	cutPending bool
 
+	// utf8: the server reports client_encoding UTF8, so the JSON keys in
+	// results are the bytes sluice read in the statement.
+	utf8 bool
+
 	// poisonName names a prepared statement that cannot exist; describing it
 	// makes the server fail in place of a refused message, so the server
 	// itself aborts the transaction and skips to Sync as PostgreSQL would.

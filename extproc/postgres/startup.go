@@ -136,6 +136,8 @@ func (s *Session) parameterStatus(body []byte) error {
 		if !policy.SafePGEncoding(m.Value) {
 			return &ProtocolError{Msg: "the server reports client_encoding " + m.Value + ", which sluice cannot read SQL in, so the session ends"}
 		}
+		enc := strings.ToUpper(m.Value)
+		s.utf8 = enc == "UTF8" || enc == "UTF-8" || enc == "UNICODE"
 	}
 	return nil
 }

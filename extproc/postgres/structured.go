@@ -65,6 +65,12 @@ type valueMasker struct {
 	m      *mask.Masker
 	detect bool
 	n      int // values masked inside structures
+	// utf8: the client encoding is UTF-8. In another, a non-ASCII key
+	// comes back in it — and sluice read the statement as UTF-8, so the
+	// server may make one key of two sluice told apart (U&'\00c3\00a9'
+	// and 'é' are both "Ã©" to a LATIN1 client): such a plan is applied
+	// whole.
+	utf8 bool
 }
 
 // value masks v (a value of type oid in format) by r; nil means NULL.
@@ -82,6 +88,9 @@ func (vm *valueMasker) structured(r *mask.Rule, oid uint32, format int16, v []by
 	switch r.Shape {
 	case mask.JSONLeaf, mask.JSONObject, mask.JSONMap, mask.JSONArray:
 		if oid != oidJSON && oid != oidJSONB && !textTypes[oid] {
+			return nil, errShape
+		}
+		if !vm.utf8 && !r.ASCIIKeys() {
 			return nil, errShape
 		}
 		out := make([]byte, 0, len(v)+16)
