@@ -139,7 +139,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		AuditSync:     trail.sync,
 		Instance:      instance,
 		Pauses:        pauses,
-		PayloadKey:    envoy.PayloadKey,
 		GroupsKey:     c.JWT.GroupsClaim,
 		Audiences:     c.JWT.Audiences,
 		MaxTTL:        time.Duration(c.JWT.MaxTTL),

@@ -25,6 +25,12 @@ func connectStatus(t *testing.T, authority, token string) (int, string) {
 // connectStatusAt opens a raw CONNECT through the gateway at gw.
 func connectStatusAt(t *testing.T, gw, authority, token string) (int, string) {
 	t.Helper()
+	return connectWith(t, gw, authority, token, nil)
+}
+
+// connectWith opens a raw CONNECT with extra request headers.
+func connectWith(t *testing.T, gw, authority, token string, extra http.Header) (int, string) {
+	t.Helper()
 	pem, err := os.ReadFile(stack.Config.Path("tls/ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +46,11 @@ func connectStatusAt(t *testing.T, gw, authority, token string) (int, string) {
 	req.Host = authority
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, vs := range extra {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
 	}
 	resp, err := tr.RoundTrip(req)
 	if err != nil {

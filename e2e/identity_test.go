@@ -363,3 +363,58 @@ func TestJWKSFromURL(t *testing.T) {
 	}
 	t.Logf("untrusted JWKS server: %d %s", code, body)
 }
+
+// The identity reaches sluice once, in a header jwt_authn sets from the
+// verified token: a client's own copy of it is removed before, so claims a
+// client writes there count for nothing.
+func TestSpoofedClaimsHeaderIsStripped(t *testing.T) {
+	tok, err := stack.MintToken("stranger", []string{"nobody"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoof := func(claims map[string]any) string {
+		b, _ := json.Marshal(claims)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	forged := spoof(map[string]any{"sub": "demo-agent", "groups": []string{"analysts", "migrators"}, "aud": "sluice",
+		"exp": time.Now().Add(time.Hour).Unix()})
+	for name, h := range map[string]http.Header{
+		"one spoofed copy":   {extproc.ClaimsHeader: {forged}},
+		"two spoofed copies": {extproc.ClaimsHeader: {forged, forged}},
+		"mixed case name":    {"X-Sluice-Claims": {forged}},
+	} {
+		// The token's own groups (nobody) may not connect: 403, whatever
+		// the forged header says.
+		code, body := connectWith(t, stack.Config.Envoy.Listen, "demo", tok, h)
+		if code != http.StatusForbidden || !strings.Contains(body, "CONNECT on the database is not permitted") {
+			t.Errorf("%s: %d %q, want 403 for the token's own groups", name, code, body)
+		}
+	}
+	// Without a token, a forged header alone is refused by Envoy (401).
+	if code, body := connectWith(t, stack.Config.Envoy.Listen, "demo", "", http.Header{extproc.ClaimsHeader: {forged}}); code != http.StatusUnauthorized {
+		t.Errorf("forged claims without a token: %d %q, want 401", code, body)
+	}
+	// And a session opened with the forged header runs as the token says:
+	// analysts may not create tables, migrators may.
+	ana, _ := stack.MintToken("spoof-analyst", []string{"analysts"}, time.Hour)
+	code, body := connectWith(t, stack.Config.Envoy.Listen, "demo", ana, http.Header{extproc.ClaimsHeader: {forged}})
+	if code != http.StatusOK {
+		t.Fatalf("analyst with a forged header: %d %q", code, body)
+	}
+	want := `agent=spoof-analyst target=demo db_login=sluice_reader groups=[analysts] `
+	var logs []byte
+	for range 20 {
+		if logs, _ = os.ReadFile(filepath.Join(stack.Dir, "serve.log")); strings.Contains(string(logs), want) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(string(logs), want) {
+		t.Errorf("the session of spoof-analyst did not run with the token's groups:\n%s", lastLines(string(logs), 20))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -23,6 +25,7 @@ import (
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -46,9 +49,6 @@ const (
 	RouteName      = "sluice_targets"
 	ExtProcCluster = "sluice_extproc"
 	JWTProvider    = "sluice_agents"
-	// PayloadKey is where jwt_authn puts the validated claims in the dynamic
-	// metadata that ext_proc forwards to sluice.
-	PayloadKey = "jwt_payload"
 )
 
 // ClusterName is the Envoy cluster of a target.
@@ -157,6 +157,9 @@ func listener(c *config.Config, withExtProc, dynamic bool) (*listenerv3.Listener
 		},
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "CONNECT"}},
 		HttpFilters: []*hcmv3.HttpFilter{
+			// A client's own copy of the claims header never reaches
+			// jwt_authn, which sets it from the verified token.
+			typedFilter("envoy.filters.http.header_mutation", stripClaims()),
 			typedFilter("envoy.filters.http.jwt_authn", jwtFilter(c)),
 			typedFilter("envoy.filters.http.ext_proc", extProcFilter()),
 			typedFilter("envoy.filters.http.router", &routerv3.Router{}),
@@ -167,7 +170,7 @@ func listener(c *config.Config, withExtProc, dynamic bool) (*listenerv3.Listener
 		}},
 	}
 	if !withExtProc {
-		hcm.HttpFilters = append(hcm.HttpFilters[:1], hcm.HttpFilters[2:]...)
+		hcm.HttpFilters = slices.DeleteFunc(hcm.HttpFilters, func(f *hcmv3.HttpFilter) bool { return f.Name == "envoy.filters.http.ext_proc" })
 	} else {
 		// Envoy's own reply when ext_proc fails has no body; say why, so
 		// the connector (and anyone reading a capture) can tell the client.
@@ -257,8 +260,10 @@ func jwtFilter(c *config.Config) *jwtv3.JwtAuthentication {
 			{Name: "authorization", ValuePrefix: "Bearer "},
 			{Name: "proxy-authorization", ValuePrefix: "Bearer "},
 		},
-		Forward:           false,
-		PayloadInMetadata: PayloadKey,
+		Forward: false,
+		// The verified claims reach sluice once, in the tunnel's headers
+		// (not as metadata Envoy would attach to every body chunk).
+		ForwardPayloadHeader: sluiceextproc.ClaimsHeader,
 		// The same leeway and lifetime cap sluice applies (config.JWT).
 		ClockSkewSeconds:  uint32(max(0, time.Duration(c.JWT.ClockSkew).Seconds())),
 		RequireExpiration: true,
@@ -375,13 +380,18 @@ func extProcFilter() *extprocv3.ExternalProcessor {
 		},
 		// Bounds the headers phase; body chunks have no timer in full-duplex mode.
 		MessageTimeout: durationpb.New(5 * time.Second),
-		MetadataOptions: &extprocv3.MetadataOptions{
-			ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-				Untyped: []string{sluiceextproc.JWTNamespace},
-			},
-		},
-		RequestAttributes: []string{"source.address", "connection.id"},
+		// No metadata_options or request_attributes: Envoy would attach
+		// them to every body chunk, and the identity comes in the headers.
 	}
+}
+
+// stripClaims removes any incoming copy of the claims header.
+func stripClaims() *headermutationv3.HeaderMutation {
+	return &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
+		RequestMutations: []*mutationrulesv3.HeaderMutation{{
+			Action: &mutationrulesv3.HeaderMutation_Remove{Remove: sluiceextproc.ClaimsHeader},
+		}},
+	}}
 }
 
 // Clusters are one per target plus sluice's ext_proc server.

@@ -48,7 +48,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"requestBodyMode": "FULL_DUPLEX_STREAMED"`, `"responseBodyMode": "FULL_DUPLEX_STREAMED"`,
-		`"allowConnect": true`, `"connectMatcher"`, `"timeout": "0s"`, `"payloadInMetadata": "jwt_payload"`,
+		`"allowConnect": true`, `"connectMatcher"`, `"timeout": "0s"`, `"forwardPayloadHeader": "x-sluice-claims"`, `"remove": "x-sluice-claims"`,
 		`"envoy.filters.http.jwt_authn"`, `"cluster": "target_pg1"`, `"cluster": "target_pg2"`,
 		`"type": "STRICT_DNS"`, `"address": "sluice"`, `"streamIdleTimeout": "3600s"`,
 	} {

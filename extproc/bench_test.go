@@ -44,7 +44,7 @@ func BenchmarkPointLookup(b *testing.B) {
 				Protocols: map[string]extproc.NewSessionFunc{"postgres": func(tg session.Target, a *policy.Authorizer, _ session.Approvals, o session.Observer, l *slog.Logger) session.Session {
 					return postgres.NewSession(postgres.Config{Target: tg, Authorizer: a, Logger: l, Observer: o})
 				}},
-				PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},
+				GroupsKey: "groups", Audiences: []string{"sluice"},
 			}
 			var store *audit.Store
 			var buf *audit.Buffered

@@ -1,13 +1,13 @@
 package extproc
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/sluicedb/sluice/extproc/session"
 )
@@ -16,22 +16,28 @@ import (
 // beyond Envoy's: its audience, and (the same as Envoy's) that it expires,
 // not too far ahead, within the same clock skew.
 type tokenRules struct {
-	payloadKey, groupsKey string
+	groupsKey             string
 	audiences             []string
 	maxTTL, skew          time.Duration
 	now                   func() time.Time
 }
 
-// identityFrom reads the claims Envoy's jwt_authn filter validated. Clients
-// cannot forge dynamic metadata, so a tunnel without it has no identity.
-func identityFrom(req *extprocv3.ProcessingRequest, rules tokenRules) (session.Identity, error) {
-	payloadKey, groupsKey, audiences := rules.payloadKey, rules.groupsKey, rules.audiences
-	ns := req.GetMetadataContext().GetFilterMetadata()[JWTNamespace]
-	payload := ns.GetFields()[payloadKey].GetStructValue()
-	if payload == nil {
+// identityFrom reads the claims Envoy's jwt_authn filter verified, from
+// the header it sets (and strips from clients). A tunnel without exactly
+// one has no identity.
+func identityFrom(values []string, rules tokenRules) (session.Identity, error) {
+	groupsKey, audiences := rules.groupsKey, rules.audiences
+	if len(values) != 1 {
 		return session.Identity{}, errors.New("no validated token: the tunnel carries no agent identity")
 	}
-	claims := payload.AsMap()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(values[0], "="))
+	if err != nil {
+		return session.Identity{}, fmt.Errorf("the verified claims are not base64url: %w", err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return session.Identity{}, fmt.Errorf("the verified claims are not a JSON object: %w", err)
+	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
 		return session.Identity{}, errors.New("token has no sub claim")

@@ -30,8 +30,10 @@ import (
 	"github.com/sluicedb/sluice/policy"
 )
 
-// JWTNamespace is the dynamic-metadata namespace of Envoy's jwt_authn filter.
-const JWTNamespace = "envoy.filters.http.jwt_authn"
+// ClaimsHeader carries the claims of the agent's verified token, as
+// Envoy's jwt_authn filter sets it (forward_payload_header: the payload,
+// base64url). Envoy removes any copy a client sends before jwt_authn runs.
+const ClaimsHeader = "x-sluice-claims"
 
 // Targets looks up configured databases by name.
 type Targets interface {
@@ -66,7 +68,6 @@ type Config struct {
 	Targets    Targets
 	Policy     Policy
 	Protocols  map[string]NewSessionFunc // by session.Target.Protocol
-	PayloadKey string                    // jwt_authn payload_in_metadata key
 	GroupsKey  string                    // claim holding the agent's groups
 	// MaxTTL and ClockSkew are the token lifetime cap and exp leeway,
 	// the same as Envoy's jwt_authn (config.JWT).

@@ -3,6 +3,8 @@ package extproc_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"testing"
@@ -15,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc"
@@ -45,7 +46,7 @@ func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
 		Protocols: map[string]extproc.NewSessionFunc{"postgres": func(tg session.Target, a *policy.Authorizer, _ session.Approvals, _ session.Observer, l *slog.Logger) session.Session {
 			return postgres.NewSession(postgres.Config{Target: tg, Authorizer: a, Logger: l})
 		}},
-		PayloadKey: "jwt_payload", GroupsKey: "groups", Audiences: []string{"sluice"},
+		GroupsKey: "groups", Audiences: []string{"sluice"},
 		MaxTTL: time.Hour, ClockSkew: 30 * time.Second,
 	})
 	c, _ := dial(t, srv)
@@ -92,10 +93,10 @@ func headers(authority string, claims map[string]any) *extprocv3.ProcessingReque
 				delete(claims, k)
 			}
 		}
-		payload, _ := structpb.NewStruct(claims)
-		req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			extproc.JWTNamespace: {Fields: map[string]*structpb.Value{"jwt_payload": structpb.NewStructValue(payload)}},
-		}}
+		// As jwt_authn's forward_payload_header sets it.
+		payload, _ := json.Marshal(claims)
+		hm := req.GetRequestHeaders().Headers
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: extproc.ClaimsHeader, RawValue: []byte(base64.RawURLEncoding.EncodeToString(payload))})
 	}
 	return req
 }

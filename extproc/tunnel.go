@@ -109,19 +109,23 @@ func (t *tunnel) handle(req *extprocv3.ProcessingRequest) (done bool, err error)
 
 func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) (bool, error) {
 	headers := map[string]string{}
+	var claims []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		v := hv.Value
 		if v == "" {
 			v = string(hv.RawValue)
 		}
 		headers[hv.Key] = v
+		if hv.Key == ClaimsHeader {
+			claims = append(claims, v)
+		}
 	}
 	t.log = t.log.With("request_id", headers["x-request-id"])
 	if headers[":method"] != "CONNECT" {
 		return true, t.refuse(typev3.StatusCode_MethodNotAllowed, "sluice carries database tunnels: use CONNECT")
 	}
 	c := &t.srv.cfg
-	id, err := identityFrom(req, tokenRules{payloadKey: c.PayloadKey, groupsKey: c.GroupsKey, audiences: c.Audiences, maxTTL: c.MaxTTL, skew: c.ClockSkew})
+	id, err := identityFrom(claims, tokenRules{groupsKey: c.GroupsKey, audiences: c.Audiences, maxTTL: c.MaxTTL, skew: c.ClockSkew})
 	if err != nil {
 		return true, t.refuse(typev3.StatusCode_Unauthorized, err.Error())
 	}
