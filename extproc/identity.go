@@ -16,10 +16,10 @@ import (
 // beyond Envoy's: its audience, and (the same as Envoy's) that it expires,
 // not too far ahead, within the same clock skew.
 type tokenRules struct {
-	groupsKey             string
-	audiences             []string
-	maxTTL, skew          time.Duration
-	now                   func() time.Time
+	groupsKey    string
+	audiences    []string
+	maxTTL, skew time.Duration
+	now          func() time.Time
 }
 
 // identityFrom reads the claims Envoy's jwt_authn filter verified, from

@@ -64,11 +64,11 @@ type Approver interface {
 
 // Config wires a Server.
 type Config struct {
-	Logger     *slog.Logger
-	Targets    Targets
-	Policy     Policy
-	Protocols  map[string]NewSessionFunc // by session.Target.Protocol
-	GroupsKey  string                    // claim holding the agent's groups
+	Logger    *slog.Logger
+	Targets   Targets
+	Policy    Policy
+	Protocols map[string]NewSessionFunc // by session.Target.Protocol
+	GroupsKey string                    // claim holding the agent's groups
 	// MaxTTL and ClockSkew are the token lifetime cap and exp leeway,
 	// the same as Envoy's jwt_authn (config.JWT).
 	MaxTTL, ClockSkew time.Duration
