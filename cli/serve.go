@@ -147,12 +147,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	sessions.srv.Store(srv)
 
-	g := grpc.NewServer(
-		// Envoy pings every 20s on the ext_proc cluster; a stricter policy
-		// would make gRPC answer GOAWAY "too_many_pings" and kill every tunnel.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-	)
+	g := grpc.NewServer(extProcServerOptions()...)
 	extprocv3.RegisterExternalProcessorServer(g, srv)
 	// The same server answers ADS, for Envoys started with
 	// `sluice envoy bootstrap --xds`.
@@ -165,7 +160,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		startCatalogs(ctx, next, engine, catalogs, log)
 		return nil
 	}, log)
-	l, err := net.Listen("tcp", c.ExtProc.Listen)
+	l, err := listenExtProc(c.ExtProc.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", c.ExtProc.Listen, err)
 	}
@@ -358,4 +353,49 @@ func newInstanceID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", hostname(), os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// extProcServerOptions tune the gRPC server for ext_proc's traffic: many
+// long streams of small messages, each a round trip Envoy waits for.
+func extProcServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		// Envoy pings every 20s on the ext_proc cluster; a stricter policy
+		// would make gRPC answer GOAWAY "too_many_pings" and kill every tunnel.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		// Fixed flow-control windows: setting them turns off grpc-go's BDP
+		// estimator, which sends a PING (that Envoy answers) per burst of
+		// data. A tunnel's chunks are at most Envoy's buffer (64 KiB) a
+		// message; 1 MiB per stream and 16 MiB per connection never stall.
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(16 << 20),
+		grpc.ReadBufferSize(64 << 10),
+		grpc.WriteBufferSize(64 << 10),
+	}
+}
+
+// listenExtProc listens on host:port, or on a Unix socket for
+// unix:///path (a stale socket file from an earlier run is replaced).
+func listenExtProc(addr string) (net.Listener, error) {
+	path, ok := config.UnixPath(addr)
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another process serves %s", path)
+		}
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// Envoy on the same host, usually as another user of the same group.
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }

@@ -141,6 +141,8 @@ type Envoy struct {
 
 // ExtProc is where `sluice serve` listens for Envoy's ext_proc streams.
 type ExtProc struct {
+	// Listen is host:port, or unix:///path for a Unix domain socket when
+	// Envoy runs on the same host (cheaper than TCP on loopback).
 	Listen string `yaml:"listen"`
 	// Address Envoy uses to reach sluice, when it differs from Listen
 	// (e.g. a service name under docker compose).
@@ -309,6 +311,12 @@ var targetName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 func (c *Config) Validate() error {
 	var errs []error
 	for field, addr := range map[string]string{"envoy.listen": c.Envoy.Listen, "envoy.admin": c.Envoy.Admin, "extproc.listen": c.ExtProc.Listen, "extproc.address": c.ExtProc.Address} {
+		if path, unix := UnixPath(addr); unix && strings.HasPrefix(field, "extproc.") {
+			if !filepath.IsAbs(path) {
+				errs = append(errs, fmt.Errorf("%s: %q: a Unix socket needs an absolute path (unix:///run/sluice/extproc.sock)", field, addr))
+			}
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", field, err))
 		}
@@ -475,4 +483,9 @@ func (c *Config) aliasesOf(t Target) []string {
 		}
 	}
 	return out
+}
+
+// UnixPath returns the socket path of a unix:///path address.
+func UnixPath(addr string) (string, bool) {
+	return strings.CutPrefix(addr, "unix://")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -79,8 +80,12 @@ func (p *Process) StopWith(sig os.Signal) error {
 // WaitTCP waits until addr accepts connections, or the process exits.
 func (p *Process) WaitTCP(ctx context.Context, addr string) error {
 	deadline := time.Now().Add(30 * time.Second)
+	network := "tcp"
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		network, addr = "unix", path
+	}
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			c.Close()
 			return nil

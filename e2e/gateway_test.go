@@ -4,15 +4,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/net/http2"
+
+	"github.com/sluicedb/sluice/config"
+	"github.com/sluicedb/sluice/devstack"
 )
 
 // connectStatus opens a raw HTTP/2 CONNECT to Envoy, as a client that skips
@@ -127,5 +132,34 @@ func TestServeDownNoSession(t *testing.T) {
 	tok, _ := stack.MintToken("demo-agent", []string{"analysts"}, time.Hour)
 	if code, body := connectStatus(t, "demo", tok); code == http.StatusOK {
 		t.Fatalf("Envoy opened a tunnel with sluice down (%s)", body)
+	}
+}
+
+// Envoy reaches sluice over a Unix domain socket when both share a host
+// (extproc.listen: unix:///path): the same tunnel, decisions and masks.
+func TestExtProcOverUnixSocket(t *testing.T) {
+	ctx := context.Background()
+	sock := filepath.Join(t.TempDir(), "extproc.sock")
+	cfg, _, err := stack.StartServeWith(ctx, "serve-unix", func(c *config.Config) {
+		c.ExtProc.Listen, c.ExtProc.Address = "unix://"+sock, "unix://"+sock
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := stack.StartEnvoyWith(ctx, "envoy-unix", func(c *config.Config) { c.ExtProc.Address = cfg.ExtProc.Listen })
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if _, err := stack.StartConnectVia(ctx, "connect-unix", gw, devstack.DemoTarget, addr, stack.TokenFile); err != nil {
+		t.Fatal(err)
+	}
+	out, err := psql(t, stack.AgentURL(addr), "SELECT name, email FROM customers WHERE id = 1", "DROP TABLE customers", "SELECT 1 AS still_usable")
+	if !strings.Contains(out, "c***@example.com") || !strings.Contains(out, "no-ddl") || !strings.Contains(out, "still_usable") || strings.Contains(out, "customer1@example.com") {
+		t.Fatalf("through ext_proc over %s: %v\n%s", sock, err, out)
 	}
 }

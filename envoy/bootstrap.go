@@ -451,7 +451,7 @@ func staticCluster(name, address string, connectTimeout time.Duration) (*cluster
 		return nil, err
 	}
 	typ := clusterv3.Cluster_STATIC
-	if net.ParseIP(sa.GetSocketAddress().GetAddress()) == nil {
+	if sa.GetPipe() == nil && net.ParseIP(sa.GetSocketAddress().GetAddress()) == nil {
 		typ = clusterv3.Cluster_STRICT_DNS // a host name, e.g. under docker compose
 	}
 	return &clusterv3.Cluster{
@@ -468,6 +468,9 @@ func staticCluster(name, address string, connectTimeout time.Duration) (*cluster
 }
 
 func socketAddress(hostport string) (*corev3.Address, error) {
+	if path, ok := config.UnixPath(hostport); ok {
+		return &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path}}}, nil
+	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil, err
