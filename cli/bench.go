@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,16 +18,49 @@ import (
 	"text/tabwriter"
 	"time"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	gomysql "github.com/go-sql-driver/mysql"
+	"google.golang.org/grpc"
 
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/devstack"
+	"github.com/sluicedb/sluice/extproc"
 )
 
 type benchResult struct {
 	tps, latencyMS float64
 	failed         int
 	rounds         []float64 // each round's TPS
+	tx             int64     // transactions processed
+	// cpu is CPU time by role (envoy, connector, processor) over the run.
+	cpu map[string]time.Duration
+}
+
+// cpuPerTx is the CPU time of a role per transaction, in µs.
+func (r benchResult) cpuPerTx(role string) float64 {
+	if r.tx == 0 {
+		return 0
+	}
+	return float64(r.cpu[role].Microseconds()) / float64(r.tx)
+}
+
+// procCPU is a process's user and system CPU time so far, from
+// /proc/PID/stat (all its threads), in clock ticks of 10 ms.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after "pid (comm) ": state is the first; utime and stime
+	// are the 12th and 13th.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
 }
 
 // pairedRatio compares a with b round by round (paths of a pair run back to
@@ -52,6 +86,7 @@ var (
 	tpsRE     = regexp.MustCompile(`tps = ([\d.]+)`)
 	latencyRE = regexp.MustCompile(`latency average = ([\d.]+) ms`)
 	failedRE  = regexp.MustCompile(`number of failed transactions: (\d+)`)
+	txRE      = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 )
 
 func runPgbench(ctx context.Context, args ...string) (benchResult, error) {
@@ -68,6 +103,9 @@ func runPgbench(ctx context.Context, args ...string) (benchResult, error) {
 	}
 	if m := failedRE.FindSubmatch(out); m != nil {
 		r.failed, _ = strconv.Atoi(string(m[1]))
+	}
+	if m := txRE.FindSubmatch(out); m != nil {
+		r.tx, _ = strconv.ParseInt(string(m[1]), 10, 64)
 	}
 	if r.tps == 0 && !bytes.Contains(out, []byte("transactions actually processed")) {
 		return r, fmt.Errorf("cannot read pgbench output:\n%s", out)
@@ -138,6 +176,20 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return connectVia("connect-"+name, gw, devstack.DemoTarget)
 	}
+	// The floor: the same Envoy configuration in front of a processor that
+	// echoes every chunk and decides nothing, in this process.
+	nullAddr, err := startNullProcessor(ctx)
+	if err != nil {
+		return err
+	}
+	nullGW, err := st.StartEnvoyWith(ctx, "envoy-null", func(c *config.Config) { c.ExtProc.Address = nullAddr })
+	if err != nil {
+		return err
+	}
+	null, err := connectVia("connect-null", nullGW, devstack.DemoTarget)
+	if err != nil {
+		return err
+	}
 	quiet, err := sluicePath("audit-off", func(c *config.Config) { c.Audit.Store = "off" })
 	if err != nil {
 		return err
@@ -158,46 +210,89 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(*scale), direct).CombinedOutput(); err != nil {
 		return fmt.Errorf("pgbench -i: %w\n%s", err, out)
 	}
-	paths := []struct{ name, url string }{
-		{"direct", direct},
-		// The bare tunnel has no sluice to log in: the client brings the
-		// password of the user sluice logs in as for the bench's agent.
-		{"envoy tunnel, no ext_proc", fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.ReaderDBUser, devstack.ReaderDBPass, baseline, devstack.DemoDatabase)},
-		{"sluice, audit off", st.AgentURL(quiet)},
-		{"sluice", st.AgentURL(audited)},
-		{"sluice, audit sync", st.AgentURL(durable)},
+	// Neither the bare tunnel nor the floor has a sluice to log in: the
+	// client brings the password of the user sluice logs in as.
+	readerURL := func(addr string) string {
+		return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.ReaderDBUser, devstack.ReaderDBPass, addr, devstack.DemoDatabase)
 	}
+	// procs name each path's processes by role, for CPU per transaction.
+	procs := func(name string) map[string]int {
+		m := map[string]int{}
+		for role, p := range map[string]string{"envoy": "envoy-" + name, "connector": "connect-" + name, "processor": "serve-" + name} {
+			if pr := st.Proc(p); pr != nil {
+				m[role] = pr.Pid()
+			}
+		}
+		if name == "null" {
+			m["processor"] = os.Getpid()
+		}
+		return m
+	}
+	paths := []struct {
+		name, url string
+		procs     map[string]int
+	}{
+		{"direct", direct, nil},
+		{"envoy tunnel, no ext_proc", readerURL(baseline), procs("baseline")},
+		{"null ext_proc (floor)", readerURL(null), procs("null")},
+		{"sluice, audit off", st.AgentURL(quiet), procs("audit-off")},
+		{"sluice", st.AgentURL(audited), procs("audit-on")},
+		{"sluice, audit sync", st.AgentURL(durable), procs("audit-sync")},
+	}
+	const tunnelPath, floorPath, quietPath = 1, 2, 3
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\tvs audit off\t\n")
+	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\tTPS vs floor\tvs audit off\tCPU µs/tx envoy\tconnector\tprocessor\t\n")
 	secs := strconv.Itoa(max(1, int(duration.Seconds())))
-	var auditRatios, syncRatios []string
+	var auditRatios, syncRatios, floorRatios []string
 	for _, mode := range []string{"simple", "prepared"} {
 		for _, c := range []int{1, 8} {
-			res, err := interleave(*rounds, len(paths), [2]int{2, 3}, func(i, round int) (benchResult, error) {
+			res, err := interleave(*rounds, len(paths), [2]int{floorPath, quietPath}, func(i, round int) (benchResult, error) {
 				fmt.Fprintf(stderr, "bench: -M %s -c %d %s (round %d)\n", mode, c, paths[i].name, round)
-				return runPgbench(ctx, "-S", "-n", "-T", secs, "-c", strconv.Itoa(c), "-j", strconv.Itoa(min(c, 2)), "-M", mode, paths[i].url)
+				before := map[string]time.Duration{}
+				for role, pid := range paths[i].procs {
+					before[role] = procCPU(pid)
+				}
+				r, err := runPgbench(ctx, "-S", "-n", "-T", secs, "-c", strconv.Itoa(c), "-j", strconv.Itoa(min(c, 2)), "-M", mode, paths[i].url)
+				r.cpu = map[string]time.Duration{}
+				for role, pid := range paths[i].procs {
+					r.cpu[role] = procCPU(pid) - before[role]
+				}
+				return r, err
 			})
 			if err != nil {
 				return err
 			}
 			for i, p := range paths {
 				r := res[i]
-				vsQuiet := "-"
-				if i >= 2 {
-					vsQuiet = fmt.Sprintf("%.2f", r.tps/res[2].tps)
+				vsQuiet, vsFloor := "-", "-"
+				if i >= quietPath {
+					vsQuiet = fmt.Sprintf("%.2f", r.tps/res[quietPath].tps)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps, vsQuiet)
+				if i >= floorPath {
+					vsFloor = fmt.Sprintf("%.2f", r.tps/res[floorPath].tps)
+				}
+				cpu := func(role string) string {
+					if _, ok := p.procs[role]; !ok {
+						return "-"
+					}
+					return fmt.Sprintf("%.0f", r.cpuPerTx(role))
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed,
+					r.tps/res[0].tps, r.tps/res[tunnelPath].tps, vsFloor, vsQuiet, cpu("envoy"), cpu("connector"), cpu("processor"))
 			}
-			med, lo, hi := pairedRatio(res[3], res[2])
-			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[3].tps/res[2].tps))
-			med, lo, hi = pairedRatio(res[4], res[3])
-			syncRatios = append(syncRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f; latency %.3f vs %.3f ms)", mode, c, med, lo, hi, res[4].tps/res[3].tps, res[4].latencyMS, res[3].latencyMS))
+			med, lo, hi := pairedRatio(res[quietPath], res[floorPath])
+			floorRatios = append(floorRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[quietPath].tps/res[floorPath].tps))
+			med, lo, hi = pairedRatio(res[quietPath+1], res[quietPath])
+			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[quietPath+1].tps/res[quietPath].tps))
+			med, lo, hi = pairedRatio(res[quietPath+2], res[quietPath+1])
+			syncRatios = append(syncRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f; latency %.3f vs %.3f ms)", mode, c, med, lo, hi, res[quietPath+2].tps/res[quietPath+1].tps, res[quietPath+2].latencyMS, res[quietPath+1].latencyMS))
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off, median of %d paired rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(auditRatios, "\n  "))
+	fmt.Fprintf(stdout, "\nTPS of sluice (audit off) vs the null ext_proc floor, median of %d paired rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(floorRatios, "\n  "))
+	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off, median of %d rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(auditRatios, "\n  "))
 	fmt.Fprintf(stdout, "\nTPS with audit.durability sync vs buffered, median of %d rounds:\n  %s\n", *rounds, strings.Join(syncRatios, "\n  "))
 	if !*withMySQL {
 		return nil
@@ -284,6 +379,13 @@ func interleave(rounds, n int, pair [2]int, run func(path, round int) (benchResu
 			res[i].rounds = append(res[i].rounds, r.tps)
 			res[i].latencyMS += r.latencyMS / float64(rounds)
 			res[i].failed += r.failed
+			res[i].tx += r.tx
+			for k, v := range r.cpu {
+				if res[i].cpu == nil {
+					res[i].cpu = map[string]time.Duration{}
+				}
+				res[i].cpu[k] += v
+			}
 		}
 	}
 	return res, nil
@@ -357,4 +459,18 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 		r.latencyMS = float64(busy.Milliseconds()) / float64(done)
 	}
 	return r, nil
+}
+
+// startNullProcessor serves the null ext_proc processor on a loopback
+// port, with sluice's own gRPC server settings.
+func startNullProcessor(ctx context.Context) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	g := grpc.NewServer(extProcServerOptions()...)
+	extprocv3.RegisterExternalProcessorServer(g, extproc.NullProcessor{})
+	go g.Serve(l)
+	context.AfterFunc(ctx, g.Stop)
+	return l.Addr().String(), nil
 }

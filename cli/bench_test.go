@@ -2,8 +2,10 @@ package cli
 
 import (
 	"math"
+	"os"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestScheduleKeepsThePairBackToBack(t *testing.T) {
@@ -28,5 +30,19 @@ func TestPairedRatioIsTheMedianRound(t *testing.T) {
 	on.rounds = on.rounds[:3]
 	if med, _, _ := pairedRatio(on, off); med != 0.9 {
 		t.Fatalf("odd rounds: median %v, want 0.9", med)
+	}
+}
+
+func TestProcCPUCountsThisProcess(t *testing.T) {
+	before := procCPU(os.Getpid())
+	deadline := time.Now().Add(60 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		_ = n * n
+	}
+	if after := procCPU(os.Getpid()); after <= before {
+		t.Fatalf("CPU time did not grow: %v then %v", before, after)
+	}
+	if procCPU(1<<30) != 0 {
+		t.Fatal("a missing process has CPU time")
 	}
 }

@@ -159,3 +159,6 @@ func containsModule(gomod []byte) bool {
 	const m = "module github.com/sluicedb/sluice\n"
 	return len(gomod) >= len(m) && string(gomod[:len(m)]) == m
 }
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }

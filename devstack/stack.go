@@ -538,3 +538,13 @@ func (s *Stack) StartConnectVia(ctx context.Context, name, gateway, target, list
 	s.extra = append(s.extra, p)
 	return p, p.WaitTCP(ctx, listen)
 }
+
+// Proc finds a process the stack started, by name.
+func (s *Stack) Proc(name string) *Process {
+	for _, p := range s.extra {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
