@@ -63,7 +63,13 @@ type Set struct {
 	// UsesSession: some policy reads context.session (the guardrails'
 	// counters), so its decisions are not memoized.
 	UsesSession bool
+	// UsesStatementText: some policy reads context.statement.text, so a
+	// decision holds for that text only (no decisions by shape).
+	UsesStatementText bool
 }
+
+// statementText finds a policy reading the statement's text.
+var statementText = regexp.MustCompile(`(\.\s*text\b|\[\s*"text"\s*\]|has\s+"?text\b)`)
 
 // sessionAttr finds a policy reading the context's session record.
 var sessionAttr = regexp.MustCompile(`context\s*(\.\s*session\b|\[\s*"session"\s*\]|has\s+"?session\b)`)
@@ -132,6 +138,9 @@ func Load(fsys fs.FS) (*Set, error) {
 				set.Policies.Add(cedargo.PolicyID(id), p)
 				if sessionAttr.Match(p.MarshalCedar()) {
 					set.UsesSession = true
+				}
+				if statementText.Match(p.MarshalCedar()) {
+					set.UsesStatementText = true
 				}
 				set.IDs = append(set.IDs, id)
 			}

@@ -86,6 +86,8 @@ type Authorizer struct {
 	// function of the policy set, catalog snapshot, database and text —
 	// unless policies read the session's counters.
 	memo map[memoKey]Decision
+	// shapes are decisions proven to hold for every statement of a shape.
+	shapes map[memoKey]Decision
 
 	// rels are the relations the session created, as the server confirmed.
 	rels relTracker
@@ -102,6 +104,7 @@ type memoKey struct {
 	env        MySQLSession
 	sql        string
 	shadow     bool
+	shape      bool // sql is a shape (pgShapeKey)
 }
 
 const memoSize = 256
@@ -258,7 +261,33 @@ func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 		a.sessionCtx = sessionContext(c)
 		defer func() { a.sessionCtx = nil }()
 	}
+	var shapeKey memoKey
+	byShape := !set.UsesSession && !set.UsesStatementText && a.target.Protocol == "postgres"
+	var spans [][2]int
+	if byShape {
+		var shape string
+		if shape, spans, byShape = pgShapeKey(sql); byShape && len(spans) > 0 {
+			shapeKey = key
+			shapeKey.sql, shapeKey.shape = shape, true
+			if d, ok := a.shapes[shapeKey]; ok {
+				return a.guarded(d)
+			}
+		} else {
+			byShape = false
+		}
+	}
 	d := a.authorizeSQL(sql)
+	if byShape && (d.Outcome == Allow || d.Outcome == Deny) && !d.Unparseable && d.Missing == nil {
+		// Once per new shape: prove that no literal can change this
+		// decision before any statement of the shape reuses it.
+		if shapeSafe(sql, spans, a.analyze(sql)) {
+			if a.shapes == nil || len(a.shapes) >= memoSize {
+				a.shapes = make(map[memoKey]Decision)
+			}
+			a.shapes[shapeKey] = d
+			return a.guarded(d)
+		}
+	}
 	if !set.UsesSession {
 		if a.memo == nil || len(a.memo) >= memoSize {
 			a.memo = make(map[memoKey]Decision)

@@ -62,88 +62,28 @@ func (s *Shapes) Normalize(protocol, sql string) string {
 	return norm
 }
 
-func identByte(c byte) bool {
-	return c == '_' || c == '$' || c == '.' || c >= 0x80 || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-}
-
-// literalMask replaces the literals of plain SQL — numbers standing alone
-// and '…' strings — with $n, numbered after the statement's own highest
-// parameter, as libpg_query numbers them. It gives up on what it does not
-// read exactly: comments, quoted identifiers, dollar quotes, prefixed or
-// escaped strings, numbers run into letters.
+// literalMask replaces the literals of SQL (pgLiterals) with $n, numbered
+// after the statement's own highest parameter, as libpg_query numbers
+// them. It gives up on what pgLiterals does not read exactly, and on text
+// libpg_query refuses (invalid UTF-8, control characters).
 func literalMask(sql string) (string, bool) {
 	if !utf8.ValidString(sql) || strings.ContainsFunc(sql, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }) {
 		return "", false // libpg_query refuses some of these (NUL)
 	}
-	type span struct{ from, to int }
-	var spans []span
-	maxParam := 0
-	for i := 0; i < len(sql); {
-		c := sql[i]
-		prevIdent := i > 0 && identByte(sql[i-1])
-		switch {
-		case c == '"' || c == '\\' || c == '-' && i+1 < len(sql) && sql[i+1] == '-' || c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			return "", false
-		case c == '$':
-			j := i + 1
-			for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' {
-				j++
-			}
-			if j == i+1 || prevIdent {
-				return "", false // a dollar quote, or $ inside a name
-			}
-			n, err := strconv.Atoi(sql[i+1 : j])
-			if err != nil {
-				return "", false
-			}
-			maxParam = max(maxParam, n)
-			i = j
-		case c == '\'':
-			if prevIdent {
-				return "", false // E'…', B'…', X'…', U&'…', N'…'
-			}
-			j := i + 1
-			for {
-				k := strings.IndexAny(sql[j:], `'\`)
-				if k < 0 || sql[j+k] == '\\' {
-					return "", false // unterminated, or backslashes
-				}
-				j += k + 1
-				if j < len(sql) && sql[j] == '\'' {
-					j++ // '' inside the string
-					continue
-				}
-				break
-			}
-			if rest := strings.TrimLeft(sql[j:], " \t\r\n"); strings.HasPrefix(rest, "'") {
-				return "", false // continued on the next line
-			}
-			spans = append(spans, span{i, j})
-			i = j
-		case !prevIdent && (c >= '0' && c <= '9' || c == '.' && i+1 < len(sql) && sql[i+1] >= '0' && sql[i+1] <= '9'):
-			j := i
-			for j < len(sql) && (sql[j] >= '0' && sql[j] <= '9' || sql[j] == '.') {
-				j++
-			}
-			if j < len(sql) && identByte(sql[j]) {
-				return "", false // 1e5, 0x1f, 1_000, …
-			}
-			spans = append(spans, span{i, j})
-			i = j
-		default:
-			i++
-		}
+	lits, ok := pgLiterals(sql)
+	if !ok {
+		return "", false
 	}
-	if len(spans) == 0 {
+	if len(lits.spans) == 0 {
 		return sql, true
 	}
 	var b strings.Builder
 	b.Grow(len(sql))
 	at := 0
-	for k, sp := range spans {
+	for k, sp := range lits.spans {
 		b.WriteString(sql[at:sp.from])
 		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(maxParam + k + 1))
+		b.WriteString(strconv.Itoa(lits.maxParam + k + 1))
 		at = sp.to
 	}
 	b.WriteString(sql[at:])

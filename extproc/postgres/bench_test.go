@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -172,4 +174,72 @@ func BenchmarkMaskingJSON(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSessionPgbench feeds pgbench -S's bytes, both ways, to a session
+// without any transport: sluice's own CPU per statement (cpu-ns/op counts
+// every thread of the process, the collector's included). Simple: a new
+// literal each time, one shape; prepared: Bind/Execute/Sync of a statement
+// parsed once.
+func BenchmarkSessionPgbench(b *testing.B) {
+	row := enc(b, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("abalance"), DataTypeOID: 23, Format: 0}}})
+	answer := func(aid int, withRow bool) []byte {
+		var msgs []interface{ Encode([]byte) ([]byte, error) }
+		if withRow {
+			msgs = append(msgs, &pgproto3.BindComplete{})
+		}
+		msgs = append(msgs, &pgproto3.DataRow{Values: [][]byte{[]byte(strconv.Itoa(aid % 1000))}},
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+		return enc(b, msgs...)
+	}
+	for _, mode := range []string{"simple", "prepared"} {
+		b.Run(mode, func(b *testing.B) {
+			s := newTestSession(b, "analysts")
+			ready(b, s)
+			var out session.Output
+			feed := func(client, server []byte) {
+				out.Reset()
+				if err := s.FromClient(client, &out); err != nil {
+					b.Fatal(err)
+				}
+				if len(out.ToServer) == 0 {
+					b.Fatalf("refused: %q", out.ToClient)
+				}
+				out.Reset()
+				if err := s.FromServer(server, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			const q = "SELECT abalance FROM pgbench_accounts WHERE aid = "
+			if mode == "prepared" {
+				feed(enc(b, &pgproto3.Parse{Name: "P_0", Query: q + "$1"}, &pgproto3.Sync{}),
+					enc(b, &pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}))
+			}
+			msgs := make([][2][]byte, 1000)
+			for i := range msgs {
+				aid := 1 + i*7919%100000
+				if mode == "simple" {
+					msgs[i] = [2][]byte{enc(b, &pgproto3.Query{String: q + strconv.Itoa(aid) + ";"}), append(append([]byte(nil), row...), answer(aid, false)...)}
+				} else {
+					msgs[i] = [2][]byte{enc(b, &pgproto3.Bind{PreparedStatement: "P_0", Parameters: [][]byte{[]byte(strconv.Itoa(aid))}},
+						&pgproto3.Execute{}, &pgproto3.Sync{}), answer(aid, true)}
+				}
+			}
+			// One statement of the shape first: its proof is once per session.
+			feed(msgs[0][0], msgs[0][1])
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for i := range b.N {
+				m := msgs[i%len(msgs)]
+				feed(m[0], m[1])
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
