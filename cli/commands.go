@@ -198,6 +198,7 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("demo", stderr)
 	dir := fs.String("dir", ".sluice/demo", "working folder")
+	debugAddr := fs.String("debug-addr", "", "have sluice serve expose Go's pprof handlers here (loopback only, for profiling)")
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -212,7 +213,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := devstack.Up(ctx, devstack.Options{Dir: abs, Binary: self, Logger: newLogger()})
+	var serveArgs []string
+	if *debugAddr != "" {
+		serveArgs = []string{"--debug-addr", *debugAddr}
+	}
+	st, err := devstack.Up(ctx, devstack.Options{Dir: abs, Binary: self, Logger: newLogger(), ServeArgs: serveArgs})
 	if err != nil {
 		return err
 	}
