@@ -63,13 +63,54 @@ type Set struct {
 	// UsesSession: some policy reads context.session (the guardrails'
 	// counters), so its decisions are not memoized.
 	UsesSession bool
-	// UsesStatementText: some policy reads context.statement.text, so a
-	// decision holds for that text only (no decisions by shape).
+	// UsesStatementText: some policy reads context.statement.text, or
+	// compares the statement record whole, so a decision holds for that
+	// text only (no decisions by shape).
 	UsesStatementText bool
 }
 
 // statementText finds a policy reading the statement's text.
 var statementText = regexp.MustCompile(`(\.\s*text\b|\[\s*"text"\s*\]|has\s+"?text\b)`)
+
+// contextRef finds each use of the context (and strings, to skip them),
+// attrRef what is read of a record: an attribute, or a has test.
+var (
+	contextRef = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|\bcontext\b`)
+	attrRef    = regexp.MustCompile(`^\s*(?:has\b|\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*"([^"]*)"\s*\])`)
+)
+
+// readsStatementText reports whether a policy (as MarshalCedar prints it)
+// may read the statement's text: by name, or by using the statement record
+// or the whole context as a value (context.statement == {…}, a set of
+// vetted statements that contains it), which compares the text too. Only
+// the statement's kind and has tests leave the text unread.
+func readsStatementText(src []byte) bool {
+	if statementText.Match(src) {
+		return true
+	}
+	for _, m := range contextRef.FindAllIndex(src, -1) {
+		if src[m[0]] == '"' {
+			continue
+		}
+		rest := src[m[1]:]
+		a := attrRef.FindSubmatchIndex(rest)
+		if a == nil {
+			return true // the whole context
+		}
+		if a[2] < 0 && a[4] < 0 {
+			continue // context has …
+		}
+		name := rest[max(a[2], a[4]):max(a[3], a[5])]
+		if string(name) != "statement" {
+			continue
+		}
+		b := attrRef.FindSubmatchIndex(rest[a[1]:])
+		if b == nil || (b[2] >= 0 || b[4] >= 0) && string(rest[a[1]+max(b[2], b[4]):a[1]+max(b[3], b[5])]) != "kind" {
+			return true // the statement record as a value, or its text
+		}
+	}
+	return false
+}
 
 // sessionAttr finds a policy reading the context's session record.
 var sessionAttr = regexp.MustCompile(`context\s*(\.\s*session\b|\[\s*"session"\s*\]|has\s+"?session\b)`)
@@ -139,7 +180,7 @@ func Load(fsys fs.FS) (*Set, error) {
 				if sessionAttr.Match(p.MarshalCedar()) {
 					set.UsesSession = true
 				}
-				if statementText.Match(p.MarshalCedar()) {
+				if readsStatementText(p.MarshalCedar()) {
 					set.UsesStatementText = true
 				}
 				set.IDs = append(set.IDs, id)

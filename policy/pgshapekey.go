@@ -180,6 +180,8 @@ func pgLiterals(sql string) (out literals, ok bool) {
 			end := j + 1 + k + len(tag)
 			lit(i, end, 'd')
 			i = end
+		case c == '.' && i+1 < len(sql) && sql[i+1] == '.':
+			i += 2 // "..", one token: "..5" is not ". .5"
 		case c >= '0' && c <= '9' || c == '.' && i+1 < len(sql) && sql[i+1] >= '0' && sql[i+1] <= '9':
 			end := number(sql, i)
 			// What follows must end the number for PostgreSQL 15 as for
@@ -232,12 +234,22 @@ func bitString(sql string, i int) (int, bool) {
 }
 
 // continued returns the end of a literal whose closing quote is at sql[j],
-// refusing PostgreSQL's continuation (whitespace with a newline, then a
-// quote), which makes one token of both.
+// refusing PostgreSQL's continuation (whitespace with a newline, -- comments
+// among it, then a quote), which makes one token of both. \v is
+// whitespace to PostgreSQL 16 and later.
 func continued(sql string, j int) (int, bool) {
 	k := j + 1
 	newline := false
-	for k < len(sql) && strings.IndexByte(" \t\n\r\f", sql[k]) >= 0 {
+	for k < len(sql) {
+		if strings.HasPrefix(sql[k:], "--") {
+			for k < len(sql) && sql[k] != '\n' && sql[k] != '\r' {
+				k++
+			}
+			continue
+		}
+		if strings.IndexByte(" \t\n\r\f\v", sql[k]) < 0 {
+			break
+		}
 		newline = newline || sql[k] == '\n' || sql[k] == '\r'
 		k++
 	}
@@ -336,14 +348,18 @@ var objectTypes = map[string]bool{"regclass": true, "regproc": true, "regprocedu
 	"regoperator": true, "regtype": true, "regconfig": true, "regdictionary": true, "regnamespace": true,
 	"regrole": true, "regcollation": true, "name": true}
 
-// literalsOnlyValues reports whether every literal of the parsed sql stands
-// where only a value goes.
-func literalsOnlyValues(sql string) bool {
+// literalsOnlyValues reports whether every literal of the parsed sql (at
+// spans) stands where only a value goes: each is a constant of the tree in
+// a value place. A literal the grammar consumes leaves no constant — the
+// precision of FLOAT(p) picks float4 or float8, which names a column — so
+// it is no value.
+func literalsOnlyValues(sql string, spans [][2]int) bool {
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		return false
 	}
 	ok := true
+	consts := map[int]bool{} // the locations of the constants
 	var walk func(m protoreflect.Message, place string, underValue bool)
 	walk = func(m protoreflect.Message, place string, underValue bool) {
 		if !ok {
@@ -354,12 +370,14 @@ func literalsOnlyValues(sql string) bool {
 			if !underValue {
 				ok = false
 			}
+			consts[int(m.Interface().(*pg.A_Const).Location)] = true
 			return
 		}
 		if name == "TypeCast" {
 			if tn := m.Interface().(*pg.TypeCast).TypeName; tn != nil {
 				names := tn.GetNames()
-				if len(names) == 0 || objectTypes[strings.ToLower(names[len(names)-1].GetString_().GetSval())] ||
+				// _regclass is regclass[] by its array type's name.
+				if len(names) == 0 || objectTypes[strings.TrimPrefix(strings.ToLower(names[len(names)-1].GetString_().GetSval()), "_")] ||
 					len(names) > 1 && !strings.EqualFold(names[0].GetString_().GetSval(), "pg_catalog") {
 					underValue = false
 				}
@@ -387,7 +405,26 @@ func literalsOnlyValues(sql string) bool {
 	for _, st := range tree.Stmts {
 		walk(st.ProtoReflect(), "", true)
 	}
-	return ok
+	if !ok {
+		return false
+	}
+	for _, sp := range spans {
+		at := sp[0]
+		if !consts[at] {
+			// A negated number's constant is at its sign: "-1", "- 1".
+			for at > 0 && strings.IndexByte("- \t\n\r\f", sql[at-1]) >= 0 {
+				at--
+				if sql[at] == '-' && consts[at] {
+					break
+				}
+			}
+		}
+		if !consts[at] || strings.Contains(sql[at:sp[0]], "--") {
+			return false
+		}
+		delete(consts, at)
+	}
+	return true
 }
 
 // shapeSafe reports whether a decision of sql holds for every statement of
@@ -414,5 +451,5 @@ func shapeSafe(sql string, spans [][2]int, an Analysis) bool {
 			}
 		}
 	}
-	return sameLiterals(sql, spans) && literalsOnlyValues(sql)
+	return sameLiterals(sql, spans) && literalsOnlyValues(sql, spans)
 }

@@ -1,14 +1,18 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
 )
 
@@ -24,6 +28,9 @@ func TestShapeKeyMasksLiteralsAsPostgreSQLScansThem(t *testing.T) {
 		{"SELECT a$b, t1.c FROM t1", "SELECT a$b, t1.c FROM t1", true},
 		{"SELECT date '2024-01-01', interval '1 day'", "SELECT date \x00s, interval \x00s", true},
 		{"SELECT 'a'\n'b'", "", false},           // continuation: one token
+		{"SELECT 'a' -- c\n'b'", "", false},      // comments may stand in it
+		{"SELECT 'a'\n\v'b'", "", false},         // \v is whitespace to PostgreSQL 16+
+		{"SELECT ..5", "SELECT ..\x00n", true},   // "..", then 5
 		{"SELECT U&'\\0041'", "", false},         // Unicode escapes
 		{"SELECT 123abc", "", false},             // PostgreSQL 15 reads 123 AS abc
 		{"SELECT 0x1F", "", false},               // not a number before PostgreSQL 16
@@ -53,6 +60,8 @@ func TestShapeReuseOnlyWhereLiteralsAreValues(t *testing.T) {
 		"SELECT name, email FROM customers ORDER BY 2":                             false, // a position
 		"SELECT count(*) FROM customers GROUP BY 1":                                false,
 		"SELECT 'customers'::regclass":                                             false,
+		"SELECT '{customers}'::_regclass":                                          false,
+		"SELECT id FROM orders WHERE '{x}'::text[] = ARRAY['a']":                   true,
 		"SELECT set_config('search_path', 'x', false)":                             false,
 		"SELECT json_build_object('email', name) FROM customers":                   false,
 		"SELECT * FROM generate_series(1, 10)":                                     false,
@@ -198,7 +207,8 @@ func sameDecision(a, b Decision) bool {
 // lexer claims to follow the text, its literals are PostgreSQL's scanner's.
 func TestShapeLexerAgreesWithTheScanner(t *testing.T) {
 	pieces := []string{"'", "''", "E'", "e'", "B'", "X'", "N'", `\`, `\'`, "$", "$$", "$a$", "$1", "1", "1.5", ".5", "1e5", "e",
-		"--", "/*", "*/", "\n", " ", "\"", "a", "x", "_", "&", "U&", "select ", "::", "-", "+", ",", "(", ")", "é"}
+		"--", "/*", "*/", "\n", " ", "\"", "a", "x", "_", "&", "U&", "select ", "::", "-", "+", ",", "(", ")", "é",
+		".", "..", "\v", "\r", "\f", "0x", "--c\n"}
 	r := rand.New(rand.NewPCG(7, 4))
 	followed := 0
 	for range 300000 {
@@ -221,4 +231,123 @@ func TestShapeLexerAgreesWithTheScanner(t *testing.T) {
 		}
 	}
 	t.Logf("%d random texts followed", followed)
+}
+
+// shapeThenFull decides a, then b, by shape in one session, and b afresh in
+// another: b's decision must not be a's when they differ.
+func shapeThenFull(t *testing.T, newSession func() *Authorizer, a, b string) (byShape, full Decision) {
+	t.Helper()
+	ka, _, _ := pgShapeKey(a)
+	if kb, _, _ := pgShapeKey(b); ka != kb {
+		t.Fatalf("%q and %q have different shapes", a, b)
+	}
+	full = newSession().authorizeSQL(b)
+	if sameDecision(full, newSession().authorizeSQL(a)) {
+		t.Fatalf("%s decides as %s: the test shows nothing", b, a)
+	}
+	s := newSession()
+	s.AuthorizeSQL(a)
+	return s.AuthorizeSQL(b), full
+}
+
+// A literal the grammar consumes leaves no constant in the tree: FLOAT(p)
+// is float4 for p ≤ 24 and float8 above, which names the column, and a
+// name decides which column a reference resolves to. Here the inner
+// float8 is the outer total_cents for p = 10, but customers.ssn for
+// p = 50: by the shape of the first, the second would read ssn unmasked.
+func TestShapeLiteralConsumedByTheGrammarIsNoValue(t *testing.T) {
+	const q = "SELECT (SELECT float8 FROM (SELECT (ssn || '')::float(%d) FROM customers) c LIMIT 1) FROM (SELECT total_cents AS float8 FROM orders) o"
+	newSession := func() *Authorizer { return analyst(t, demo) }
+	for _, tc := range []struct{ a, b string }{
+		{fmt.Sprintf(q, 10), fmt.Sprintf(q, 50)},
+		// NATURAL JOIN on the name: the second joins on masked ssn.
+		{"SELECT a.id FROM (SELECT id, total_cents AS float8 FROM orders) a NATURAL JOIN (SELECT (ssn || '')::float(10) FROM customers) b",
+			"SELECT a.id FROM (SELECT id, total_cents AS float8 FROM orders) a NATURAL JOIN (SELECT (ssn || '')::float(50) FROM customers) b"},
+	} {
+		if got, full := shapeThenFull(t, newSession, tc.a, tc.b); !sameDecision(got, full) {
+			t.Errorf("%s\nafter %s: by shape %+v\nfull %+v", tc.b, tc.a, got, full)
+		}
+	}
+	for sql, safe := range map[string]bool{
+		"SELECT total_cents::float(10) FROM orders":         false,
+		"SELECT total_cents::int[3] FROM orders":            false,
+		"SELECT CURRENT_TIMESTAMP(3), id FROM orders":       false,
+		"SELECT id FROM orders WHERE total_cents = -1":      true, // the constant is at the sign
+		"SELECT id FROM orders WHERE total_cents = - - 1.5": true,
+	} {
+		a := analyst(t, demo)
+		_, spans, _ := pgShapeKey(sql)
+		if got := shapeSafe(sql, spans, a.analyze(sql)); got != safe {
+			t.Errorf("%s: shape-safe %v, want %v", sql, got, safe)
+		}
+	}
+}
+
+// A policy may read the statement's text without naming it: by comparing
+// the statement record with a record, or by looking it up in a set of
+// vetted statements (here in entity data).
+func TestShapeNotWithPoliciesComparingTheStatement(t *testing.T) {
+	const vetted = "SELECT total_cents FROM orders WHERE id = 1"
+	schema, err := os.ReadFile("../cedar/defaults/sluice.cedarschema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, files := range map[string]fstest.MapFS{
+		"record": {"p.cedar": {Data: []byte(`
+@id("read") permit (principal, action in [Sluice::Action::"select", Sluice::Action::"read_unmasked"], resource);
+@id("vetted-only") forbid (principal, action in [Sluice::Action::"select", Sluice::Action::"read_unmasked"], resource)
+  unless { context.statement == {"kind": "select", "text": "` + vetted + `"} };`)}},
+		"set in entities": {
+			"p.cedar": {Data: []byte(`
+@id("read") permit (principal, action in [Sluice::Action::"select", Sluice::Action::"read_unmasked"], resource);
+@id("vetted-only") forbid (principal, action in [Sluice::Action::"select", Sluice::Action::"read_unmasked"], resource)
+  unless { Sluice::Group::"analysts".vetted.contains(context.statement) };`)},
+			"entities.json":      {Data: []byte(`[{"uid": {"type": "Sluice::Group", "id": "analysts"}, "parents": [], "attrs": {"vetted": [{"kind": "select", "text": "` + vetted + `"}]}}]`)},
+			"sluice.cedarschema": {Data: bytes.Replace(schema, []byte("entity Group in [Group];"), []byte(`entity Group in [Group] = {"vetted": Set<Statement>};`), 1)},
+		},
+	} {
+		set, err := cedar.Load(files)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		e := NewEngine(set)
+		e.SetCatalog(demo.Name, fixedCatalog{demoCatalog()})
+		newSession := func() *Authorizer {
+			return e.Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, demo)
+		}
+		if d := newSession().authorizeSQL(vetted); !d.Allowed() {
+			t.Fatalf("%s: the vetted statement is refused: %+v", name, d)
+		}
+		if got, full := shapeThenFull(t, newSession, vetted, "SELECT total_cents FROM orders WHERE id = 2"); !sameDecision(got, full) {
+			t.Errorf("%s: by shape %+v\nfull %+v", name, got, full)
+		}
+	}
+}
+
+// Which policies read the text: the statement's kind and has tests do not.
+func TestShapeStatementTextReaders(t *testing.T) {
+	for cond, reads := range map[string]bool{
+		`context.statement.kind == "select" && context.bounded`:                                false,
+		`context has statement && context.statement has kind`:                                  false,
+		`context["statement"]["kind"] like "sel*"`:                                             false,
+		`context.statement.text like "*pg_sleep*"`:                                             true,
+		`context["statement"]["text"] == ""`:                                                   true,
+		`context.statement == {"kind": "select", "text": "SELECT 1"}`:                          true,
+		`[{"kind": "select", "text": "SELECT 1"}].contains(context.statement)`:                 true,
+		`(if context.bounded then context.statement else {"kind": "", "text": ""}).kind == ""`: true,
+		`context.target == "context"`:                                                          false,
+	} {
+		set, err := cedar.Load(fstest.MapFS{"p.cedar": {Data: []byte(
+			`@id("context-free") permit (principal, action == Sluice::Action::"select", resource) when { ` + cond + ` };`)}})
+		if err != nil {
+			t.Fatalf("%s: %v", cond, err)
+		}
+		if set.UsesStatementText != reads {
+			t.Errorf("%s: reads the text %v, want %v", cond, set.UsesStatementText, reads)
+		}
+	}
+	if set, err := cedar.Default(); err != nil || set.UsesStatementText {
+		t.Fatalf("the default policies read the text (%v): no decisions by shape", err)
+	}
 }
