@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,12 +17,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	gomysql "github.com/go-sql-driver/mysql"
 	"google.golang.org/grpc"
 
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/devstack"
+	"github.com/sluicedb/sluice/envoy"
 	"github.com/sluicedb/sluice/extproc"
 )
 
@@ -165,8 +166,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Two more sluice serves, started alike, one with the audit trail and
 	// recordings off, to price them. Both get their own Envoy, so the pair
 	// differs in the audit setting alone.
+	// Envoy and sluice share this host: ext_proc over a Unix socket, as
+	// the README recommends.
 	sluicePath := func(name string, edit func(*config.Config)) (string, error) {
-		cfg, _, err := st.StartServeWith(ctx, "serve-"+name, edit)
+		cfg, _, err := st.StartServeWith(ctx, "serve-"+name, func(c *config.Config) {
+			sock := "unix://" + filepath.Join(abs, "serve-"+name+".sock")
+			c.ExtProc.Listen, c.ExtProc.Address = sock, sock
+			edit(c)
+		})
 		if err != nil {
 			return "", err
 		}
@@ -177,8 +184,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return connectVia("connect-"+name, gw, devstack.DemoTarget)
 	}
 	// The floor: the same Envoy configuration in front of a processor that
-	// echoes every chunk and decides nothing, in this process.
-	nullAddr, err := startNullProcessor(ctx)
+	// echoes every chunk and decides nothing, in this process; tuned as
+	// sluice is, and untuned as sluice's hop was before (TCP, gRPC's
+	// default windows, the claims as metadata on every message).
+	nullAddr, err := startNullProcessor(ctx, "unix://"+filepath.Join(abs, "null.sock"), extProcServerOptions())
 	if err != nil {
 		return err
 	}
@@ -187,6 +196,25 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	null, err := connectVia("connect-null", nullGW, devstack.DemoTarget)
+	if err != nil {
+		return err
+	}
+	untunedAddr, err := startNullProcessor(ctx, "127.0.0.1:0", nil)
+	if err != nil {
+		return err
+	}
+	untunedGW, err := st.StartEnvoyRendered(ctx, "envoy-null-untuned", func(c *config.Config) { c.ExtProc.Address = untunedAddr },
+		func(c *config.Config) (*bootstrapv3.Bootstrap, error) {
+			b, err := envoy.Bootstrap(c)
+			if err != nil {
+				return nil, err
+			}
+			return envoy.Untuned(b)
+		})
+	if err != nil {
+		return err
+	}
+	nullUntuned, err := connectVia("connect-null-untuned", untunedGW, devstack.DemoTarget)
 	if err != nil {
 		return err
 	}
@@ -223,7 +251,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				m[role] = pr.Pid()
 			}
 		}
-		if name == "null" {
+		if strings.HasPrefix(name, "null") {
 			m["processor"] = os.Getpid()
 		}
 		return m
@@ -234,16 +262,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}{
 		{"direct", direct, nil},
 		{"envoy tunnel, no ext_proc", readerURL(baseline), procs("baseline")},
+		{"null ext_proc, untuned hop", readerURL(nullUntuned), procs("null-untuned")},
 		{"null ext_proc (floor)", readerURL(null), procs("null")},
 		{"sluice, audit off", st.AgentURL(quiet), procs("audit-off")},
 		{"sluice", st.AgentURL(audited), procs("audit-on")},
 		{"sluice, audit sync", st.AgentURL(durable), procs("audit-sync")},
 	}
-	const tunnelPath, floorPath, quietPath = 1, 2, 3
+	const tunnelPath, untunedPath, floorPath, quietPath = 1, 2, 3, 4
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "protocol\tclients\tpath\tTPS\tmean latency ms\tfailed\tTPS vs direct\tTPS vs tunnel\tTPS vs floor\tvs audit off\tCPU µs/tx envoy\tconnector\tprocessor\t\n")
 	secs := strconv.Itoa(max(1, int(duration.Seconds())))
-	var auditRatios, syncRatios, floorRatios []string
+	var auditRatios, syncRatios, floorRatios, tuningRatios []string
 	for _, mode := range []string{"simple", "prepared"} {
 		for _, c := range []int{1, 8} {
 			res, err := interleave(*rounds, len(paths), [2]int{floorPath, quietPath}, func(i, round int) (benchResult, error) {
@@ -280,7 +309,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", mode, c, p.name, r.tps, r.latencyMS, r.failed,
 					r.tps/res[0].tps, r.tps/res[tunnelPath].tps, vsFloor, vsQuiet, cpu("envoy"), cpu("connector"), cpu("processor"))
 			}
-			med, lo, hi := pairedRatio(res[quietPath], res[floorPath])
+			med, lo, hi := pairedRatio(res[floorPath], res[untunedPath])
+			tuningRatios = append(tuningRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[floorPath].tps/res[untunedPath].tps))
+			med, lo, hi = pairedRatio(res[quietPath], res[floorPath])
 			floorRatios = append(floorRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[quietPath].tps/res[floorPath].tps))
 			med, lo, hi = pairedRatio(res[quietPath+1], res[quietPath])
 			auditRatios = append(auditRatios, fmt.Sprintf("%s c%d %.2f (rounds %.2f-%.2f, means %.2f)", mode, c, med, lo, hi, res[quietPath+1].tps/res[quietPath].tps))
@@ -291,6 +322,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "\nTPS of the tuned floor vs the untuned hop, median of %d rounds (goal >= 1.15):\n  %s\n", *rounds, strings.Join(tuningRatios, "\n  "))
 	fmt.Fprintf(stdout, "\nTPS of sluice (audit off) vs the null ext_proc floor, median of %d paired rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(floorRatios, "\n  "))
 	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off, median of %d rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(auditRatios, "\n  "))
 	fmt.Fprintf(stdout, "\nTPS with audit.durability sync vs buffered, median of %d rounds:\n  %s\n", *rounds, strings.Join(syncRatios, "\n  "))
@@ -461,16 +493,20 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 	return r, nil
 }
 
-// startNullProcessor serves the null ext_proc processor on a loopback
-// port, with sluice's own gRPC server settings.
-func startNullProcessor(ctx context.Context) (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// startNullProcessor serves the null ext_proc processor at addr
+// (host:port, or unix:///path) with the given gRPC server options, and
+// returns the address Envoy reaches it at.
+func startNullProcessor(ctx context.Context, addr string, opts []grpc.ServerOption) (string, error) {
+	l, err := listenExtProc(addr)
 	if err != nil {
 		return "", err
 	}
-	g := grpc.NewServer(extProcServerOptions()...)
+	g := grpc.NewServer(opts...)
 	extprocv3.RegisterExternalProcessorServer(g, extproc.NullProcessor{})
 	go g.Serve(l)
 	context.AfterFunc(ctx, g.Stop)
+	if _, unix := config.UnixPath(addr); unix {
+		return addr, nil
+	}
 	return l.Addr().String(), nil
 }

@@ -465,10 +465,16 @@ func (s *Stack) StartBaseline(ctx context.Context) (string, error) {
 // stack's configuration as changed by edit (e.g. another JWKS source). It
 // uses the running sluice serve.
 func (s *Stack) StartEnvoyWith(ctx context.Context, name string, edit func(*config.Config)) (string, error) {
+	return s.StartEnvoyRendered(ctx, name, edit, envoy.Bootstrap)
+}
+
+// StartEnvoyRendered is StartEnvoyWith with another rendering of the
+// bootstrap (`sluice bench` measures envoy.Untuned with it).
+func (s *Stack) StartEnvoyRendered(ctx context.Context, name string, edit func(*config.Config), render func(*config.Config) (*bootstrapv3.Bootstrap, error)) (string, error) {
 	c := *s.Config
 	c.JWT.Audiences = append([]string(nil), c.JWT.Audiences...)
 	edit(&c)
-	return s.startEnvoyFrom(ctx, name, &c, envoy.Bootstrap)
+	return s.startEnvoyFrom(ctx, name, &c, render)
 }
 
 func (s *Stack) startEnvoyFrom(ctx context.Context, name string, base *config.Config, render func(*config.Config) (*bootstrapv3.Bootstrap, error)) (string, error) {

@@ -80,3 +80,22 @@ func writeFile(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+func TestUntunedAddsPerMessageMetadata(t *testing.T) {
+	c := testConfig(t)
+	b, err := Bootstrap(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := Untuned(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuned, _ := JSON(b)
+	untuned, _ := JSON(u)
+	for _, s := range []string{`"metadataOptions"`, `"requestAttributes"`, `"payloadInMetadata"`} {
+		if strings.Contains(string(tuned), s) || !strings.Contains(string(untuned), s) {
+			t.Errorf("%s: in the tuned bootstrap %v, in the untuned %v", s, strings.Contains(string(tuned), s), strings.Contains(string(untuned), s))
+		}
+	}
+}
