@@ -146,19 +146,26 @@ func (w *jsonWriter) object(i int, r *Rule, depth int) (int, error) {
 		if i, err = w.value(i+1, sub, depth+1); err != nil {
 			return 0, err
 		}
-		i = skipSpace(w.src, i)
-		if i >= len(w.src) {
-			return 0, errJSON
-		}
-		switch w.src[i] {
-		case ',':
-			i++
-		case '}':
-			return i + 1, nil
-		default:
-			return 0, errJSON
+		var done bool
+		if i, done, err = w.separator(i, '}'); done || err != nil {
+			return i, err
 		}
 	}
+}
+
+// separator reads what follows a member or element: a comma (the next
+// one starts after it) or the closing bracket (done, past it).
+func (w *jsonWriter) separator(i int, closing byte) (int, bool, error) {
+	i = skipSpace(w.src, i)
+	switch {
+	case i >= len(w.src):
+		return 0, true, errJSON
+	case w.src[i] == ',':
+		return i + 1, false, nil
+	case w.src[i] == closing:
+		return i + 1, true, nil
+	}
+	return 0, true, errJSON
 }
 
 func (w *jsonWriter) array(i int, r *Rule, depth int) (int, error) {
@@ -175,17 +182,9 @@ func (w *jsonWriter) array(i int, r *Rule, depth int) (int, error) {
 		if i, err = w.value(i, sub, depth+1); err != nil {
 			return 0, err
 		}
-		i = skipSpace(w.src, i)
-		if i >= len(w.src) {
-			return 0, errJSON
-		}
-		switch w.src[i] {
-		case ',':
-			i++
-		case ']':
-			return i + 1, nil
-		default:
-			return 0, errJSON
+		var done bool
+		if i, done, err = w.separator(i, ']'); done || err != nil {
+			return i, err
 		}
 	}
 }

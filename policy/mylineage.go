@@ -130,9 +130,7 @@ func (a *myAnalyzer) selectStmt(sel *ast.SelectStmt, parent *scope) ([]Output, e
 				return nil, err
 			}
 			if ok {
-				sh.Name, sh.Bare = o.Name, false
-				sh.Sources = union(slices.Clone(o.Sources), sh.Sources...)
-				o = sh
+				o = withShape(o, sh)
 			}
 			outs = append(outs, o)
 		}

@@ -872,11 +872,7 @@ func (a *pgAnalyzer) targetList(list []*pg.Node, sc *scope) ([]Output, error) {
 			return nil, err
 		}
 		if ok {
-			// What the expression reads is the authority: anything the
-			// parts do not account for masks the value whole.
-			sh.Name, sh.Bare = o.Name, false
-			sh.Sources = union(slices.Clone(o.Sources), sh.Sources...)
-			o = sh
+			o = withShape(o, sh)
 		}
 		outs = append(outs, o)
 	}

@@ -76,6 +76,15 @@ func shaped(name string, kind ShapeKind, parts []Output) Output {
 	return o
 }
 
+// withShape gives result column o the structure sh its expression builds.
+// What the expression reads stays the authority: anything the parts do
+// not account for masks the value whole (outside).
+func withShape(o, sh Output) Output {
+	sh.Name, sh.Bare = o.Name, false
+	sh.Sources = union(slices.Clone(o.Sources), sh.Sources...)
+	return sh
+}
+
 // unshaped drops o's structure: its value is one whole.
 func unshaped(o Output) Output {
 	o.Shape, o.Parts, o.Steer = ShapeNone, nil, nil
