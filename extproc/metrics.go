@@ -28,7 +28,16 @@ var instruments = func() (m struct {
 }()
 
 func (t *tunnel) countStatement(decision string, seconds float64) {
-	attrs := metric.WithAttributes(attribute.String("sluice.target", t.target.Name), attribute.String("sluice.decision", decision))
+	// The attribute set is built once per decision and tunnel, not per
+	// statement.
+	attrs, ok := t.decisionAttrs[decision]
+	if !ok {
+		attrs = metric.WithAttributeSet(attribute.NewSet(attribute.String("sluice.target", t.target.Name), attribute.String("sluice.decision", decision)))
+		if t.decisionAttrs == nil {
+			t.decisionAttrs = map[string]metric.MeasurementOption{}
+		}
+		t.decisionAttrs[decision] = attrs
+	}
 	instruments.decisions.Add(context.Background(), 1, attrs)
 	instruments.duration.Record(context.Background(), seconds, attrs)
 }

@@ -25,6 +25,11 @@ import (
 // tunnel is the state of one stream. mu serializes the stream loop and the
 // token-expiry timer, which both use the session and send on the stream.
 type tunnel struct {
+	// decisionAttrs are the metric attributes of each decision.
+	decisionAttrs map[string]metric.MeasurementOption
+	// bodies are the responses sendBody fills, one per direction: Send
+	// encodes a message before it returns, so they are reused.
+	bodies [2]bodyResponse
 	ctx    context.Context // ends with the stream or the server
 	id     string          // Envoy's x-request-id: the session's id
 	ident  session.Identity
@@ -308,20 +313,42 @@ func (t *tunnel) sendBody(toServer bool, data []byte, eos bool) error {
 	}
 	// The stream may hold on to data after Send returns only as encoded bytes,
 	// so the session's reusable buffer can be passed as is.
-	body := &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{
-			StreamedResponse: &extprocv3.StreamedBodyResponse{Body: data, EndOfStream: eos},
-		}},
-	}}
-	var resp *extprocv3.ProcessingResponse
+	b := &t.bodies[0]
 	if toServer {
-		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: body}}
 		t.reqDone = eos
 	} else {
-		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: body}}
+		b = &t.bodies[1]
 		t.respDone = eos
 	}
-	return t.send(resp)
+	return t.send(b.set(toServer, data, eos))
+}
+
+// bodyResponse is a streamed body response, allocated once.
+type bodyResponse struct {
+	resp     extprocv3.ProcessingResponse
+	req      extprocv3.ProcessingResponse_RequestBody
+	res      extprocv3.ProcessingResponse_ResponseBody
+	body     extprocv3.BodyResponse
+	common   extprocv3.CommonResponse
+	mutation extprocv3.BodyMutation
+	streamed extprocv3.BodyMutation_StreamedResponse
+	chunk    extprocv3.StreamedBodyResponse
+}
+
+func (b *bodyResponse) set(toServer bool, data []byte, eos bool) *extprocv3.ProcessingResponse {
+	b.chunk.Body, b.chunk.EndOfStream = data, eos
+	b.streamed.StreamedResponse = &b.chunk
+	b.mutation.Mutation = &b.streamed
+	b.common.BodyMutation = &b.mutation
+	b.body.Response = &b.common
+	if toServer {
+		b.req.RequestBody = &b.body
+		b.resp.Response = &b.req
+	} else {
+		b.res.ResponseBody = &b.body
+		b.resp.Response = &b.res
+	}
+	return &b.resp
 }
 
 func (t *tunnel) send(resp *extprocv3.ProcessingResponse) error {
