@@ -86,8 +86,9 @@ type Authorizer struct {
 	// function of the policy set, catalog snapshot, database and text —
 	// unless policies read the session's counters.
 	memo map[memoKey]Decision
-	// shapes are decisions proven to hold for every statement of a shape.
-	shapes map[memoKey]Decision
+	// shapes are decisions proven to hold for every statement of a shape,
+	// and the shapes the proof failed for (not tried again).
+	shapes map[memoKey]shapeMemo
 
 	// rels are the relations the session created, as the server confirmed.
 	rels relTracker
@@ -108,6 +109,12 @@ type memoKey struct {
 }
 
 const memoSize = 256
+
+// shapeMemo is a shape's decision, if the shape was proven safe.
+type shapeMemo struct {
+	d    Decision
+	safe bool
+}
 
 // Session returns the authorizer for a session of id on target.
 func (e *Engine) Session(id session.Identity, t session.Target) *Authorizer {
@@ -269,8 +276,11 @@ func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 		if shape, spans, byShape = pgShapeKey(sql); byShape && len(spans) > 0 {
 			shapeKey = key
 			shapeKey.sql, shapeKey.shape = shape, true
-			if d, ok := a.shapes[shapeKey]; ok {
-				return a.guarded(d)
+			if m, ok := a.shapes[shapeKey]; ok {
+				if m.safe {
+					return a.guarded(m.d)
+				}
+				byShape = false
 			}
 		} else {
 			byShape = false
@@ -280,11 +290,12 @@ func (a *Authorizer) AuthorizeSQL(sql string) Decision {
 	if byShape && (d.Outcome == Allow || d.Outcome == Deny) && !d.Unparseable && d.Missing == nil {
 		// Once per new shape: prove that no literal can change this
 		// decision before any statement of the shape reuses it.
-		if shapeSafe(sql, spans, a.analyze(sql)) {
-			if a.shapes == nil || len(a.shapes) >= memoSize {
-				a.shapes = make(map[memoKey]Decision)
-			}
-			a.shapes[shapeKey] = d
+		safe := shapeSafe(sql, spans, a.analyze(sql))
+		if a.shapes == nil || len(a.shapes) >= memoSize {
+			a.shapes = make(map[memoKey]shapeMemo)
+		}
+		a.shapes[shapeKey] = shapeMemo{d: d, safe: safe}
+		if safe {
 			return a.guarded(d)
 		}
 	}
