@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -302,4 +303,62 @@ func FormatUUID(u [16]byte) string {
 		b = append(b, hex[c>>4], hex[c&0xF])
 	}
 	return string(b)
+}
+
+// IntBytes masks a binary integer of 1, 2, 4 or 8 bytes in the given byte
+// order (PostgreSQL's big-endian, MySQL's little-endian); nil is NULL.
+func (m *Masker) IntBytes(t Typed, v []byte, order binary.ByteOrder) []byte {
+	var n int64
+	switch len(v) {
+	case 1:
+		n = int64(int8(v[0]))
+	case 2:
+		n = int64(int16(order.Uint16(v)))
+	case 4:
+		n = int64(int32(order.Uint32(v)))
+	case 8:
+		n = int64(order.Uint64(v))
+	default:
+		return nil
+	}
+	out, ok := m.Int(t, n, 8*len(v)-1)
+	if !ok {
+		return nil
+	}
+	b := make([]byte, len(v))
+	switch len(v) {
+	case 1:
+		b[0] = byte(out)
+	case 2:
+		order.PutUint16(b, uint16(out))
+	case 4:
+		order.PutUint32(b, uint32(out))
+	default:
+		order.PutUint64(b, uint64(out))
+	}
+	return b
+}
+
+// FloatBytes masks a binary IEEE float of 4 or 8 bytes; nil is NULL.
+func (m *Masker) FloatBytes(t Typed, v []byte, order binary.ByteOrder) []byte {
+	var f float64
+	switch len(v) {
+	case 4:
+		f = float64(math.Float32frombits(order.Uint32(v)))
+	case 8:
+		f = math.Float64frombits(order.Uint64(v))
+	default:
+		return nil
+	}
+	out, ok := m.Float(t, f)
+	if !ok {
+		return nil
+	}
+	b := make([]byte, len(v))
+	if len(v) == 4 {
+		order.PutUint32(b, math.Float32bits(float32(out)))
+	} else {
+		order.PutUint64(b, math.Float64bits(out))
+	}
+	return b
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -612,21 +611,16 @@ func (s *Session) maskValue(i int, v []byte) ([]byte, bool) {
 	}
 	if m, ok := r.plan[i]; ok {
 		s.stats[m.Name]++
-		if m.Structured() && m.Shape != mask.Record && m.Shape != mask.Array && (col.text() || col.typ == typeJSON) {
+		// JSON: a JSON column, or text the analysis saw JSON built into.
+		isJSON := col.typ == typeJSON || col.text() && m.Shape != mask.Scalar
+		switch {
+		case isJSON && m.Structured():
 			out, _, _ := s.cfg.Masker.JSON(nil, m, v, s.detect)
 			return out, false
-		}
-		switch {
-		case col.text() && m.Shape != mask.Scalar:
+		case isJSON && m.Strategy == mask.Null:
+			return nil, true
+		case isJSON:
 			// A JSON value whose parts sluice cannot tell: a JSON string.
-			if m.Strategy == mask.Null {
-				return nil, true
-			}
-			return s.cfg.Masker.JSONWhole(nil, m), false
-		case col.typ == typeJSON:
-			if m.Strategy == mask.Null {
-				return nil, true
-			}
 			return s.cfg.Masker.JSONWhole(nil, m), false
 		case col.text():
 			nv, ok := s.cfg.Masker.Text(m.Strategy, m.N, v)
@@ -685,43 +679,9 @@ func (s *Session) typedBinary(t mask.Typed, c column, enc []byte) []byte {
 	m := s.cfg.Masker
 	switch c.kind() {
 	case mask.KindInt:
-		var n int64
-		switch len(enc) {
-		case 1:
-			n = int64(int8(enc[0]))
-		case 2:
-			n = int64(int16(binary.LittleEndian.Uint16(enc)))
-		case 4:
-			n = int64(int32(binary.LittleEndian.Uint32(enc)))
-		case 8:
-			n = int64(binary.LittleEndian.Uint64(enc))
-		default:
-			return nil
-		}
-		out, ok := m.Int(t, n, 8*len(enc)-1)
-		if !ok {
-			return nil
-		}
-		b := binary.LittleEndian.AppendUint64(nil, uint64(out))
-		return b[:len(enc)]
+		return m.IntBytes(t, enc, binary.LittleEndian)
 	case mask.KindFloat:
-		var f float64
-		switch len(enc) {
-		case 4:
-			f = float64(math.Float32frombits(binary.LittleEndian.Uint32(enc)))
-		case 8:
-			f = math.Float64frombits(binary.LittleEndian.Uint64(enc))
-		default:
-			return nil
-		}
-		out, ok := m.Float(t, f)
-		if !ok {
-			return nil
-		}
-		if len(enc) == 4 {
-			return binary.LittleEndian.AppendUint32(nil, math.Float32bits(float32(out)))
-		}
-		return binary.LittleEndian.AppendUint64(nil, math.Float64bits(out))
+		return m.FloatBytes(t, enc, binary.LittleEndian)
 	case mask.KindDate, mask.KindTimestamp:
 		// A length byte, then year (2), month, day, [hour, minute,
 		// second, [microseconds (4)]].

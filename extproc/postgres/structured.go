@@ -163,47 +163,12 @@ func (vm *valueMasker) typedBinary(t mask.Typed, oid uint32, v []byte) []byte {
 	m := vm.m
 	switch oid {
 	case oidInt2, oidInt4, oidInt8:
-		if len(v) != 2 && len(v) != 4 && len(v) != 8 {
-			return nil
+		if len(v) == 1 {
+			return nil // not a PostgreSQL integer
 		}
-		var n int64
-		switch len(v) {
-		case 2:
-			n = int64(int16(binary.BigEndian.Uint16(v)))
-		case 4:
-			n = int64(int32(binary.BigEndian.Uint32(v)))
-		default:
-			n = int64(binary.BigEndian.Uint64(v))
-		}
-		out, ok := m.Int(t, n, 8*len(v)-1)
-		if !ok {
-			return nil
-		}
-		switch len(v) {
-		case 2:
-			return binary.BigEndian.AppendUint16(nil, uint16(out))
-		case 4:
-			return binary.BigEndian.AppendUint32(nil, uint32(out))
-		}
-		return binary.BigEndian.AppendUint64(nil, uint64(out))
+		return m.IntBytes(t, v, binary.BigEndian)
 	case oidFloat4, oidFloat8:
-		var f float64
-		switch len(v) {
-		case 4:
-			f = float64(math.Float32frombits(binary.BigEndian.Uint32(v)))
-		case 8:
-			f = math.Float64frombits(binary.BigEndian.Uint64(v))
-		default:
-			return nil
-		}
-		out, ok := m.Float(t, f)
-		if !ok {
-			return nil
-		}
-		if len(v) == 4 {
-			return binary.BigEndian.AppendUint32(nil, math.Float32bits(float32(out)))
-		}
-		return binary.BigEndian.AppendUint64(nil, math.Float64bits(out))
+		return m.FloatBytes(t, v, binary.BigEndian)
 	case oidNumeric:
 		s, ok := numericText(v)
 		if !ok {
@@ -375,25 +340,29 @@ func (vm *valueMasker) recordBinary(r *mask.Rule, v []byte) ([]byte, error) {
 		if len(v) < p+l {
 			return nil, errShape
 		}
-		f := v[p : p+l]
+		out, _ = vm.appendPart(out, r.Parts[i], oid, v[p:p+l])
 		p += l
-		if sub := r.Parts[i]; sub.Mask {
-			f = vm.value(sub, oid, 1, f)
-			vm.n++
-			if f == nil {
-				out = binary.BigEndian.AppendUint32(out, 0xFFFFFFFF)
-				continue
-			}
-		} else if vm.detect {
-			f = vm.scan(oid, 1, f)
-		}
-		out = binary.BigEndian.AppendUint32(out, uint32(len(f)))
-		out = append(out, f...)
 	}
 	if p != len(v) {
 		return nil, errShape
 	}
 	return out, nil
+}
+
+// appendPart appends one binary field or element (its length, then its
+// bytes) as sub plans it: masked, scanned by the detectors, or as is.
+// null reports a masked value that became NULL.
+func (vm *valueMasker) appendPart(out []byte, sub *mask.Rule, oid uint32, v []byte) (_ []byte, null bool) {
+	if sub.Mask {
+		vm.n++
+		if v = vm.value(sub, oid, 1, v); v == nil {
+			return binary.BigEndian.AppendUint32(out, 0xFFFFFFFF), true
+		}
+	} else if vm.detect {
+		v = vm.scan(oid, 1, v)
+	}
+	out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+	return append(out, v...), false
 }
 
 // arrayBinary masks the elements of a one-dimensional binary array:
@@ -427,25 +396,15 @@ func (vm *valueMasker) arrayBinary(r *mask.Rule, v []byte) ([]byte, error) {
 		if len(v) < p+l {
 			return nil, errShape
 		}
-		e := v[p : p+l]
-		p += l
 		sub, ok := r.PartAt(i)
 		if !ok {
 			return nil, errShape
 		}
-		if sub.Mask {
-			e = vm.value(sub, elem, 1, e)
-			vm.n++
-			if e == nil {
-				binary.BigEndian.PutUint32(out[4:], 1) // has NULLs
-				out = binary.BigEndian.AppendUint32(out, 0xFFFFFFFF)
-				continue
-			}
-		} else if vm.detect {
-			e = vm.scan(elem, 1, e)
+		var null bool
+		if out, null = vm.appendPart(out, sub, elem, v[p:p+l]); null {
+			binary.BigEndian.PutUint32(out[4:], 1) // has NULLs
 		}
-		out = binary.BigEndian.AppendUint32(out, uint32(len(e)))
-		out = append(out, e...)
+		p += l
 	}
 	if p != len(v) {
 		return nil, errShape
