@@ -124,6 +124,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 9, "pgbench runs per path and setting, interleaved across paths")
 	withMySQL := fs.Bool("mysql", true, "also measure MySQL (MariaDB) point lookups")
 	scale := fs.Int("scale", 10, "pgbench scale factor")
+	maxProcs := fs.Int("gomaxprocs", 1, "GOMAXPROCS of sluice serve, sluice connect and the tuned floor (0: Go's default); the untuned floor keeps Go's default")
+	envoyWorkers := fs.Int("envoy-concurrency", 0, "Envoy's --concurrency (0: Envoy's default, one worker per core)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -146,6 +148,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if *maxProcs > 0 {
+		st.Env = []string{fmt.Sprintf("GOMAXPROCS=%d", *maxProcs)}
+	}
+	if *envoyWorkers > 0 {
+		st.EnvoyArgs = []string{"--concurrency", strconv.Itoa(*envoyWorkers)}
+	}
 	gateway, err := st.StartBaseline(ctx)
 	if err != nil {
 		return err
@@ -187,8 +195,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// echoes every chunk and decides nothing, in this process; tuned as
 	// sluice is, and untuned as sluice's hop was before (TCP, gRPC's
 	// default windows, the claims as metadata on every message).
-	nullAddr, err := startNullProcessor(ctx, "unix://"+filepath.Join(abs, "null.sock"), extProcServerOptions())
-	if err != nil {
+	nullAddr := "unix://" + filepath.Join(abs, "floor.sock")
+	if _, err := st.StartSluice(ctx, "serve-null", nullAddr, nil, "bench-floor", "--listen", nullAddr); err != nil {
 		return err
 	}
 	nullGW, err := st.StartEnvoyWith(ctx, "envoy-null", func(c *config.Config) { c.ExtProc.Address = nullAddr })
@@ -199,8 +207,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	untunedAddr, err := startNullProcessor(ctx, "127.0.0.1:0", nil)
+	port, err := devstack.FreePort()
 	if err != nil {
+		return err
+	}
+	// Untuned, the processor also keeps Go's scheduler default.
+	untunedAddr := fmt.Sprintf("127.0.0.1:%d", port)
+	if _, err := st.StartSluice(ctx, "serve-null-untuned", untunedAddr, []string{"GOMAXPROCS="}, "bench-floor", "--untuned", "--listen", untunedAddr); err != nil {
 		return err
 	}
 	untunedGW, err := st.StartEnvoyRendered(ctx, "envoy-null-untuned", func(c *config.Config) { c.ExtProc.Address = untunedAddr },
@@ -243,6 +256,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	readerURL := func(addr string) string {
 		return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", devstack.ReaderDBUser, devstack.ReaderDBPass, addr, devstack.DemoDatabase)
 	}
+	// Every path's client goes without TLS to its local port, so the paths
+	// differ only in what lies behind it (with sslmode=prefer, sluice's
+	// connector would answer with local TLS and the floor's could not).
+	agentURL := func(addr string) string { return st.AgentURL(addr) + "?sslmode=disable" }
 	// procs name each path's processes by role, for CPU per transaction.
 	procs := func(name string) map[string]int {
 		m := map[string]int{}
@@ -250,9 +267,6 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if pr := st.Proc(p); pr != nil {
 				m[role] = pr.Pid()
 			}
-		}
-		if strings.HasPrefix(name, "null") {
-			m["processor"] = os.Getpid()
 		}
 		return m
 	}
@@ -264,9 +278,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{"envoy tunnel, no ext_proc", readerURL(baseline), procs("baseline")},
 		{"null ext_proc, untuned hop", readerURL(nullUntuned), procs("null-untuned")},
 		{"null ext_proc (floor)", readerURL(null), procs("null")},
-		{"sluice, audit off", st.AgentURL(quiet), procs("audit-off")},
-		{"sluice", st.AgentURL(audited), procs("audit-on")},
-		{"sluice, audit sync", st.AgentURL(durable), procs("audit-sync")},
+		{"sluice, audit off", agentURL(quiet), procs("audit-off")},
+		{"sluice", agentURL(audited), procs("audit-on")},
+		{"sluice, audit sync", agentURL(durable), procs("audit-sync")},
 	}
 	const tunnelPath, untunedPath, floorPath, quietPath = 1, 2, 3, 4
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -496,17 +510,30 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 // startNullProcessor serves the null ext_proc processor at addr
 // (host:port, or unix:///path) with the given gRPC server options, and
 // returns the address Envoy reaches it at.
-func startNullProcessor(ctx context.Context, addr string, opts []grpc.ServerOption) (string, error) {
-	l, err := listenExtProc(addr)
+// benchFloor serves extproc.NullProcessor, the floor `sluice bench`
+// measures sluice against, as a process of its own like sluice serve. It
+// passes every byte unchecked, so it is not in the usage.
+func benchFloor(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flags("bench-floor", stderr)
+	listen := fs.String("listen", "", "host:port or unix:///path")
+	untuned := fs.Bool("untuned", false, "gRPC's default server settings, as sluice's hop had before it was tuned")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *listen == "" {
+		return fmt.Errorf("%w: --listen is required", ErrUsage)
+	}
+	l, err := listenExtProc(*listen)
 	if err != nil {
-		return "", err
+		return err
+	}
+	var opts []grpc.ServerOption
+	if !*untuned {
+		opts = extProcServerOptions()
 	}
 	g := grpc.NewServer(opts...)
 	extprocv3.RegisterExternalProcessorServer(g, extproc.NullProcessor{})
-	go g.Serve(l)
+	fmt.Fprintln(stderr, "sluice bench-floor: every byte passes unchecked; for sluice bench only")
 	context.AfterFunc(ctx, g.Stop)
-	if _, unix := config.UnixPath(addr); unix {
-		return addr, nil
-	}
-	return l.Addr().String(), nil
+	return g.Serve(l)
 }

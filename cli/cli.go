@@ -68,6 +68,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demo(ctx, rest, stdout, stderr)
 	case "bench":
 		return bench(ctx, rest, stdout, stderr)
+	case "bench-floor": // started by bench; not in the usage
+		return benchFloor(ctx, rest, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

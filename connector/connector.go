@@ -11,6 +11,7 @@
 package connector
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -148,14 +149,25 @@ type Tunnel struct {
 // Dial opens one tunnel to the target. The bytes are the database's
 // protocol as is: a PostgreSQL SSLRequest sent on it reaches the gateway.
 func (c *Connector) Dial(ctx context.Context) (*Tunnel, error) {
-	tok, err := c.cfg.Token()
+	pr, pw := io.Pipe()
+	body, proto, err := c.open(ctx, pr)
 	if err != nil {
+		pw.Close()
 		return nil, err
 	}
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+c.cfg.Gateway, pr)
+	return &Tunnel{w: pw, r: body, Protocol: proto}, nil
+}
+
+// open sends the CONNECT request with body as the bytes toward the target
+// and returns the response's body and the protocol the gateway named.
+func (c *Connector) open(ctx context.Context, body io.Reader) (io.ReadCloser, string, error) {
+	tok, err := c.cfg.Token()
 	if err != nil {
-		return nil, fmt.Errorf("cannot build CONNECT request: %w", err)
+		return nil, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+c.cfg.Gateway, body)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot build CONNECT request: %w", err)
 	}
 	req.Host = c.cfg.Target
 	if tok != "" {
@@ -163,8 +175,7 @@ func (c *Connector) Dial(ctx context.Context) (*Tunnel, error) {
 	}
 	resp, err := c.tr.RoundTrip(req)
 	if err != nil {
-		pw.Close()
-		return nil, fmt.Errorf("cannot reach the gateway at %s: %w", c.cfg.Gateway, err)
+		return nil, "", fmt.Errorf("cannot reach the gateway at %s: %w", c.cfg.Gateway, err)
 	}
 	proto := resp.Header.Get(ProtocolHeader)
 	if proto != "" {
@@ -175,10 +186,9 @@ func (c *Connector) Dial(ctx context.Context) (*Tunnel, error) {
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		pw.Close()
-		return nil, &RefusedError{Status: resp.StatusCode, Body: strings.TrimSpace(string(b)), Protocol: proto}
+		return nil, "", &RefusedError{Status: resp.StatusCode, Body: strings.TrimSpace(string(b)), Protocol: proto}
 	}
-	return &Tunnel{w: pw, r: resp.Body, Protocol: proto}, nil
+	return resp.Body, proto, nil
 }
 
 func (t *Tunnel) Read(p []byte) (int, error)  { return t.r.Read(p) }
@@ -207,9 +217,15 @@ func (c *Connector) protocolOf(named string) string {
 	return c.protocol
 }
 
+// handle carries one client connection. The HTTP/2 transport reads the
+// request body straight from the client's connection (through a gate
+// opened once the PostgreSQL negotiation is done): no pipe and no goroutine
+// of ours stand between the client's bytes and the tunnel.
 func (c *Connector) handle(ctx context.Context, conn net.Conn) error {
 	defer func() { conn.Close() }()
-	tun, err := c.Dial(ctx)
+	up := &clientBody{open: make(chan struct{}), done: make(chan struct{})}
+	defer up.release(eofReader{}) // a tunnel refused or failed: the transport's read ends
+	resp, proto, err := c.open(ctx, up)
 	if err != nil {
 		var re *RefusedError
 		named := ""
@@ -219,28 +235,66 @@ func (c *Connector) handle(ctx context.Context, conn net.Conn) error {
 		c.refuse(conn, c.protocolOf(named), err)
 		return err
 	}
-	defer tun.Close()
+	defer resp.Close()
 	var first []byte // the client's first message, read while negotiating
-	if c.protocolOf(tun.Protocol) == "postgres" {
+	if c.protocolOf(proto) == "postgres" {
 		if conn, first, err = c.negotiate(conn); err != nil {
 			return err
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(conn, tun)
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
-	}()
-	if _, err = tun.Write(first); err == nil {
-		_, err = io.Copy(tun, conn)
+	up.release(io.MultiReader(bytes.NewReader(first), conn))
+	_, err = io.Copy(conn, resp)
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
 	}
-	_ = tun.CloseWrite()
-	<-done
+	// The database is done; the client's last bytes (up to its own close)
+	// are still read, so it sees our last bytes rather than a reset.
+	select {
+	case <-up.done:
+	case <-ctx.Done():
+	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("cannot copy to tunnel: %w", err)
+		return fmt.Errorf("cannot copy from tunnel: %w", err)
 	}
 	return nil
 }
+
+// clientBody is a tunnel's request body: the client's connection once
+// released. done closes when the transport is through with it (a read
+// failed or ended, or it closed the body).
+type clientBody struct {
+	open     chan struct{}
+	r        io.Reader
+	released sync.Once
+	done     chan struct{}
+	finished sync.Once
+}
+
+// release lets reads through to r (only the first call counts).
+func (b *clientBody) release(r io.Reader) {
+	b.released.Do(func() { b.r = r; close(b.open) })
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	<-b.open
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.finish()
+	}
+	return n, err
+}
+
+// Close is the transport's (done with the body, or the stream aborted): a
+// read still waiting at the gate ends; the client's connection is not
+// closed here.
+func (b *clientBody) Close() error {
+	b.release(eofReader{})
+	b.finish()
+	return nil
+}
+
+func (b *clientBody) finish() { b.finished.Do(func() { close(b.done) }) }
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

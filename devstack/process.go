@@ -24,12 +24,21 @@ type Process struct {
 
 // StartProcess starts bin with args, logging to dir/name.log.
 func StartProcess(dir, name, bin string, args ...string) (*Process, error) {
+	return StartProcessEnv(dir, name, nil, bin, args...)
+}
+
+// StartProcessEnv is StartProcess with env added to this process's
+// environment (later entries win, as in exec.Cmd).
+func StartProcessEnv(dir, name string, env []string, bin string, args ...string) (*Process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create %s: %w", logPath, err)
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

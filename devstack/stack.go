@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -180,8 +181,14 @@ type Stack struct {
 	Binary      string
 	EnvoyBin    string
 	ServeArgs   []string
-	bootstrap   string
-	extra       []*Process
+	// Env is added to the environment of the sluice processes (serve,
+	// connect, the bench's floor) started after Up, e.g. GOMAXPROCS.
+	Env []string
+	// EnvoyArgs are added to the command line of the Envoys started after
+	// Up (e.g. --concurrency 1).
+	EnvoyArgs []string
+	bootstrap string
+	extra     []*Process
 }
 
 func ports(n int) ([]int, error) {
@@ -407,7 +414,7 @@ func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*conf
 	if err := c.Write(path); err != nil {
 		return nil, "", err
 	}
-	proc, err := StartProcess(s.Dir, name, s.Binary, append([]string{"serve", "--config", path}, s.ServeArgs...)...)
+	proc, err := StartProcessEnv(s.Dir, name, s.Env, s.Binary, append([]string{"serve", "--config", path}, s.ServeArgs...)...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -422,16 +429,6 @@ func (s *Stack) StartServeWith(ctx context.Context, name string, edit func(*conf
 		}
 	}
 	return c, path, nil
-}
-
-// Process returns the extra process started under name (nil if none).
-func (s *Stack) Process(name string) *Process {
-	for _, p := range s.extra {
-		if p.Name == name {
-			return p
-		}
-	}
-	return nil
 }
 
 // Adopt makes the stack stop p when it closes.
@@ -496,7 +493,7 @@ func (s *Stack) startEnvoyFrom(ctx context.Context, name string, base *config.Co
 	if err := os.WriteFile(path, js, 0o644); err != nil {
 		return "", fmt.Errorf("cannot write %s bootstrap: %w", name, err)
 	}
-	e, err := StartProcess(s.Dir, name, s.EnvoyBin, "-c", path, "--disable-hot-restart", "-l", "warning")
+	e, err := StartProcess(s.Dir, name, s.EnvoyBin, append([]string{"-c", path, "--disable-hot-restart", "-l", "warning"}, s.EnvoyArgs...)...)
 	if err != nil {
 		return "", err
 	}
@@ -536,13 +533,24 @@ func (s *Stack) StartXDSEnvoy(ctx context.Context, node string) (*Process, strin
 
 // StartConnectVia starts `sluice connect` through a given gateway listener.
 func (s *Stack) StartConnectVia(ctx context.Context, name, gateway, target, listen, tokenFile string) (*Process, error) {
-	p, err := StartProcess(s.Dir, name, s.Binary, "connect", "--gateway", gateway, "--target", target, "--listen", listen,
+	p, err := StartProcessEnv(s.Dir, name, s.Env, s.Binary, "connect", "--gateway", gateway, "--target", target, "--listen", listen,
 		"--ca", s.Config.Path("tls/ca.crt"), "--token-file", tokenFile)
 	if err != nil {
 		return nil, err
 	}
 	s.extra = append(s.extra, p)
 	return p, p.WaitTCP(ctx, listen)
+}
+
+// StartSluice starts the sluice binary with args and env (besides the
+// stack's Env) as process name, and waits for it to listen on addr.
+func (s *Stack) StartSluice(ctx context.Context, name, addr string, env []string, args ...string) (*Process, error) {
+	p, err := StartProcessEnv(s.Dir, name, append(slices.Clone(s.Env), env...), s.Binary, args...)
+	if err != nil {
+		return nil, err
+	}
+	s.extra = append(s.extra, p)
+	return p, p.WaitTCP(ctx, addr)
 }
 
 // Proc finds a process the stack started, by name.

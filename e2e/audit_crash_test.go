@@ -65,7 +65,7 @@ func crashRun(t *testing.T, name, durability string) (acked int64, store string)
 		}
 	}()
 	time.Sleep(1500 * time.Millisecond)
-	serve := stack.Process("serve-" + name)
+	serve := stack.Proc("serve-" + name)
 	if err := serve.StopWith(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -378,7 +378,7 @@ func TestDefaultClientsTunnelRefused(t *testing.T) {
 		check(c)
 	}
 	// sluice serve stopped: Envoy fails closed, and says why.
-	if err := stack.Process("serve-refusals").Stop(); err != nil {
+	if err := stack.Proc("serve-refusals").Stop(); err != nil {
 		t.Logf("stopping serve: %v", err)
 	}
 	check(tc{"sluice-down", devstack.DemoTarget, stack.TokenFile, "cannot reach its policy service", "cannot reach its policy service"})

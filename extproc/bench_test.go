@@ -26,14 +26,19 @@ import (
 // share of `sluice bench`, without the rest of the machine's noise.
 func BenchmarkPointLookup(b *testing.B) {
 	for _, bc := range []struct {
-		prepared, audited bool
-	}{{false, false}, {false, true}, {true, false}, {true, true}} {
+		prepared, audited, null bool
+	}{{false, false, true}, {false, false, false}, {false, true, false}, {true, false, true}, {true, false, false}, {true, true, false}} {
 		prepared, audited := bc.prepared, bc.audited
 		mode := "simple"
 		if prepared {
 			mode = "prepared"
 		}
-		b.Run(fmt.Sprintf("%s/audit=%v", mode, audited), func(b *testing.B) {
+		name := fmt.Sprintf("%s/audit=%v", mode, audited)
+		if bc.null {
+			// The floor: the same messages echoed by extproc.NullProcessor.
+			name = mode + "/null"
+		}
+		b.Run(name, func(b *testing.B) {
 			set, err := cedar.Default()
 			if err != nil {
 				b.Fatal(err)
@@ -60,7 +65,11 @@ func BenchmarkPointLookup(b *testing.B) {
 			}
 			srv := extproc.NewServer(cfg)
 			defer srv.Close()
-			client, stop := dial(b, srv)
+			var proc extprocv3.ExternalProcessorServer = srv
+			if bc.null {
+				proc = extproc.NullProcessor{}
+			}
+			client, stop := dial(b, proc)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			st, err := client.Process(ctx)

@@ -55,7 +55,7 @@ func startServer(t *testing.T) extprocv3.ExternalProcessorClient {
 
 // dial serves srv over an in-process gRPC connection; stop (also run at
 // cleanup) closes both ends.
-func dial(tb testing.TB, srv *extproc.Server) (c extprocv3.ExternalProcessorClient, stop func()) {
+func dial(tb testing.TB, srv extprocv3.ExternalProcessorServer) (c extprocv3.ExternalProcessorClient, stop func()) {
 	tb.Helper()
 	l := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()

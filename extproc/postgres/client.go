@@ -295,7 +295,7 @@ func (s *Session) push(o op) {
 			o.skipped = true
 		}
 	}
-	s.ops = append(s.ops, o)
+	s.queue(o)
 	if o.kind.endsAtReadyForQuery() {
 		s.batch++
 	}

@@ -111,6 +111,6 @@ func (s *Session) abortAfterCut(out *session.Output) bool {
 	s.popThroughReady()
 	q := pgproto3.Query{String: "DO $sluice$ BEGIN RAISE EXCEPTION 'sluice cut a result past its guardrails: this transaction is aborted'; END $sluice$"}
 	out.ToServer, _ = q.Encode(out.ToServer)
-	s.ops = append(s.ops, op{kind: opQuery, cut: true})
+	s.queue(op{kind: opQuery, cut: true})
 	return true
 }

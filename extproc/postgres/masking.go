@@ -77,7 +77,10 @@ func (p *rowPlan) masked(i int) bool {
 }
 
 func newRowPlan(masked []policy.MaskedColumn, width int, detect bool) *rowPlan {
-	p := &rowPlan{masks: map[int]*mask.Rule{}, detect: detect, width: width}
+	p := &rowPlan{detect: detect, width: width}
+	if len(masked) > 0 {
+		p.masks = make(map[int]*mask.Rule, len(masked)) // read only after this
+	}
 	for _, m := range masked {
 		p.masks[m.Index] = m.Rule()
 	}

@@ -285,7 +285,26 @@ func (s *Session) pop() {
 	s.ops[0] = op{}
 	s.ops = s.ops[1:]
 	if len(s.ops) == 0 {
-		s.ops = s.ops[:0:0]
+		// Start again at the front of the same array (popped slots are
+		// zeroed): a batch then queues without allocating. A long
+		// pipeline's array is let go.
+		if cap(s.opsArray) <= maxKeptOps {
+			s.ops = s.opsArray[:0]
+		} else {
+			s.ops, s.opsArray = nil, nil
+		}
+	}
+}
+
+// maxKeptOps bounds the op array kept between batches.
+const maxKeptOps = 64
+
+// queue appends an op, remembering the array's front when it grows.
+func (s *Session) queue(o op) {
+	grows := len(s.ops) == cap(s.ops)
+	s.ops = append(s.ops, o)
+	if grows {
+		s.opsArray = s.ops
 	}
 }
 

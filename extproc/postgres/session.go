@@ -154,8 +154,9 @@ type Session struct {
 	server framer
 	phase  phase
 
-	ops   []op
-	batch int // the batch new client messages join
+	ops      []op
+	opsArray []op // ops' array from its front, reused when ops empties
+	batch    int  // the batch new client messages join
 	// skipping: an extended-protocol message failed and no Sync has been
 	// sent since: the server discards every message until one comes (a
 	// pipeline that only flushes).
