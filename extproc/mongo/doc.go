@@ -1,0 +1,26 @@
+// Package mongo is the MongoDB wire protocol as sluice carries it between
+// an agent's driver and the database (FerretDB or MongoDB). This first part
+// is the codec the session will stand on: frames cut from a byte stream at
+// any split, OP_MSG with both section kinds and the checksum, the legacy
+// OP_QUERY handshake and its OP_REPLY, and the refusal sluice answers with.
+//
+// Message flow (MongoDB 3.6+ drivers):
+//
+//	client                         server
+//	OP_QUERY {isMaster|hello} ──▶            legacy handshake (or OP_MSG hello)
+//	          ◀── OP_REPLY {ismaster, maxWireVersion, maxMessageSizeBytes, …}
+//	OP_MSG {saslStart …}      ──▶            SCRAM, as many round trips as needed
+//	          ◀── OP_MSG {conversationId, done, payload}
+//	OP_MSG {find: "users", $db} ──▶
+//	          ◀── OP_MSG {cursor: {id, ns, firstBatch}, ok: 1}
+//	OP_MSG {getMore: id, collection} ──▶
+//	          ◀── OP_MSG {cursor: {id, nextBatch}, ok: 1}
+//	OP_MSG {insert: "users"} + kind-1 "documents" ──▶
+//	          ◀── OP_MSG {n, ok: 1}
+//
+// Every reply names the request it answers in responseTo. An OP_MSG with
+// moreToCome from the client expects no reply (an unacknowledged write);
+// from the server it means more replies follow without a request (exhaust
+// cursors, only when the client set exhaustAllowed). OP_COMPRESSED is only
+// used once both sides negotiated compression in the handshake.
+package mongo
