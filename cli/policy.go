@@ -61,7 +61,7 @@ func policyCmd(args []string, stdout, stderr io.Writer) error {
 					continue
 				}
 				failed++
-				fmt.Fprintf(stdout, "FAIL %s:%d as %s: %s\n", f, r.Case.Line, r.Case.As, r.Case.SQL)
+				fmt.Fprintf(stdout, "FAIL %s:%d as %s: %s\n", f, r.Case.Line, r.Case.As, r.Case.Text())
 				for _, p := range r.Problems {
 					fmt.Fprintf(stdout, "     %s\n", p)
 				}

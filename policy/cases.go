@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicedb/sluice/cedar"
@@ -49,7 +50,13 @@ type Case struct {
 	As     string `yaml:"as"`     // a key of Principals
 	Target string `yaml:"target"` // a key of Targets; empty if there is one
 	SQL    string `yaml:"sql"`
-	Expect string `yaml:"expect"` // allow, deny or approval
+	// Command is a MongoDB command as extended JSON (a mongodb target's
+	// cases), run in its "$db" or the target's database; Sequences are its
+	// kind-1 sections ("documents", "updates", "deletes"), each document
+	// as extended JSON.
+	Command   string              `yaml:"command"`
+	Sequences map[string][]string `yaml:"sequences"`
+	Expect    string              `yaml:"expect"` // allow, deny or approval
 	// Policies, when given, must equal the determining policy ids.
 	Policies []string `yaml:"policies"`
 	// Masked, when given (even empty), must equal the masked output
@@ -62,6 +69,14 @@ type Case struct {
 	// Reason, when given, must occur in the decision's reason.
 	Reason string `yaml:"reason"`
 	Line   int    `yaml:"-"`
+}
+
+// Text is what the case decides: its SQL or its MongoDB command.
+func (c Case) Text() string {
+	if c.Command != "" {
+		return c.Command
+	}
+	return c.SQL
 }
 
 // CaseResult is a case and what was decided.
@@ -141,12 +156,44 @@ func (cf *CaseFile) Run(set *cedar.Set) []CaseResult {
 		default:
 			a := e.Session(session.Identity{Subject: p.Sub, Groups: p.Groups},
 				session.Target{Name: tname, Protocol: t.Protocol, Database: t.Database, Tags: t.Tags})
-			r.Decision = a.AuthorizeSQL(c.SQL)
+			if t.Protocol == "mongodb" {
+				d, err := mongoCase(a, c, t.Database)
+				if err != nil {
+					r.Problems = append(r.Problems, err.Error())
+					break
+				}
+				r.Decision = d
+			} else {
+				r.Decision = a.AuthorizeSQL(c.SQL)
+			}
 			r.Problems = check(c, r.Decision)
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// mongoCase decides a MongoDB case's command.
+func mongoCase(a *Authorizer, c Case, database string) (Decision, error) {
+	cmd, err := MongoCommand(c.Command)
+	if err != nil {
+		return Decision{}, err
+	}
+	seqs := map[string][]bsoncore.Document{}
+	for id, docs := range c.Sequences {
+		for _, js := range docs {
+			d, err := MongoCommand(js)
+			if err != nil {
+				return Decision{}, fmt.Errorf("sequence %s: %w", id, err)
+			}
+			seqs[id] = append(seqs[id], d)
+		}
+	}
+	db := database
+	if v, ok := cmd.Lookup("$db").StringValueOK(); ok {
+		db = v
+	}
+	return a.AuthorizeMongo(db, cmd, seqs, c.Command), nil
 }
 
 func check(c Case, d Decision) []string {

@@ -22,7 +22,7 @@ func TestCorpus(t *testing.T) {
 			results := cf.Run(set)
 			for _, r := range results {
 				if len(r.Problems) > 0 {
-					t.Errorf("line %d %q as %s: %v", r.Case.Line, r.Case.SQL, r.Case.As, r.Problems)
+					t.Errorf("line %d %q as %s: %v", r.Case.Line, r.Case.Text(), r.Case.As, r.Problems)
 				}
 			}
 			t.Logf("%d cases", len(results))
