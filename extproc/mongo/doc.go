@@ -2,7 +2,9 @@
 // an agent's driver and the database (FerretDB or MongoDB). This first part
 // is the codec the session will stand on: frames cut from a byte stream at
 // any split, OP_MSG with both section kinds and the checksum, the legacy
-// OP_QUERY handshake and its OP_REPLY, and the refusal sluice answers with.
+// OP_QUERY handshake and its OP_REPLY, and the refusal sluice answers with;
+// the handshake rewrites (no compression offered, no replica-set members
+// named to the driver); and the brokered SCRAM-SHA-256 login (Login).
 //
 // Message flow (MongoDB 3.6+ drivers):
 //
