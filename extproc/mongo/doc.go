@@ -4,7 +4,10 @@
 // any split, OP_MSG with both section kinds and the checksum, the legacy
 // OP_QUERY handshake and its OP_REPLY, and the refusal sluice answers with;
 // the handshake rewrites (no compression offered, no replica-set members
-// named to the driver); and the brokered SCRAM-SHA-256 login (Login).
+// named to the driver); the brokered SCRAM-SHA-256 login (Login); and the
+// Session, which decides each command before it reaches the server and
+// answers a refused one in its place. The Session is not registered as a
+// protocol yet: it does not mask results.
 //
 // Message flow (MongoDB 3.6+ drivers):
 //

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+
+	"github.com/sluicedb/sluice/extproc/session"
 )
 
 // FuzzCodec feeds arbitrary bytes, split at an arbitrary point, to the
@@ -55,6 +57,42 @@ func FuzzCodec(f *testing.F) {
 			if !bytes.Equal(whole[i], parts[i]) {
 				t.Fatalf("split at %d: message %d differs", at, i)
 			}
+		}
+	})
+}
+
+// FuzzSession feeds arbitrary client and server bytes, each split at an
+// arbitrary point, to a session: no panic, and the bytes it sends each way
+// (and whether it fails) do not depend on the splits.
+func FuzzSession(f *testing.F) {
+	f.Add(command(1, 0, "find", "users", "$db", "app"), cursorReply(1, 77), uint16(3), uint16(9))
+	f.Add(append(command(1, 0, "delete", "users", "$db", "app"), command(2, wiremessage.MoreToCome, "insert", "users", "$db", "app")...), []byte{}, uint16(40), uint16(0))
+	f.Add(command(1, wiremessage.ExhaustAllowed, "hello", int32(1), "$db", "admin"), reply(1, ErrorDoc(1, "x", "y")), uint16(0), uint16(5))
+	f.Fuzz(func(t *testing.T, client, server []byte, cs, ss uint16) {
+		run := func(ca, sa int) (toServer, toClient []byte, failed bool) {
+			s := NewSession(Config{Decider: decider{"delete": "no", "insert": "no"}})
+			var out session.Output
+			feed := func(fn func([]byte, *session.Output) error, parts ...[]byte) {
+				for _, p := range parts {
+					if failed {
+						return
+					}
+					out.Reset()
+					if err := fn(p, &out); err != nil {
+						failed = true
+					}
+					toServer = append(toServer, out.ToServer...)
+					toClient = append(toClient, out.ToClient...)
+				}
+			}
+			feed(s.FromClient, client[:ca], client[ca:])
+			feed(s.FromServer, server[:sa], server[sa:])
+			return
+		}
+		ws, wc, wf := run(len(client), len(server))
+		gs, gc, gf := run(int(cs)%(len(client)+1), int(ss)%(len(server)+1))
+		if wf != gf || (!wf && (!bytes.Equal(ws, gs) || !bytes.Equal(wc, gc))) {
+			t.Fatalf("splits change the outcome: failed %v/%v", wf, gf)
 		}
 	})
 }

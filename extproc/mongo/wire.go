@@ -294,14 +294,7 @@ func ParseReply(m Message) (wiremessage.ReplyFlag, []bsoncore.Document, error) {
 // AppendReply appends an OP_REPLY holding doc: the answer to a legacy
 // OP_QUERY command.
 func AppendReply(dst []byte, requestID, responseTo int32, doc bsoncore.Document) []byte {
-	start := len(dst)
-	idx, dst := wiremessage.AppendHeaderStart(dst, requestID, responseTo, wiremessage.OpReply)
-	dst = wiremessage.AppendReplyFlags(dst, 0)
-	dst = wiremessage.AppendReplyCursorID(dst, 0)
-	dst = wiremessage.AppendReplyStartingFrom(dst, 0)
-	dst = wiremessage.AppendReplyNumberReturned(dst, 1)
-	dst = append(dst, doc...)
-	return bsoncore.UpdateLength(dst, idx, int32(len(dst[start:])))
+	return appendReplyFlags(dst, requestID, responseTo, 0, doc)
 }
 
 // Unauthorized is MongoDB's error code for a command the user may not run.

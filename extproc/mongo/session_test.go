@@ -1,0 +1,270 @@
+package mongo
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+
+	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/policy"
+)
+
+// decider refuses the commands named in deny, and allows the rest.
+type decider map[string]string
+
+func (d decider) AuthorizeMongo(db string, cmd bsoncore.Document, _ map[string][]bsoncore.Document, text string) policy.Decision {
+	if reason, ok := d[cmd.Index(0).Key()]; ok {
+		return policy.Decision{Outcome: policy.Deny, Reason: reason}
+	}
+	return policy.Decision{Outcome: policy.Allow}
+}
+
+func command(id int32, flags wiremessage.MsgFlag, kv ...any) []byte {
+	b := bsoncore.NewDocumentBuilder()
+	for i := 0; i < len(kv); i += 2 {
+		switch v := kv[i+1].(type) {
+		case string:
+			b.AppendString(kv[i].(string), v)
+		case int32:
+			b.AppendInt32(kv[i].(string), v)
+		case int64:
+			b.AppendInt64(kv[i].(string), v)
+		case bsoncore.Document:
+			b.AppendDocument(kv[i].(string), v)
+		case bsoncore.Array:
+			b.AppendArray(kv[i].(string), v)
+		}
+	}
+	return AppendMsg(nil, id, 0, Msg{Flags: flags, Body: b.Build()})
+}
+
+func reply(to int32, body bsoncore.Document) []byte {
+	return AppendMsg(nil, 1000+to, to, Msg{Body: body})
+}
+
+func cursorReply(to int32, id int64) []byte {
+	return reply(to, bsoncore.NewDocumentBuilder().
+		AppendDocument("cursor", bsoncore.NewDocumentBuilder().AppendInt64("id", id).AppendString("ns", "app.users").
+			AppendArray("firstBatch", bsoncore.NewArrayBuilder().Build()).Build()).
+		AppendDouble("ok", 1).Build())
+}
+
+// replies parses what the session sent the client.
+func replies(t *testing.T, b []byte) []Msg {
+	t.Helper()
+	var f Framer
+	var out []Msg
+	if err := f.Feed(b, func(m Message) error {
+		msg, err := ParseMsg(m)
+		out = append(out, msg)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestSessionRefusesInPlaceAndGoesOn(t *testing.T) {
+	s := NewSession(Config{Decider: decider{"delete": "DELETE on table app.users refused by policy no-unbounded-delete"}})
+	var out session.Output
+	del := command(1, 0, "delete", "users", "$db", "app")
+	if err := s.FromClient(del, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.ToServer) != 0 {
+		t.Fatal("a refused command reached the server")
+	}
+	r := replies(t, out.ToClient)
+	if len(r) != 1 || r[0].Body.Lookup("code").Int32() != Unauthorized || !strings.Contains(r[0].Body.Lookup("errmsg").StringValue(), "no-unbounded-delete") {
+		t.Fatalf("refusal %v", r)
+	}
+	out.Reset()
+	find := command(2, 0, "find", "users", "$db", "app")
+	if err := s.FromClient(find, &out); err != nil || !bytes.Equal(out.ToServer, find) || len(out.ToClient) != 0 {
+		t.Fatalf("find after a refusal: %v, forwarded %d bytes", err, len(out.ToServer))
+	}
+	out.Reset()
+	if err := s.FromServer(cursorReply(2, 77), &out); err != nil || len(out.ToClient) == 0 {
+		t.Fatalf("find's reply: %v", err)
+	}
+}
+
+// TestSessionCursorsAreItsOwn: getMore and killCursors pass only for
+// cursors this session opened, and a finished cursor is forgotten.
+func TestSessionCursorsAreItsOwn(t *testing.T) {
+	s := NewSession(Config{Decider: decider{}})
+	var out session.Output
+	feed := func(client bool, b []byte) {
+		t.Helper()
+		out.Reset()
+		var err error
+		if client {
+			err = s.FromClient(b, &out)
+		} else {
+			err = s.FromServer(b, &out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func() bool { return len(out.ToServer) == 0 && len(out.ToClient) > 0 }
+	feed(true, command(1, 0, "find", "users", "$db", "app"))
+	feed(false, cursorReply(1, 77))
+	feed(true, command(2, 0, "getMore", int64(99), "collection", "users", "$db", "app"))
+	if !refused() {
+		t.Fatal("getMore on another session's cursor passed")
+	}
+	feed(true, command(3, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	if refused() {
+		t.Fatal("getMore on its own cursor refused")
+	}
+	feed(false, cursorReply(3, 0)) // exhausted
+	feed(true, command(4, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	if !refused() {
+		t.Fatal("getMore on a finished cursor passed")
+	}
+	ids := bsoncore.NewArrayBuilder().AppendInt64(12345).Build()
+	feed(true, command(5, 0, "killCursors", "users", "cursors", ids, "$db", "app"))
+	if !refused() {
+		t.Fatal("killCursors on another session's cursor passed")
+	}
+}
+
+func TestSessionEndsOnRefusedUnacknowledgedWrite(t *testing.T) {
+	s := NewSession(Config{Decider: decider{"insert": "INSERT not permitted"}})
+	var out session.Output
+	err := s.FromClient(command(1, wiremessage.MoreToCome, "insert", "users", "$db", "app"), &out)
+	var pe *ProtocolError
+	if !errors.As(err, &pe) || len(out.ToServer) != 0 {
+		t.Fatalf("refused w:0 insert: %v, %d bytes to the server", err, len(out.ToServer))
+	}
+}
+
+func TestSessionHandshake(t *testing.T) {
+	s := NewSession(Config{Decider: decider{}})
+	var out session.Output
+	comp := bsoncore.NewArrayBuilder().AppendString("zstd").Build()
+	if err := s.FromClient(command(1, wiremessage.ExhaustAllowed, "hello", int32(1), "compression", comp, "$db", "admin"), &out); err != nil {
+		t.Fatal(err)
+	}
+	var f Framer
+	_ = f.Feed(out.ToServer, func(m Message) error {
+		msg, err := ParseMsg(m)
+		if err != nil || msg.Body.Lookup("compression").Type != 0 || msg.Flags&wiremessage.ExhaustAllowed != 0 {
+			t.Fatalf("hello to the server: %v %v", msg, err)
+		}
+		return nil
+	})
+	out.Reset()
+	hosts := bsoncore.NewArrayBuilder().AppendString("db2.internal:27017").Build()
+	if err := s.FromServer(reply(1, bsoncore.NewDocumentBuilder().AppendBoolean("isWritablePrimary", true).AppendArray("hosts", hosts).AppendDouble("ok", 1).Build()), &out); err != nil {
+		t.Fatal(err)
+	}
+	if r := replies(t, out.ToClient); r[0].Body.Lookup("hosts").Type != 0 {
+		t.Fatalf("hello reply kept hosts: %v", r[0].Body)
+	}
+	if err := s.FromClient(compressedFrame(), &out); err == nil {
+		t.Fatal("OP_COMPRESSED accepted")
+	}
+}
+
+// compressedFrame is an OP_COMPRESSED frame.
+func compressedFrame() []byte { return headerOnly(wiremessage.OpCompressed, make([]byte, 9)) }
+
+// TestSessionAnySplit: the same exchange cut at every byte gives the same
+// output.
+func TestSessionAnySplit(t *testing.T) {
+	client := append(command(1, 0, "find", "users", "$db", "app"), command(2, 0, "delete", "users", "$db", "app")...)
+	client = append(client, command(3, 0, "getMore", int64(77), "collection", "users", "$db", "app")...)
+	run := func(at int) (string, string) {
+		s := NewSession(Config{Decider: decider{"delete": "no"}})
+		var out, all session.Output
+		for _, part := range [][]byte{client[:at], client[at:]} {
+			out.Reset()
+			if err := s.FromClient(part, &out); err != nil {
+				t.Fatal(err)
+			}
+			all.ToServer = append(all.ToServer, out.ToServer...)
+			all.ToClient = append(all.ToClient, out.ToClient...)
+		}
+		return string(all.ToServer), string(all.ToClient)
+	}
+	ws, wc := run(len(client))
+	for at := range len(client) {
+		if s, c := run(at); s != ws || c != wc {
+			t.Fatalf("split at %d differs", at)
+		}
+	}
+}
+
+func legacyQuery(id int32, ns string, q bsoncore.Document) []byte {
+	b := wiremessage.AppendQueryFlags(nil, 0)
+	b = wiremessage.AppendQueryFullCollectionName(b, ns)
+	b = wiremessage.AppendQueryNumberToSkip(b, 0)
+	b = wiremessage.AppendQueryNumberToReturn(b, -1)
+	b = append(b, q...)
+	h := wiremessage.AppendHeader(nil, int32(headerLen+len(b)), id, 0, wiremessage.OpQuery)
+	return append(h, b...)
+}
+
+// TestSessionLegacyHandshake: OP_QUERY carries only the handshake; its
+// OP_REPLY is rewritten like hello's; any other OP_QUERY is refused with
+// an OP_REPLY error.
+func TestSessionLegacyHandshake(t *testing.T) {
+	s := NewSession(Config{Decider: decider{}})
+	var out session.Output
+	comp := bsoncore.NewArrayBuilder().AppendString("snappy").Build()
+	isMaster := bsoncore.NewDocumentBuilder().AppendInt32("isMaster", 1).AppendArray("compression", comp).Build()
+	if err := s.FromClient(legacyQuery(1, "admin.$cmd", isMaster), &out); err != nil {
+		t.Fatal(err)
+	}
+	var f Framer
+	_ = f.Feed(out.ToServer, func(m Message) error {
+		q, err := ParseQuery(m)
+		if err != nil || q.Query.Lookup("compression").Type != 0 || q.Query.Lookup("isMaster").Int32() != 1 {
+			t.Fatalf("isMaster to the server: %v %v", q.Query, err)
+		}
+		return nil
+	})
+	out.Reset()
+	hosts := bsoncore.NewArrayBuilder().AppendString("db2.internal:27017").Build()
+	if err := s.FromServer(AppendReply(nil, 50, 1, bsoncore.NewDocumentBuilder().AppendBoolean("ismaster", true).AppendArray("hosts", hosts).AppendString("me", "db1:27017").Build()), &out); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Feed(out.ToClient, func(m Message) error {
+		_, docs, err := ParseReply(m)
+		if err != nil || docs[0].Lookup("hosts").Type != 0 || docs[0].Lookup("me").Type != 0 || m.ResponseTo != 1 {
+			t.Fatalf("isMaster reply: %v %v", docs, err)
+		}
+		return nil
+	})
+	out.Reset()
+	if err := s.FromClient(legacyQuery(2, "app.users", bsoncore.NewDocumentBuilder().AppendString("name", "x").Build()), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.ToServer) != 0 {
+		t.Fatal("a legacy query reached the server")
+	}
+	_ = f.Feed(out.ToClient, func(m Message) error {
+		_, docs, err := ParseReply(m)
+		if err != nil || m.ResponseTo != 2 || docs[0].Lookup("code").Int32() != Unauthorized {
+			t.Fatalf("legacy query refusal: %v %v", docs, err)
+		}
+		return nil
+	})
+}
+
+func TestSessionRefusesReusedRequestIDs(t *testing.T) {
+	s := NewSession(Config{Decider: decider{}})
+	var out session.Output
+	if err := s.FromClient(command(7, 0, "hello", int32(1), "$db", "admin"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FromClient(command(7, 0, "find", "users", "$db", "app"), &out); err == nil {
+		t.Fatal("a second request with a pending id accepted")
+	}
+}
