@@ -20,6 +20,17 @@ const MongoCursor = "cursor"
 // field path a Column. Every command sluice does not model is refused
 // (Analysis.Err): new commands are not let through unread.
 func AnalyzeMongo(db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document) Analysis {
+	docs := []bsoncore.Document{cmd}
+	for _, ds := range seqs {
+		docs = append(docs, ds...)
+	}
+	for _, d := range docs {
+		if k, dup := duplicateKey(d); dup {
+			// sluice reads the first of two same-named fields; a server
+			// might act on the other (a bounded filter, then {}).
+			return Analysis{Err: fmt.Errorf("field %q appears twice in one document: refused as ambiguous", k)}
+		}
+	}
 	a := &mongoAnalyzer{db: db, cmd: cmd, seqs: seqs}
 	if err := a.command(); err != nil {
 		return Analysis{Err: err}
@@ -72,6 +83,7 @@ func (a *mongoAnalyzer) command() error {
 	}
 	name := first.Key()
 	coll, _ := first.Value().StringValueOK()
+	tbl := a.table(a.db, coll)
 	a.st.Kind, a.st.Lineage = name, true
 	target := Object{Kind: ObjectTarget}
 	switch {
@@ -103,18 +115,18 @@ func (a *mongoAnalyzer) command() error {
 		if err := needColl(); err != nil {
 			return err
 		}
-		a.add("select", a.table(a.db, coll))
+		a.add("select", tbl)
 		for _, k := range []string{"filter", "query"} {
-			if err := a.filter(coll, a.cmd.Lookup(k)); err != nil {
+			if err := a.filter(tbl, a.cmd.Lookup(k)); err != nil {
 				return err
 			}
 		}
 		if name == "distinct" {
 			if key, ok := a.cmd.Lookup("key").StringValueOK(); ok {
-				a.use(Column{Schema: a.db, Table: coll, Name: key})
+				a.use(Column{Schema: tbl.Schema, Table: tbl.Name, Name: key})
 			}
 		}
-		if err := a.keys(coll, a.cmd.Lookup("sort")); err != nil {
+		if err := a.keys(tbl, a.cmd.Lookup("sort")); err != nil {
 			return err
 		}
 		return nil
@@ -127,71 +139,71 @@ func (a *mongoAnalyzer) command() error {
 			if vals, _ := pipe.Values(); len(vals) > 0 {
 				if d, ok := vals[0].DocumentOK(); ok {
 					if e, err := d.IndexErr(0); err == nil && e.Key() == "$documents" {
-						return a.pipeline("", a.cmd.Lookup("pipeline"))
+						return a.pipeline(tbl, a.cmd.Lookup("pipeline"))
 					}
 				}
 			}
 			a.add("monitor", target)
 			return nil
 		}
-		a.add("select", a.table(a.db, coll))
-		return a.pipeline(coll, a.cmd.Lookup("pipeline"))
+		a.add("select", tbl)
+		return a.pipeline(tbl, a.cmd.Lookup("pipeline"))
 	case "insert":
 		if err := needColl(); err != nil {
 			return err
 		}
-		a.add("insert", a.table(a.db, coll))
+		a.add("insert", tbl)
 		return nil
 	case "update":
 		if err := needColl(); err != nil {
 			return err
 		}
-		a.add("update", a.table(a.db, coll))
-		return a.statements(coll, "updates", true)
+		a.add("update", tbl)
+		return a.statements(tbl, "updates", true)
 	case "delete":
 		if err := needColl(); err != nil {
 			return err
 		}
-		a.add("delete", a.table(a.db, coll))
-		return a.statements(coll, "deletes", false)
+		a.add("delete", tbl)
+		return a.statements(tbl, "deletes", false)
 	case "findAndModify", "findandmodify":
 		if err := needColl(); err != nil {
 			return err
 		}
-		obj := a.table(a.db, coll)
+		obj := tbl
 		a.add("select", obj)
 		if rm, _ := a.cmd.Lookup("remove").BooleanOK(); rm {
 			a.add("delete", obj)
 		} else {
 			a.add("update", obj)
-			if err := a.update(coll, a.cmd.Lookup("update")); err != nil {
+			if err := a.update(tbl, a.cmd.Lookup("update")); err != nil {
 				return err
 			}
 		}
 		q := a.cmd.Lookup("query")
-		a.st.Bounded = !emptyDoc(q)
-		if err := a.filter(coll, q); err != nil {
+		a.st.Bounded = bounds(q)
+		if err := a.filter(tbl, q); err != nil {
 			return err
 		}
-		return a.keys(coll, a.cmd.Lookup("sort"))
+		return a.keys(tbl, a.cmd.Lookup("sort"))
 	case "bulkWrite":
 		return a.bulkWrite()
 	case "create":
 		if err := needColl(); err != nil {
 			return err
 		}
-		a.add("create", a.table(a.db, coll))
+		a.add("create", tbl)
 		if on, ok := a.cmd.Lookup("viewOn").StringValueOK(); ok {
 			// A view reads its source with the creator's pipeline.
 			a.add("select", a.table(a.db, on))
-			return a.pipeline(on, a.cmd.Lookup("pipeline"))
+			return a.pipeline(a.table(a.db, on), a.cmd.Lookup("pipeline"))
 		}
 		return nil
 	case "createIndexes", "collMod", "convertToCapped", "validate":
 		if err := needColl(); err != nil {
 			return err
 		}
-		a.add("alter", a.table(a.db, coll))
+		a.add("alter", tbl)
 		return nil
 	case "drop", "dropIndexes", "deleteIndexes":
 		if err := needColl(); err != nil {
@@ -201,7 +213,7 @@ func (a *mongoAnalyzer) command() error {
 		if name != "drop" {
 			act = "alter"
 		}
-		a.add(act, a.table(a.db, coll))
+		a.add(act, tbl)
 		return nil
 	case "dropDatabase":
 		a.add("drop", Object{Kind: ObjectSchema, Name: a.db})
@@ -221,16 +233,36 @@ func (a *mongoAnalyzer) command() error {
 	return fmt.Errorf("command %q is not in sluice's MongoDB model: refused", name)
 }
 
-func emptyDoc(v bsoncore.Value) bool {
-	if v.Type == 0 {
-		return true
-	}
+// bounds reports whether filter v limits the documents it matches by a
+// field: {} and a filter of only $comment, $expr, $where, $text or
+// $jsonSchema (each may well be true for every document) do not; an $or
+// bounds only if each branch does, a $nor never.
+func bounds(v bsoncore.Value) bool {
 	d, ok := v.DocumentOK()
 	if !ok {
 		return false
 	}
 	elems, _ := d.Elements()
-	return len(elems) == 0
+	for _, e := range elems {
+		k := e.Key()
+		if !strings.HasPrefix(k, "$") {
+			return true
+		}
+		if k != "$and" && k != "$or" {
+			continue
+		}
+		arr, _ := e.Value().ArrayOK()
+		branches, _ := arr.Values()
+		all, any := len(branches) > 0, false
+		for _, b := range branches {
+			bb := bounds(b)
+			all, any = all && bb, any || bb
+		}
+		if (k == "$and" && any) || (k == "$or" && all) {
+			return true
+		}
+	}
+	return false
 }
 
 // docs are a command's documents under key: an array in the command or a
@@ -262,7 +294,7 @@ func (a *mongoAnalyzer) docs(key string) ([]bsoncore.Document, error) {
 // statements checks each update or delete statement: its filter (q; an
 // empty one touches every document: unbounded) and, for updates, the
 // update (u).
-func (a *mongoAnalyzer) statements(coll, key string, isUpdate bool) error {
+func (a *mongoAnalyzer) statements(t Object, key string, isUpdate bool) error {
 	ds, err := a.docs(key)
 	if err != nil {
 		return err
@@ -273,14 +305,12 @@ func (a *mongoAnalyzer) statements(coll, key string, isUpdate bool) error {
 	a.st.Bounded = true
 	for _, d := range ds {
 		q := d.Lookup("q")
-		if emptyDoc(q) {
-			a.st.Bounded = false
-		}
-		if err := a.filter(coll, q); err != nil {
+		a.st.Bounded = a.st.Bounded && bounds(q)
+		if err := a.filter(t, q); err != nil {
 			return err
 		}
 		if isUpdate {
-			if err := a.update(coll, d.Lookup("u")); err != nil {
+			if err := a.update(t, d.Lookup("u")); err != nil {
 				return err
 			}
 		}
@@ -290,9 +320,9 @@ func (a *mongoAnalyzer) statements(coll, key string, isUpdate bool) error {
 
 // update checks an update: operators, or a pipeline (its stages may run
 // code like any pipeline).
-func (a *mongoAnalyzer) update(coll string, u bsoncore.Value) error {
+func (a *mongoAnalyzer) update(t Object, u bsoncore.Value) error {
 	if _, ok := u.ArrayOK(); ok {
-		return a.stages(coll, u)
+		return a.stages(t, u)
 	}
 	return a.code(u)
 }
@@ -329,24 +359,17 @@ func (a *mongoAnalyzer) bulkWrite() error {
 		switch e.Key() {
 		case "insert":
 			a.add("insert", obj)
-		case "update":
-			a.add("update", obj)
-			if emptyDoc(op.Lookup("filter")) {
-				a.st.Bounded = false
-			}
-			if err := a.filter(coll, op.Lookup("filter")); err != nil {
+		case "update", "delete":
+			a.add(e.Key(), obj)
+			f := op.Lookup("filter")
+			a.st.Bounded = a.st.Bounded && bounds(f)
+			if err := a.filter(obj, f); err != nil {
 				return err
 			}
-			if err := a.update(coll, op.Lookup("updateMods")); err != nil {
-				return err
-			}
-		case "delete":
-			a.add("delete", obj)
-			if emptyDoc(op.Lookup("filter")) {
-				a.st.Bounded = false
-			}
-			if err := a.filter(coll, op.Lookup("filter")); err != nil {
-				return err
+			if e.Key() == "update" {
+				if err := a.update(obj, op.Lookup("updateMods")); err != nil {
+					return err
+				}
 			}
 		default:
 			return fmt.Errorf("bulkWrite op %q", e.Key())
@@ -384,7 +407,7 @@ func (a *mongoAnalyzer) code(v bsoncore.Value) error {
 }
 
 // filter records the fields a query filter steers by and finds code in it.
-func (a *mongoAnalyzer) filter(coll string, v bsoncore.Value) error {
+func (a *mongoAnalyzer) filter(t Object, v bsoncore.Value) error {
 	if v.Type == 0 {
 		return nil
 	}
@@ -395,12 +418,12 @@ func (a *mongoAnalyzer) filter(coll string, v bsoncore.Value) error {
 	if !ok {
 		return fmt.Errorf("a filter that is not a document")
 	}
-	return a.fields(coll, "", d)
+	return a.fields(t, "", d)
 }
 
 // fields walks a filter: field paths are uses; $and/$or/$nor and
 // $elemMatch recurse.
-func (a *mongoAnalyzer) fields(coll, prefix string, d bsoncore.Document) error {
+func (a *mongoAnalyzer) fields(t Object, prefix string, d bsoncore.Document) error {
 	elems, err := d.Elements()
 	if err != nil {
 		return err
@@ -413,30 +436,30 @@ func (a *mongoAnalyzer) fields(coll, prefix string, d bsoncore.Document) error {
 			vals, _ := arr.Values()
 			for _, x := range vals {
 				if sub, ok := x.DocumentOK(); ok {
-					if err := a.fields(coll, prefix, sub); err != nil {
+					if err := a.fields(t, prefix, sub); err != nil {
 						return err
 					}
 				}
 			}
 		case k == "$elemMatch":
 			if sub, ok := e.Value().DocumentOK(); ok {
-				if err := a.fields(coll, prefix, sub); err != nil {
+				if err := a.fields(t, prefix, sub); err != nil {
 					return err
 				}
 			}
 		case strings.HasPrefix(k, "$"):
 			if k == "$expr" || mongoCode[k] || k == "$text" {
 				// Expressions name fields as "$path" strings.
-				a.exprFields(coll, e.Value())
+				a.exprFields(t, e.Value())
 			}
 		default:
 			path := k
 			if prefix != "" {
 				path = prefix + "." + k
 			}
-			a.use(Column{Schema: a.db, Table: coll, Name: path})
+			a.use(Column{Schema: t.Schema, Table: t.Name, Name: path})
 			if sub, ok := e.Value().DocumentOK(); ok {
-				if err := a.fields(coll, path, sub); err != nil {
+				if err := a.fields(t, path, sub); err != nil {
 					return err
 				}
 			}
@@ -446,23 +469,23 @@ func (a *mongoAnalyzer) fields(coll, prefix string, d bsoncore.Document) error {
 }
 
 // exprFields records "$path" field references of an aggregation expression.
-func (a *mongoAnalyzer) exprFields(coll string, v bsoncore.Value) {
+func (a *mongoAnalyzer) exprFields(t Object, v bsoncore.Value) {
 	switch v.Type {
 	case bsoncore.TypeString:
 		s := v.StringValue()
 		if strings.HasPrefix(s, "$") && !strings.HasPrefix(s, "$$") && len(s) > 1 {
-			a.use(Column{Schema: a.db, Table: coll, Name: s[1:]})
+			a.use(Column{Schema: t.Schema, Table: t.Name, Name: s[1:]})
 		}
 	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
 		vals, _ := bsoncore.Document(v.Data).Values()
 		for _, x := range vals {
-			a.exprFields(coll, x)
+			a.exprFields(t, x)
 		}
 	}
 }
 
 // keys records sort (or group) keys.
-func (a *mongoAnalyzer) keys(coll string, v bsoncore.Value) error {
+func (a *mongoAnalyzer) keys(t Object, v bsoncore.Value) error {
 	if v.Type == 0 {
 		return nil
 	}
@@ -475,7 +498,7 @@ func (a *mongoAnalyzer) keys(coll string, v bsoncore.Value) error {
 		return err
 	}
 	for _, e := range elems {
-		a.use(Column{Schema: a.db, Table: coll, Name: e.Key()})
+		a.use(Column{Schema: t.Schema, Table: t.Name, Name: e.Key()})
 	}
 	return nil
 }
@@ -490,16 +513,16 @@ var mongoStages = map[string]bool{
 	"$out": true, "$merge": true, "$collStats": true, "$indexStats": true,
 }
 
-func (a *mongoAnalyzer) pipeline(coll string, v bsoncore.Value) error {
+func (a *mongoAnalyzer) pipeline(t Object, v bsoncore.Value) error {
 	if _, ok := v.ArrayOK(); !ok {
 		return fmt.Errorf("aggregate without a pipeline array")
 	}
-	return a.stages(coll, v)
+	return a.stages(t, v)
 }
 
 // stages accounts for each stage: collections other stages read, targets
 // of $out and $merge, code, and the fields filters and sorts steer by.
-func (a *mongoAnalyzer) stages(coll string, v bsoncore.Value) error {
+func (a *mongoAnalyzer) stages(t Object, v bsoncore.Value) error {
 	arr, _ := v.ArrayOK()
 	vals, err := arr.Values()
 	if err != nil {
@@ -523,20 +546,20 @@ func (a *mongoAnalyzer) stages(coll string, v bsoncore.Value) error {
 		}
 		switch name {
 		case "$match":
-			if err := a.filter(coll, body); err != nil {
+			if err := a.filter(t, body); err != nil {
 				return err
 			}
 		case "$sort":
-			if err := a.keys(coll, body); err != nil {
+			if err := a.keys(t, body); err != nil {
 				return err
 			}
 		case "$group", "$bucket", "$bucketAuto", "$sortByCount", "$setWindowFields":
 			if d, ok := body.DocumentOK(); ok {
 				for _, k := range []string{"_id", "groupBy", "partitionBy", "sortBy"} {
-					a.exprFields(coll, d.Lookup(k))
+					a.exprFields(t, d.Lookup(k))
 				}
 			} else {
-				a.exprFields(coll, body)
+				a.exprFields(t, body)
 			}
 		case "$lookup", "$graphLookup":
 			d, _ := body.DocumentOK()
@@ -546,15 +569,15 @@ func (a *mongoAnalyzer) stages(coll string, v bsoncore.Value) error {
 					return fmt.Errorf("%s without from", name)
 				}
 			} else {
-				a.add("select", a.table(a.db, from))
+				a.add("select", a.table(t.Schema, from))
 			}
 			for _, k := range []string{"localField", "startWith", "connectFromField", "connectToField", "foreignField"} {
 				if s, ok := d.Lookup(k).StringValueOK(); ok {
-					a.use(Column{Schema: a.db, Table: coll, Name: strings.TrimPrefix(s, "$")})
+					a.use(Column{Schema: t.Schema, Table: t.Name, Name: strings.TrimPrefix(s, "$")})
 				}
 			}
 			if p := d.Lookup("pipeline"); p.Type != 0 {
-				if err := a.stages(from, p); err != nil {
+				if err := a.stages(a.table(t.Schema, from), p); err != nil {
 					return err
 				}
 			}
@@ -567,10 +590,10 @@ func (a *mongoAnalyzer) stages(coll string, v bsoncore.Value) error {
 				p = d.Lookup("pipeline")
 			}
 			if from != "" {
-				a.add("select", a.table(a.db, from))
+				a.add("select", a.table(t.Schema, from))
 			}
 			if p.Type != 0 {
-				if err := a.stages(from, p); err != nil {
+				if err := a.stages(a.table(t.Schema, from), p); err != nil {
 					return err
 				}
 			}
@@ -581,20 +604,12 @@ func (a *mongoAnalyzer) stages(coll string, v bsoncore.Value) error {
 			}
 			facets, _ := d.Values()
 			for _, f := range facets {
-				if err := a.stages(coll, f); err != nil {
+				if err := a.stages(t, f); err != nil {
 					return err
 				}
 			}
 		case "$out":
-			db, target := a.db, ""
-			if s, ok := body.StringValueOK(); ok {
-				target = s
-			} else if d, ok := body.DocumentOK(); ok {
-				if s, ok := d.Lookup("db").StringValueOK(); ok {
-					db = s
-				}
-				target, _ = d.Lookup("coll").StringValueOK()
-			}
+			db, target := a.namespace(t.Schema, body)
 			if target == "" {
 				return fmt.Errorf("$out without a collection")
 			}
@@ -602,33 +617,74 @@ func (a *mongoAnalyzer) stages(coll string, v bsoncore.Value) error {
 			a.add("insert", a.table(db, target))
 			a.add("delete", a.table(db, target))
 		case "$merge":
-			db, target := a.db, ""
-			if s, ok := body.StringValueOK(); ok {
-				target = s
-			} else if d, ok := body.DocumentOK(); ok {
-				into := d.Lookup("into")
-				if s, ok := into.StringValueOK(); ok {
-					target = s
-				} else if id, ok := into.DocumentOK(); ok {
-					if s, ok := id.Lookup("db").StringValueOK(); ok {
-						db = s
-					}
-					target, _ = id.Lookup("coll").StringValueOK()
-				}
+			into := body
+			if d, ok := body.DocumentOK(); ok {
+				into = d.Lookup("into")
+			}
+			db, target := a.namespace(t.Schema, into)
+			if target == "" {
+				return fmt.Errorf("$merge without a collection")
+			}
+			if d, ok := body.DocumentOK(); ok {
 				if p := d.Lookup("whenMatched"); p.Type == bsoncore.TypeArray {
-					if err := a.stages(target, p); err != nil {
+					if err := a.stages(a.table(db, target), p); err != nil {
 						return err
 					}
 				}
-			}
-			if target == "" {
-				return fmt.Errorf("$merge without a collection")
 			}
 			a.add("insert", a.table(db, target))
 			a.add("update", a.table(db, target))
 		}
 	}
 	return nil
+}
+
+// duplicateKey finds a field name used twice in one document, at any depth.
+func duplicateKey(d bsoncore.Document) (string, bool) {
+	return duplicateIn(bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: d})
+}
+
+func duplicateIn(v bsoncore.Value) (string, bool) {
+	if v.Type != bsoncore.TypeEmbeddedDocument && v.Type != bsoncore.TypeArray {
+		return "", false
+	}
+	elems, err := bsoncore.Document(v.Data).Elements()
+	if err != nil {
+		return "", false // Validate has refused it already
+	}
+	seen := make(map[string]bool, len(elems))
+	for _, e := range elems {
+		// An array's keys are indexes the server ignores: only its
+		// elements are looked into.
+		if k := e.Key(); v.Type == bsoncore.TypeEmbeddedDocument {
+			if seen[k] {
+				return k, true
+			}
+			seen[k] = true
+		}
+		if k, dup := duplicateIn(e.Value()); dup {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// namespace reads a $out or $merge target: "coll", or {db, coll} (db
+// defaults to in, the pipeline's database).
+func (a *mongoAnalyzer) namespace(in string, v bsoncore.Value) (db, coll string) {
+	if s, ok := v.StringValueOK(); ok {
+		return in, s
+	}
+	d, ok := v.DocumentOK()
+	if !ok {
+		return in, ""
+	}
+	db = in
+	if s, ok := d.Lookup("db").StringValueOK(); ok {
+		db = s
+	}
+	coll, _ = d.Lookup("coll").StringValueOK()
+	return db, coll
 }
 
 // MongoCommand builds a command document from extended JSON (canonical or

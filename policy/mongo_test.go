@@ -132,3 +132,47 @@ func TestMongoFiltersAreUses(t *testing.T) {
 		}
 	}
 }
+
+// TestMongoAmbiguousOrUnboundingFilters: a field named twice (sluice and
+// the server could read different ones) is refused, and filters that may
+// match every document are unbounded, like {}.
+func TestMongoAmbiguousOrUnboundingFilters(t *testing.T) {
+	e := defaultEngine(t)
+	a := e.Session(session.Identity{Subject: "m", Groups: []string{"migrators"}}, mongoDemo)
+	dupQ := bsoncore.NewDocumentBuilder().AppendInt32("_id", 1).Build()
+	del := bsoncore.NewDocumentBuilder().AppendDocument("q", dupQ).AppendDocument("q", bsoncore.NewDocumentBuilder().Build()).AppendInt32("limit", 0).Build()
+	for name, cmd := range map[string]bsoncore.Document{
+		"two q": bsoncore.NewDocumentBuilder().AppendString("delete", "users").
+			AppendArray("deletes", bsoncore.NewArrayBuilder().AppendDocument(del).Build()).AppendString("$db", "app").Build(),
+		"two $db": bsoncore.NewDocumentBuilder().AppendString("find", "users").AppendString("$db", "app").AppendString("$db", "admin").Build(),
+	} {
+		if d := a.AuthorizeMongo("app", cmd, nil, name); d.Outcome != Deny || !strings.Contains(d.Reason, "appears twice") {
+			t.Errorf("%s: %v %s", name, d.Outcome, d.Reason)
+		}
+	}
+	for _, q := range []string{`{}`, `{"$comment": "all"}`, `{"$expr": true}`, `{"$or": [{"a": 1}, {}]}`, `{"$nor": [{"a": 1}]}`, `{"$and": [{"$comment": "x"}]}`} {
+		cmd, err := MongoCommand(`{"delete": "users", "deletes": [{"q": ` + q + `, "limit": 0}]}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := a.AuthorizeMongo("app", cmd, nil, q); d.Outcome != Deny || !slices.Contains(d.Policies, "no-unbounded-delete") {
+			t.Errorf("delete with filter %s: %v %s %v", q, d.Outcome, d.Reason, d.Policies)
+		}
+	}
+	for _, q := range []string{`{"a": 1}`, `{"$and": [{"$comment": "x"}, {"a": 1}]}`, `{"$or": [{"a": 1}, {"b": 2}]}`} {
+		cmd, _ := MongoCommand(`{"delete": "users", "deletes": [{"q": ` + q + `, "limit": 0}]}`)
+		if d := a.AuthorizeMongo("app", cmd, nil, q); d.Outcome != Allow {
+			t.Errorf("delete with filter %s: %v %s", q, d.Outcome, d.Reason)
+		}
+	}
+}
+
+// TestMongoBulkWriteFieldsNameTheirNamespace: a bulkWrite (run on admin)
+// steers by fields of the collections its ops name, not of admin.
+func TestMongoBulkWriteFieldsNameTheirNamespace(t *testing.T) {
+	cmd, _ := MongoCommand(`{"bulkWrite": 1, "ops": [{"delete": 0, "filter": {"email": "x"}}], "nsInfo": [{"ns": "other.people"}]}`)
+	an := AnalyzeMongo("admin", cmd, nil)
+	if an.Err != nil || len(an.Statements[0].Uses) != 1 || an.Statements[0].Uses[0] != (Column{Schema: "other", Table: "people", Name: "email"}) {
+		t.Fatalf("uses %v (%v)", an.Statements, an.Err)
+	}
+}
