@@ -45,7 +45,6 @@ type Session struct {
 type request struct {
 	hello  bool   // rewrite the topology out of the reply
 	cursor bool   // the reply may open or end a cursor
-	killed bool   // killCursors: the reply ends cursors
 	ns     string // the collection, for a cursor it opens
 	more   int64  // getMore: the cursor it continues
 }
@@ -157,8 +156,14 @@ func (s *Session) command(m Message, out *session.Output) error {
 		}
 		if !ok {
 			refusal = "sluice: killCursors on a cursor this session did not open"
+			break
 		}
-		req.killed = true
+		// Given up by the client whatever the reply says: never reused
+		// (a failed kill could leave an id the server later hands out again).
+		for _, v := range vals {
+			id, _ := v.AsInt64OK()
+			delete(s.cursors, id)
+		}
 	default:
 		seqs := map[string][]bsoncore.Document{}
 		for _, sq := range msg.Sequences {
@@ -262,17 +267,6 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 					ns = req.ns
 				}
 				s.cursors[id] = ns
-			}
-		}
-	}
-	if req.killed {
-		for _, k := range []string{"cursorsKilled", "cursorsNotFound", "cursorsAlive", "cursorsUnknown"} {
-			arr, _ := msg.Body.Lookup(k).ArrayOK()
-			vals, _ := arr.Values()
-			for _, v := range vals {
-				if id, ok := v.AsInt64OK(); ok && k != "cursorsAlive" {
-					delete(s.cursors, id)
-				}
 			}
 		}
 	}

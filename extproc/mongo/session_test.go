@@ -24,22 +24,7 @@ func (d decider) AuthorizeMongo(db string, cmd bsoncore.Document, _ map[string][
 }
 
 func command(id int32, flags wiremessage.MsgFlag, kv ...any) []byte {
-	b := bsoncore.NewDocumentBuilder()
-	for i := 0; i < len(kv); i += 2 {
-		switch v := kv[i+1].(type) {
-		case string:
-			b.AppendString(kv[i].(string), v)
-		case int32:
-			b.AppendInt32(kv[i].(string), v)
-		case int64:
-			b.AppendInt64(kv[i].(string), v)
-		case bsoncore.Document:
-			b.AppendDocument(kv[i].(string), v)
-		case bsoncore.Array:
-			b.AppendArray(kv[i].(string), v)
-		}
-	}
-	return AppendMsg(nil, id, 0, Msg{Flags: flags, Body: b.Build()})
+	return AppendMsg(nil, id, 0, Msg{Flags: flags, Body: doc(kv...)})
 }
 
 func reply(to int32, body bsoncore.Document) []byte {
@@ -131,6 +116,17 @@ func TestSessionCursorsAreItsOwn(t *testing.T) {
 	feed(true, command(5, 0, "killCursors", "users", "cursors", ids, "$db", "app"))
 	if !refused() {
 		t.Fatal("killCursors on another session's cursor passed")
+	}
+	feed(true, command(6, 0, "find", "users", "$db", "app"))
+	feed(false, cursorReply(6, 88))
+	feed(true, command(7, 0, "killCursors", "users", "cursors", bsoncore.NewArrayBuilder().AppendInt64(88).Build(), "$db", "app"))
+	if refused() {
+		t.Fatal("killCursors on its own cursor refused")
+	}
+	feed(false, reply(7, ErrorDoc(1, "InternalError", "kill failed")))
+	feed(true, command(8, 0, "getMore", int64(88), "collection", "users", "$db", "app"))
+	if !refused() {
+		t.Fatal("getMore on a cursor the client killed passed")
 	}
 }
 
