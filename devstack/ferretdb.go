@@ -66,17 +66,10 @@ func StartFerretDB(ctx context.Context, dir string, port int, user, password str
 	if err := p.WaitTCP(ctx, f.Addr()); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f.ping(ctx)
-		if err == nil {
-			return f, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("ferretdb did not accept its setup user: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := ready("ferretdb did not accept its setup user", func() error { return f.ping(ctx) }); err != nil {
+		return nil, err
 	}
+	return f, nil
 }
 
 // Addr is host:port.

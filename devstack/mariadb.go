@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -54,17 +53,10 @@ func StartMariaDB(ctx context.Context, dir string, port int) (*MariaDB, error) {
 	if err := p.WaitTCP(ctx, m.Addr()); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := m.Exec(ctx, "SELECT 1")
-		if err == nil {
-			return m, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("mariadb did not accept connections: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := ready("mariadb did not accept connections", func() error { return m.Exec(ctx, "SELECT 1") }); err != nil {
+		return nil, err
 	}
+	return m, nil
 }
 
 func (m *MariaDB) socket() string { return filepath.Join(m.Dir, "mysqld.sock") }

@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -128,18 +127,13 @@ func StartPostgres(ctx context.Context, dir string, port int) (*Postgres, error)
 }
 
 func (p *Postgres) wait(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	return ready("postgres did not accept connections", func() error {
 		c, err := p.Connect(ctx, "postgres")
 		if err == nil {
 			c.Close(ctx)
-			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres did not accept connections: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // Addr is the cluster's host:port.

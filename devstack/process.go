@@ -171,3 +171,19 @@ func containsModule(gomod []byte) bool {
 
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// ready retries try every 200 ms for up to 30 s: a server that listens
+// may not yet serve.
+func ready(what string, try func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -3,6 +3,7 @@ package mongo
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -18,8 +19,14 @@ func doc(kv ...any) bsoncore.Document {
 			b.AppendString(kv[i].(string), v)
 		case int32:
 			b.AppendInt32(kv[i].(string), v)
+		case int64:
+			b.AppendInt64(kv[i].(string), v)
 		case bsoncore.Document:
 			b.AppendDocument(kv[i].(string), v)
+		case bsoncore.Array:
+			b.AppendArray(kv[i].(string), v)
+		default:
+			panic(fmt.Sprintf("doc: %T", v))
 		}
 	}
 	return b.Build()
