@@ -192,7 +192,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return connectVia("connect-"+name, gw, devstack.DemoTarget)
 	}
 	// The floor: the same Envoy configuration in front of a processor that
-	// echoes every chunk and decides nothing, in this process; tuned as
+	// echoes every chunk and decides nothing (`sluice bench-floor`); tuned as
 	// sluice is, and untuned as sluice's hop was before (TCP, gRPC's
 	// default windows, the claims as metadata on every message).
 	nullAddr := "unix://" + filepath.Join(abs, "floor.sock")
@@ -507,9 +507,6 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 	return r, nil
 }
 
-// startNullProcessor serves the null ext_proc processor at addr
-// (host:port, or unix:///path) with the given gRPC server options, and
-// returns the address Envoy reaches it at.
 // benchFloor serves extproc.NullProcessor, the floor `sluice bench`
 // measures sluice against, as a process of its own like sluice serve. It
 // passes every byte unchecked, so it is not in the usage.
