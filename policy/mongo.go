@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -116,18 +117,35 @@ func (a *mongoAnalyzer) command() error {
 			return err
 		}
 		a.add("select", tbl)
+		doc := wholeDoc(tbl)
 		for _, k := range []string{"filter", "query"} {
-			if err := a.filter(tbl, a.cmd.Lookup(k)); err != nil {
+			if err := a.filter(doc, a.cmd.Lookup(k)); err != nil {
 				return err
 			}
 		}
-		if name == "distinct" {
-			if key, ok := a.cmd.Lookup("key").StringValueOK(); ok {
-				a.use(Column{Schema: tbl.Schema, Table: tbl.Name, Name: key})
+		if err := a.keys(doc, a.cmd.Lookup("sort")); err != nil {
+			return err
+		}
+		for _, k := range []string{"min", "max"} {
+			// Index bounds select documents by field values, as a filter.
+			if err := a.keys(doc, a.cmd.Lookup(k)); err != nil {
+				return err
 			}
 		}
-		if err := a.keys(tbl, a.cmd.Lookup("sort")); err != nil {
-			return err
+		switch name {
+		case "distinct":
+			key, ok := a.cmd.Lookup("key").StringValueOK()
+			if !ok {
+				return fmt.Errorf("distinct without a key")
+			}
+			// The reply's values are the key's values.
+			a.outputs(doc.ref(key, "values", true), "")
+		case "find":
+			if p := a.cmd.Lookup("projection"); p.Type != 0 {
+				a.useExprsIn(doc, p)
+				doc = a.project(doc, p)
+			}
+			a.outputs(doc, "")
 		}
 		return nil
 	case "aggregate":
@@ -139,7 +157,9 @@ func (a *mongoAnalyzer) command() error {
 			if vals, _ := pipe.Values(); len(vals) > 0 {
 				if d, ok := vals[0].DocumentOK(); ok {
 					if e, err := d.IndexErr(0); err == nil && e.Key() == "$documents" {
-						return a.pipeline(tbl, a.cmd.Lookup("pipeline"))
+						sh, err := a.pipeline(nil, a.cmd.Lookup("pipeline"))
+						a.outputs(sh, "")
+						return err
 					}
 				}
 			}
@@ -147,7 +167,9 @@ func (a *mongoAnalyzer) command() error {
 			return nil
 		}
 		a.add("select", tbl)
-		return a.pipeline(tbl, a.cmd.Lookup("pipeline"))
+		sh, err := a.pipeline(wholeDoc(tbl), a.cmd.Lookup("pipeline"))
+		a.outputs(sh, "")
+		return err
 	case "insert":
 		if err := needColl(); err != nil {
 			return err
@@ -170,22 +192,31 @@ func (a *mongoAnalyzer) command() error {
 		if err := needColl(); err != nil {
 			return err
 		}
-		obj := tbl
-		a.add("select", obj)
+		doc := wholeDoc(tbl)
+		a.add("select", tbl)
 		if rm, _ := a.cmd.Lookup("remove").BooleanOK(); rm {
-			a.add("delete", obj)
+			a.add("delete", tbl)
 		} else {
-			a.add("update", obj)
+			a.add("update", tbl)
 			if err := a.update(tbl, a.cmd.Lookup("update")); err != nil {
 				return err
 			}
 		}
 		q := a.cmd.Lookup("query")
 		a.st.Bounded = bounds(q)
-		if err := a.filter(tbl, q); err != nil {
+		if err := a.filter(doc, q); err != nil {
 			return err
 		}
-		return a.keys(tbl, a.cmd.Lookup("sort"))
+		if err := a.keys(doc, a.cmd.Lookup("sort")); err != nil {
+			return err
+		}
+		if p := a.cmd.Lookup("fields"); p.Type != 0 {
+			a.useExprsIn(doc, p)
+			doc = a.project(doc, p)
+		}
+		// The reply's value is the document, before or after the update.
+		a.outputs(doc, "value")
+		return nil
 	case "bulkWrite":
 		return a.bulkWrite()
 	case "create":
@@ -195,8 +226,12 @@ func (a *mongoAnalyzer) command() error {
 		a.add("create", tbl)
 		if on, ok := a.cmd.Lookup("viewOn").StringValueOK(); ok {
 			// A view reads its source with the creator's pipeline.
-			a.add("select", a.table(a.db, on))
-			return a.pipeline(a.table(a.db, on), a.cmd.Lookup("pipeline"))
+			src := a.table(a.db, on)
+			a.add("select", src)
+			sh, err := a.pipeline(wholeDoc(src), a.cmd.Lookup("pipeline"))
+			// The view shows its fields under a name of its own.
+			a.flowsInto(sh)
+			return err
 		}
 		return nil
 	case "createIndexes", "collMod", "convertToCapped", "validate":
@@ -306,7 +341,7 @@ func (a *mongoAnalyzer) statements(t Object, key string, isUpdate bool) error {
 	for _, d := range ds {
 		q := d.Lookup("q")
 		a.st.Bounded = a.st.Bounded && bounds(q)
-		if err := a.filter(t, q); err != nil {
+		if err := a.filter(wholeDoc(t), q); err != nil {
 			return err
 		}
 		if isUpdate {
@@ -322,7 +357,20 @@ func (a *mongoAnalyzer) statements(t Object, key string, isUpdate bool) error {
 // code like any pipeline).
 func (a *mongoAnalyzer) update(t Object, u bsoncore.Value) error {
 	if _, ok := u.ArrayOK(); ok {
-		return a.stages(t, u)
+		// The pipeline's fields are written back, readable under their
+		// new names.
+		sh, err := a.stages(wholeDoc(t), u)
+		a.flowsInto(sh.moved())
+		return err
+	}
+	if d, ok := u.DocumentOK(); ok {
+		if r, ok := d.Lookup("$rename").DocumentOK(); ok {
+			// {$rename: {ssn: "x"}} moves a value to a new name.
+			elems, _ := r.Elements()
+			for _, e := range elems {
+				a.useRef(wholeDoc(t), e.Key())
+			}
+		}
 	}
 	return a.code(u)
 }
@@ -363,7 +411,7 @@ func (a *mongoAnalyzer) bulkWrite() error {
 			a.add(e.Key(), obj)
 			f := op.Lookup("filter")
 			a.st.Bounded = a.st.Bounded && bounds(f)
-			if err := a.filter(obj, f); err != nil {
+			if err := a.filter(wholeDoc(obj), f); err != nil {
 				return err
 			}
 			if e.Key() == "update" {
@@ -407,7 +455,7 @@ func (a *mongoAnalyzer) code(v bsoncore.Value) error {
 }
 
 // filter records the fields a query filter steers by and finds code in it.
-func (a *mongoAnalyzer) filter(t Object, v bsoncore.Value) error {
+func (a *mongoAnalyzer) filter(sh docShape, v bsoncore.Value) error {
 	if v.Type == 0 {
 		return nil
 	}
@@ -418,12 +466,12 @@ func (a *mongoAnalyzer) filter(t Object, v bsoncore.Value) error {
 	if !ok {
 		return fmt.Errorf("a filter that is not a document")
 	}
-	return a.fields(t, "", d)
+	return a.fields(sh, "", d)
 }
 
 // fields walks a filter: field paths are uses; $and/$or/$nor and
 // $elemMatch recurse.
-func (a *mongoAnalyzer) fields(t Object, prefix string, d bsoncore.Document) error {
+func (a *mongoAnalyzer) fields(sh docShape, prefix string, d bsoncore.Document) error {
 	elems, err := d.Elements()
 	if err != nil {
 		return err
@@ -436,30 +484,30 @@ func (a *mongoAnalyzer) fields(t Object, prefix string, d bsoncore.Document) err
 			vals, _ := arr.Values()
 			for _, x := range vals {
 				if sub, ok := x.DocumentOK(); ok {
-					if err := a.fields(t, prefix, sub); err != nil {
+					if err := a.fields(sh, prefix, sub); err != nil {
 						return err
 					}
 				}
 			}
 		case k == "$elemMatch":
 			if sub, ok := e.Value().DocumentOK(); ok {
-				if err := a.fields(t, prefix, sub); err != nil {
+				if err := a.fields(sh, prefix, sub); err != nil {
 					return err
 				}
 			}
 		case strings.HasPrefix(k, "$"):
 			if k == "$expr" || mongoCode[k] || k == "$text" {
 				// Expressions name fields as "$path" strings.
-				a.exprFields(t, e.Value())
+				a.useExpr(sh, e.Value())
 			}
 		default:
 			path := k
 			if prefix != "" {
 				path = prefix + "." + k
 			}
-			a.use(Column{Schema: t.Schema, Table: t.Name, Name: path})
+			a.useRef(sh, path)
 			if sub, ok := e.Value().DocumentOK(); ok {
-				if err := a.fields(t, path, sub); err != nil {
+				if err := a.fields(sh, path, sub); err != nil {
 					return err
 				}
 			}
@@ -468,24 +516,8 @@ func (a *mongoAnalyzer) fields(t Object, prefix string, d bsoncore.Document) err
 	return nil
 }
 
-// exprFields records "$path" field references of an aggregation expression.
-func (a *mongoAnalyzer) exprFields(t Object, v bsoncore.Value) {
-	switch v.Type {
-	case bsoncore.TypeString:
-		s := v.StringValue()
-		if strings.HasPrefix(s, "$") && !strings.HasPrefix(s, "$$") && len(s) > 1 {
-			a.use(Column{Schema: t.Schema, Table: t.Name, Name: s[1:]})
-		}
-	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
-		vals, _ := bsoncore.Document(v.Data).Values()
-		for _, x := range vals {
-			a.exprFields(t, x)
-		}
-	}
-}
-
 // keys records sort (or group) keys.
-func (a *mongoAnalyzer) keys(t Object, v bsoncore.Value) error {
+func (a *mongoAnalyzer) keys(sh docShape, v bsoncore.Value) error {
 	if v.Type == 0 {
 		return nil
 	}
@@ -498,7 +530,7 @@ func (a *mongoAnalyzer) keys(t Object, v bsoncore.Value) error {
 		return err
 	}
 	for _, e := range elems {
-		a.use(Column{Schema: t.Schema, Table: t.Name, Name: e.Key()})
+		a.useRef(sh, e.Key())
 	}
 	return nil
 }
@@ -513,130 +545,242 @@ var mongoStages = map[string]bool{
 	"$out": true, "$merge": true, "$collStats": true, "$indexStats": true,
 }
 
-func (a *mongoAnalyzer) pipeline(t Object, v bsoncore.Value) error {
+func (a *mongoAnalyzer) pipeline(in docShape, v bsoncore.Value) (docShape, error) {
 	if _, ok := v.ArrayOK(); !ok {
-		return fmt.Errorf("aggregate without a pipeline array")
+		return nil, fmt.Errorf("aggregate without a pipeline array")
 	}
-	return a.stages(t, v)
+	return a.stages(in, v)
 }
 
 // stages accounts for each stage: collections other stages read, targets
-// of $out and $merge, code, and the fields filters and sorts steer by.
-func (a *mongoAnalyzer) stages(t Object, v bsoncore.Value) error {
+// of $out and $merge, code, the fields filters, sorts and keys steer by,
+// and the shape of the documents it passes on (see mongolineage.go).
+func (a *mongoAnalyzer) stages(sh docShape, v bsoncore.Value) (docShape, error) {
 	arr, _ := v.ArrayOK()
 	vals, err := arr.Values()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, x := range vals {
 		st, ok := x.DocumentOK()
 		if !ok {
-			return fmt.Errorf("a pipeline stage that is not a document")
+			return nil, fmt.Errorf("a pipeline stage that is not a document")
 		}
 		elems, err := st.Elements()
 		if err != nil || len(elems) != 1 {
-			return fmt.Errorf("a pipeline stage must have exactly one field")
+			return nil, fmt.Errorf("a pipeline stage must have exactly one field")
 		}
 		name, body := elems[0].Key(), elems[0].Value()
 		if !mongoStages[name] {
-			return fmt.Errorf("pipeline stage %q is not in sluice's MongoDB model: refused", name)
+			return nil, fmt.Errorf("pipeline stage %q is not in sluice's MongoDB model: refused", name)
 		}
 		if err := a.code(body); err != nil {
-			return err
+			return nil, err
 		}
-		switch name {
-		case "$match":
-			if err := a.filter(t, body); err != nil {
-				return err
-			}
-		case "$sort":
-			if err := a.keys(t, body); err != nil {
-				return err
-			}
-		case "$group", "$bucket", "$bucketAuto", "$sortByCount", "$setWindowFields":
-			if d, ok := body.DocumentOK(); ok {
-				for _, k := range []string{"_id", "groupBy", "partitionBy", "sortBy"} {
-					a.exprFields(t, d.Lookup(k))
-				}
-			} else {
-				a.exprFields(t, body)
-			}
-		case "$lookup", "$graphLookup":
-			d, _ := body.DocumentOK()
-			from, _ := d.Lookup("from").StringValueOK()
-			if from == "" {
-				if _, ok := d.Lookup("pipeline").ArrayOK(); !ok {
-					return fmt.Errorf("%s without from", name)
-				}
-			} else {
-				a.add("select", a.table(t.Schema, from))
-			}
-			for _, k := range []string{"localField", "startWith", "connectFromField", "connectToField", "foreignField"} {
-				if s, ok := d.Lookup(k).StringValueOK(); ok {
-					a.use(Column{Schema: t.Schema, Table: t.Name, Name: strings.TrimPrefix(s, "$")})
-				}
-			}
-			if p := d.Lookup("pipeline"); p.Type != 0 {
-				if err := a.stages(a.table(t.Schema, from), p); err != nil {
-					return err
-				}
-			}
-		case "$unionWith":
-			from, ok := body.StringValueOK()
-			var p bsoncore.Value
-			if !ok {
-				d, _ := body.DocumentOK()
-				from, _ = d.Lookup("coll").StringValueOK()
-				p = d.Lookup("pipeline")
-			}
-			if from != "" {
-				a.add("select", a.table(t.Schema, from))
-			}
-			if p.Type != 0 {
-				if err := a.stages(a.table(t.Schema, from), p); err != nil {
-					return err
-				}
-			}
-		case "$facet":
-			d, ok := body.DocumentOK()
-			if !ok {
-				return fmt.Errorf("$facet is not a document")
-			}
-			facets, _ := d.Values()
-			for _, f := range facets {
-				if err := a.stages(t, f); err != nil {
-					return err
-				}
-			}
-		case "$out":
-			db, target := a.namespace(t.Schema, body)
-			if target == "" {
-				return fmt.Errorf("$out without a collection")
-			}
-			// $out replaces the collection: its documents go, new ones come.
-			a.add("insert", a.table(db, target))
-			a.add("delete", a.table(db, target))
-		case "$merge":
-			into := body
-			if d, ok := body.DocumentOK(); ok {
-				into = d.Lookup("into")
-			}
-			db, target := a.namespace(t.Schema, into)
-			if target == "" {
-				return fmt.Errorf("$merge without a collection")
-			}
-			if d, ok := body.DocumentOK(); ok {
-				if p := d.Lookup("whenMatched"); p.Type == bsoncore.TypeArray {
-					if err := a.stages(a.table(db, target), p); err != nil {
-						return err
-					}
-				}
-			}
-			a.add("insert", a.table(db, target))
-			a.add("update", a.table(db, target))
+		if sh, err = a.stage(sh, name, body); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return sh, nil
+}
+
+// stage accounts for one stage and returns the shape it passes on.
+func (a *mongoAnalyzer) stage(sh docShape, name string, body bsoncore.Value) (docShape, error) {
+	d, isDoc := body.DocumentOK()
+	switch name {
+	case "$match":
+		return sh, a.filter(sh, body)
+	case "$sort":
+		return sh, a.keys(sh, body)
+	case "$limit", "$skip", "$sample":
+		return sh, nil
+	case "$project":
+		a.useExprsIn(sh, body)
+		return a.project(sh, body), nil
+	case "$addFields", "$set":
+		return a.addFields(sh, body), nil
+	case "$unset":
+		if s, ok := body.StringValueOK(); ok {
+			return sh.without(s), nil
+		}
+		names, _ := body.ArrayOK()
+		vs, _ := names.Values()
+		for _, n := range vs {
+			if s, ok := n.StringValueOK(); ok {
+				sh = sh.without(s)
+			}
+		}
+		return sh, nil
+	case "$unwind":
+		// Each array element takes the array's place: same paths (a
+		// masked array's elements are masked under its path).
+		return sh, nil
+	case "$group":
+		if !isDoc {
+			return nil, fmt.Errorf("$group is not a document")
+		}
+		return a.group(sh, body), nil
+	case "$count":
+		return nil, nil
+	case "$sortByCount":
+		a.useExpr(sh, body)
+		return sh.expr(body, "_id"), nil
+	case "$replaceRoot":
+		return a.replaceRoot(sh, d.Lookup("newRoot")), nil
+	case "$replaceWith":
+		return a.replaceRoot(sh, body), nil
+	case "$lookup", "$graphLookup":
+		return a.lookup(sh, name, d)
+	case "$unionWith":
+		from, ok := body.StringValueOK()
+		var p bsoncore.Value
+		if !ok {
+			from, _ = d.Lookup("coll").StringValueOK()
+			p = d.Lookup("pipeline")
+		}
+		var other docShape
+		if from != "" {
+			t := a.table(a.db, from)
+			a.add("select", t)
+			other = wholeDoc(t)
+		}
+		if p.Type != 0 {
+			var err error
+			if other, err = a.stages(other, p); err != nil {
+				return nil, err
+			}
+		}
+		return append(sh, other...), nil
+	case "$facet":
+		if !isDoc {
+			return nil, fmt.Errorf("$facet is not a document")
+		}
+		var out docShape
+		facets, _ := d.Elements()
+		for _, f := range facets {
+			sub, err := a.stages(sh, f.Value())
+			if err != nil {
+				return nil, err
+			}
+			// Each facet is an array of its pipeline's documents.
+			for _, g := range sub {
+				if g.path != mongoOpaque {
+					g.path = joinPath(f.Key(), g.path)
+				}
+				out = append(out, g)
+			}
+		}
+		return out, nil
+	case "$out":
+		db, target := a.namespace(a.db, body)
+		if target == "" {
+			return nil, fmt.Errorf("$out without a collection")
+		}
+		// $out replaces the collection: its documents go, new ones come,
+		// readable there unmasked.
+		a.add("insert", a.table(db, target))
+		a.add("delete", a.table(db, target))
+		a.flowsInto(sh)
+		return nil, nil
+	case "$merge":
+		into := body
+		if isDoc {
+			into = d.Lookup("into")
+		}
+		db, target := a.namespace(a.db, into)
+		if target == "" {
+			return nil, fmt.Errorf("$merge without a collection")
+		}
+		if isDoc {
+			if p := d.Lookup("whenMatched"); p.Type == bsoncore.TypeArray {
+				if _, err := a.stages(wholeDoc(a.table(db, target)), p); err != nil {
+					return nil, err
+				}
+			}
+			a.useExpr(sh, d.Lookup("let"))
+			if on, ok := d.Lookup("on").StringValueOK(); ok {
+				a.useRef(sh, on)
+			}
+		}
+		a.add("insert", a.table(db, target))
+		a.add("update", a.table(db, target))
+		a.flowsInto(sh)
+		return nil, nil
+	case "$documents":
+		return nil, nil // literal documents
+	case "$collStats", "$indexStats":
+		return nil, nil // statistics, no fields
+	}
+	// $bucket, $bucketAuto, $setWindowFields, $densify, $fill, $redact,
+	// $geoNear: their keys steer, and sluice does not follow their fields.
+	if isDoc {
+		for _, k := range []string{"groupBy", "partitionBy", "sortBy", "field", "partitionByFields", "near", "key"} {
+			a.useExpr(sh, d.Lookup(k))
+			if s, ok := d.Lookup(k).StringValueOK(); ok && !strings.HasPrefix(s, "$") {
+				a.useRef(sh, s)
+			}
+		}
+	}
+	if name == "$redact" {
+		a.useExpr(sh, body)
+	}
+	return docShape{{path: mongoOpaque, src: sh.sources()}}, nil
+}
+
+// lookup accounts for $lookup and $graphLookup: the joined collection's
+// documents land under "as"; the fields that match them steer.
+func (a *mongoAnalyzer) lookup(sh docShape, name string, d bsoncore.Document) (docShape, error) {
+	from, _ := d.Lookup("from").StringValueOK()
+	var foreign docShape
+	if from == "" {
+		if _, ok := d.Lookup("pipeline").ArrayOK(); !ok {
+			return nil, fmt.Errorf("%s without from", name)
+		}
+	} else {
+		t := a.table(a.db, from)
+		a.add("select", t)
+		foreign = wholeDoc(t)
+	}
+	for _, k := range []string{"localField", "startWith"} {
+		if v := d.Lookup(k); v.Type != 0 {
+			if s, ok := v.StringValueOK(); ok && !strings.HasPrefix(s, "$") {
+				a.useRef(sh, s)
+			} else {
+				a.useExpr(sh, v)
+			}
+		}
+	}
+	for _, k := range []string{"foreignField", "connectToField", "connectFromField"} {
+		if s, ok := d.Lookup(k).StringValueOK(); ok {
+			a.useRef(foreign, s)
+		}
+	}
+	if m := d.Lookup("restrictSearchWithMatch"); m.Type != 0 {
+		if err := a.filter(foreign, m); err != nil {
+			return nil, err
+		}
+	}
+	// let binds the local document's fields for the sub-pipeline, which
+	// may match on them: uses.
+	a.useExpr(sh, d.Lookup("let"))
+	if p := d.Lookup("pipeline"); p.Type != 0 {
+		var err error
+		if foreign, err = a.stages(foreign, p); err != nil {
+			return nil, err
+		}
+	}
+	as, ok := d.Lookup("as").StringValueOK()
+	if !ok || as == "" {
+		return nil, fmt.Errorf("%s without as", name)
+	}
+	out := sh.without(as)
+	for _, f := range foreign {
+		if f.path != mongoOpaque {
+			f.path = joinPath(as, f.path)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // duplicateKey finds a field name used twice in one document, at any depth.
@@ -704,10 +848,23 @@ func MongoCommand(extJSON string) (bsoncore.Document, error) {
 // AuthorizeMongo decides one MongoDB command run in database db; text is
 // the command as the audit trail and policies (context.statement.text) see
 // it. The decision is not cached: a command's values decide its filters.
+// Decision.Masked[0] names, by field path in the returned documents (or,
+// for distinct and findAndModify, in the reply), what to mask.
 func (a *Authorizer) AuthorizeMongo(db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document, text string) Decision {
 	an := AnalyzeMongo(db, cmd, seqs)
 	if an.Err != nil {
 		return a.shadowed(Decision{Outcome: Deny, Unparseable: true, Reason: an.Err.Error()})
 	}
-	return a.shadowed(a.decide(an.Statements, text))
+	set := a.engine.set.Load()
+	for i := range an.Statements {
+		mongoExpand(&an.Statements[i], func(schema, table string) []Column { return a.declaredColumns(schema, table, set) })
+	}
+	d := a.decide(an.Statements, text)
+	for _, ms := range d.Masked {
+		if slices.ContainsFunc(ms, func(m MaskedColumn) bool { return m.Name == mongoOpaque }) {
+			d = Decision{Outcome: Deny, Reason: "the pipeline has a stage whose fields sluice cannot follow ($bucket, $setWindowFields, $replaceRoot of an expression, …) over masked fields: refused rather than passed unmasked", Kinds: d.Kinds, Tables: d.Tables}
+			break
+		}
+	}
+	return a.shadowed(d)
 }

@@ -18,62 +18,83 @@ type RoundTrip func(cmd bsoncore.Document) (bsoncore.Document, error)
 // server's last reply with done true, or false and then one empty
 // saslContinue (MongoDB without skipEmptyExchange; FerretDB differs).
 func Login(rt RoundTrip, db, user, password string) error {
+	l, cmd, err := newLogin(db, user, password)
+	for err == nil && cmd != nil {
+		var reply bsoncore.Document
+		if reply, err = rt(cmd); err == nil {
+			cmd, err = l.next(reply)
+		}
+	}
+	return err
+}
+
+// scramLogin is a SCRAM-SHA-256 conversation, one reply at a time, so the
+// session can run it between the bytes it is fed.
+type scramLogin struct {
+	db, user string
+	conv     *scram.ClientConversation
+	round    int
+}
+
+// newLogin starts a conversation and returns its first command.
+func newLogin(db, user, password string) (*scramLogin, bsoncore.Document, error) {
 	client, err := scram.SHA256.NewClient(user, password, "")
 	if err != nil {
-		return fmt.Errorf("scram: %w", err)
+		return nil, nil, fmt.Errorf("scram: %w", err)
 	}
-	conv := client.NewConversation()
-	first, err := conv.Step("")
+	l := &scramLogin{db: db, user: user, conv: client.NewConversation()}
+	first, err := l.conv.Step("")
 	if err != nil {
-		return fmt.Errorf("scram: %w", err)
+		return nil, nil, fmt.Errorf("scram: %w", err)
 	}
-	reply, err := rt(bsoncore.NewDocumentBuilder().
+	return l, bsoncore.NewDocumentBuilder().
 		AppendInt32("saslStart", 1).
 		AppendString("mechanism", "SCRAM-SHA-256").
 		AppendBinary("payload", 0, []byte(first)).
 		AppendInt32("autoAuthorize", 1).
 		AppendDocument("options", bsoncore.NewDocumentBuilder().AppendBoolean("skipEmptyExchange", true).Build()).
-		AppendString("$db", db).Build())
-	for round := 0; ; round++ {
-		if err != nil {
-			return err
-		}
-		if err := commandError(reply); err != nil {
-			return fmt.Errorf("login as %s refused: %w", user, err)
-		}
-		if round > 4 {
-			return errors.New("scram: the server did not finish the exchange")
-		}
-		done, _ := reply.Lookup("done").BooleanOK()
-		if done && conv.Done() {
-			if !conv.Valid() {
-				return errors.New("scram: the server's signature does not verify")
-			}
-			return nil
-		}
-		_, payload, ok := reply.Lookup("payload").BinaryOK()
-		if !ok {
-			return errors.New("scram: a reply without a payload")
-		}
-		var next string
-		if !conv.Done() {
-			if next, err = conv.Step(string(payload)); err != nil {
-				return fmt.Errorf("scram: %w", err) // includes a server signature that does not verify
-			}
-		}
-		if done {
-			if !conv.Done() || !conv.Valid() {
-				return errors.New("scram: the server ended the exchange before proving itself")
-			}
-			return nil
-		}
-		cid := reply.Lookup("conversationId")
-		b := bsoncore.NewDocumentBuilder().AppendInt32("saslContinue", 1)
-		if cid.Type != 0 {
-			b.AppendValue("conversationId", cid)
-		}
-		reply, err = rt(b.AppendBinary("payload", 0, []byte(next)).AppendString("$db", db).Build())
+		AppendString("$db", db).Build(), nil
+}
+
+// next takes the server's reply and returns the next command, or nil when
+// the login is done.
+func (l *scramLogin) next(reply bsoncore.Document) (bsoncore.Document, error) {
+	if err := commandError(reply); err != nil {
+		return nil, fmt.Errorf("login as %s refused: %w", l.user, err)
 	}
+	if l.round++; l.round > 5 {
+		return nil, errors.New("scram: the server did not finish the exchange")
+	}
+	done, _ := reply.Lookup("done").BooleanOK()
+	if done && l.conv.Done() {
+		if !l.conv.Valid() {
+			return nil, errors.New("scram: the server's signature does not verify")
+		}
+		return nil, nil
+	}
+	_, payload, ok := reply.Lookup("payload").BinaryOK()
+	if !ok {
+		return nil, errors.New("scram: a reply without a payload")
+	}
+	var next string
+	if !l.conv.Done() {
+		var err error
+		if next, err = l.conv.Step(string(payload)); err != nil {
+			return nil, fmt.Errorf("scram: %w", err) // includes a server signature that does not verify
+		}
+	}
+	if done {
+		if !l.conv.Done() || !l.conv.Valid() {
+			return nil, errors.New("scram: the server ended the exchange before proving itself")
+		}
+		return nil, nil
+	}
+	cid := reply.Lookup("conversationId")
+	b := bsoncore.NewDocumentBuilder().AppendInt32("saslContinue", 1)
+	if cid.Type != 0 {
+		b.AppendValue("conversationId", cid)
+	}
+	return b.AppendBinary("payload", 0, []byte(next)).AppendString("$db", l.db).Build(), nil
 }
 
 // commandError is a reply's {ok: 0} as an error.

@@ -3,11 +3,13 @@ package mongo
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/mask"
 	"github.com/sluicedb/sluice/policy"
 )
 
@@ -18,35 +20,66 @@ type Decider interface {
 
 // Config is what a session needs besides the bytes.
 type Config struct {
+	Target  session.Target
 	Decider Decider
 	Logger  *slog.Logger
+	Masker  *mask.Masker
+	// Approvals holds commands whose outcome is "approval" for a human;
+	// nil refuses them.
+	Approvals session.Approvals
+	// Observer receives a record per command (audit); may be nil.
+	Observer session.Observer
 }
 
 // Session follows one MongoDB connection: every command is decided before
 // it reaches the server, a refused one is answered in its place (code 13)
-// and the connection goes on, and replies are matched to their requests.
-//
-// It is not yet registered as a protocol: results are not masked, so a
-// target with tagged fields would leak them. Until masking lands, sluice
-// refuses mongodb targets (config validation).
+// and the connection goes on; replies are matched to their requests and
+// their documents masked by the command's plan.
 type Session struct {
 	cfg            Config
 	log            *slog.Logger
 	client, server Framer
 	// pending are the requests the server owes a reply, by requestID.
-	pending map[int32]request
+	pending map[int32]*request
 	// cursors are the cursors this session opened: getMore and killCursors
-	// may name no other.
-	cursors map[int64]string
-	nextID  int32 // requestIDs of sluice's own replies
+	// may name no other, and a getMore continues its cursor's plan.
+	cursors map[int64]*cursor
+	nextID  int32 // requestIDs of sluice's own messages
+
+	// login is sluice's own SCRAM conversation with the server, when the
+	// target has a login; loggedIn once the server accepted it. Client
+	// messages wait in backlog until then.
+	login    *scramLogin
+	loggedIn bool
+	// held is the command waiting for a human; later client messages wait
+	// in backlog until it is decided.
+	held    *heldCmd
+	backlog [][]byte
+	admit   string // a command a human approved: its next decision counts as allowed
+	closed  bool
+	stats   map[string]int
+	records bool // the observer keeps the documents the client received
 }
 
 // request is what a reply to a forwarded request needs.
 type request struct {
-	hello  bool   // rewrite the topology out of the reply
-	cursor bool   // the reply may open or end a cursor
-	ns     string // the collection, for a cursor it opens
-	more   int64  // getMore: the cursor it continues
+	hello bool // rewrite the topology out of the reply
+	own   bool // sluice's own (login, killCursors): the reply is not the client's
+	// cursor: the reply may open a cursor (find, aggregate, …) on ns.
+	cursor bool
+	ns     string
+	more   int64 // getMore: the cursor it continues
+	plan   *plan // masks and guardrails of the documents returned
+	rec    *session.StatementRecord
+	cur    *cursor // getMore: the cursor's state
+}
+
+// cursor is a cursor this session opened and the plan of its command.
+type cursor struct {
+	ns   string
+	plan *plan
+	text string
+	dec  policy.Decision
 }
 
 // NewSession starts a session.
@@ -54,29 +87,113 @@ func NewSession(cfg Config) *Session {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Session{cfg: cfg, log: cfg.Logger, pending: map[int32]request{}, cursors: map[int64]string{}, nextID: 1 << 30}
+	if cfg.Masker == nil {
+		cfg.Masker = mask.New(nil)
+	}
+	return &Session{
+		cfg: cfg, log: cfg.Logger, pending: map[int32]*request{}, cursors: map[int64]*cursor{}, nextID: 1 << 30,
+		loggedIn: cfg.Target.Login == nil, stats: map[string]int{},
+		records: cfg.Observer != nil && cfg.Observer.RecordsResults(),
+	}
 }
 
-var _ session.Session = (*Session)(nil)
+var (
+	_ session.Session      = (*Session)(nil)
+	_ session.Resumer      = (*Session)(nil)
+	_ session.Expirer      = (*Session)(nil)
+	_ interface{ Close() } = (*Session)(nil)
+)
 
 // FromClient decides each whole command the client sent.
 func (s *Session) FromClient(data []byte, out *session.Output) error {
-	return s.client.Feed(data, func(m Message) error { return s.clientMessage(m, out) })
+	if s.closed {
+		return nil
+	}
+	return s.fail(s.client.Feed(data, func(m Message) error { return s.clientMessage(m, out) }), out)
 }
 
-// FromServer passes replies on, following cursors and rewriting hello.
+// FromServer passes replies on, following cursors, masking documents and
+// rewriting hello.
 func (s *Session) FromServer(data []byte, out *session.Output) error {
-	return s.server.Feed(data, func(m Message) error { return s.serverMessage(m, out) })
+	if s.closed {
+		return nil
+	}
+	return s.fail(s.server.Feed(data, func(m Message) error { return s.serverMessage(m, out) }), out)
+}
+
+// hangUp is a message header no server accepts (a length of 0, below the
+// header's own): the server closes the connection, and the client's with
+// it. MongoDB has no message that ends a connection.
+var hangUp = make([]byte, headerLen)
+
+// fail ends the session after a protocol error: the client's pending
+// requests get the reason, the server a hang-up.
+func (s *Session) fail(err error, out *session.Output) error {
+	if err == nil || s.closed {
+		return err
+	}
+	s.log.Warn("mongodb session ended", "err", err)
+	s.end("sluice: "+err.Error(), out)
+	return err
+}
+
+// end answers every request the client still waits on with reason and
+// hangs up.
+func (s *Session) end(reason string, out *session.Output) {
+	for id, r := range s.pending {
+		if !r.own {
+			s.nextID++
+			out.ToClient = AppendMsg(out.ToClient, s.nextID, id, Msg{Body: ErrorDoc(Unauthorized, "Unauthorized", reason)})
+		}
+	}
+	for _, raw := range s.backlog {
+		if m, err := messageOf(raw); err == nil {
+			s.refuseMsg(m, reason, out)
+		}
+	}
+	s.backlog, s.held, s.pending = nil, nil, map[int32]*request{}
+	out.ToServer = append(out.ToServer, hangUp...)
+	s.closed = true
+}
+
+// Expire ends the session when the agent's token expires.
+func (s *Session) Expire(reason string, out *session.Output) {
+	if !s.closed {
+		s.end("sluice: "+reason, out)
+	}
+}
+
+// Close reports the session's masking counts.
+func (s *Session) Close() {
+	if len(s.stats) > 0 {
+		s.log.Info("values masked", "counts", fmt.Sprint(s.stats))
+	}
 }
 
 // handshake are the commands a legacy OP_QUERY may carry.
 var handshake = map[string]bool{"hello": true, "isMaster": true, "ismaster": true}
 
+// blocked: client messages wait — sluice's login, or a command held for a
+// human.
+func (s *Session) blocked() bool { return !s.loggedIn || s.held != nil }
+
 func (s *Session) clientMessage(m Message, out *session.Output) error {
-	if _, dup := s.pending[m.RequestID]; dup {
+	if s.blocked() {
+		if s.login == nil && !s.loggedIn {
+			if err := s.startLogin(out); err != nil {
+				return err
+			}
+		}
+		s.backlog = append(s.backlog, append([]byte(nil), m.Raw...))
+		return nil
+	}
+	if r, dup := s.pending[m.RequestID]; dup && !r.own {
 		// Two requests with one id: their replies could not be told apart
 		// (a hello's reply taken for a find's, unrewritten).
 		return protoErr("request id %d reused while its reply is pending", m.RequestID)
+	} else if dup {
+		s.refuseMsg(m, "sluice: request id in use by sluice", out)
+		return nil
 	}
 	switch m.OpCode {
 	case wiremessage.OpMsg:
@@ -91,17 +208,29 @@ func (s *Session) clientMessage(m Message, out *session.Output) error {
 			name = e.Key()
 		}
 		if !handshake[name] || !isCmdNamespace(q.Collection) {
-			s.refuse(m, fmt.Sprintf("sluice: legacy OP_QUERY %q on %s is not supported: use a driver that speaks OP_MSG", name, q.Collection), out)
+			s.refuseMsg(m, fmt.Sprintf("sluice: legacy OP_QUERY %q on %s is not supported: use a driver that speaks OP_MSG", name, q.Collection), out)
 			return nil
 		}
 		body, _ := StripCompression(q.Query)
+		body = s.stripAuth(body)
 		out.ToServer = appendQuery(out.ToServer, m.RequestID, q, body)
-		s.pending[m.RequestID] = request{hello: true}
+		s.pending[m.RequestID] = &request{hello: true}
 		return nil
 	case wiremessage.OpCompressed:
 		return protoErr("OP_COMPRESSED was never negotiated (sluice strips compression from hello)")
 	}
 	return protoErr("opcode %v is not supported", m.OpCode)
+}
+
+// stripAuth removes a client's speculativeAuthenticate (and the
+// mechanism negotiation) from hello when sluice brokers the login: the
+// connection is already authenticated as the target's login.
+func (s *Session) stripAuth(body bsoncore.Document) bsoncore.Document {
+	if s.cfg.Target.Login == nil {
+		return body
+	}
+	out, _ := removeKeys(body, "speculativeAuthenticate", "saslSupportedMechs")
+	return out
 }
 
 func isCmdNamespace(ns string) bool {
@@ -123,7 +252,11 @@ func appendQuery(dst []byte, requestID int32, q Query, body bsoncore.Document) [
 }
 
 // cursorCommands open cursors (their replies hold cursor.id).
-var cursorCommands = map[string]bool{"find": true, "aggregate": true, "listCollections": true, "listIndexes": true, "getMore": true}
+var cursorCommands = map[string]bool{"find": true, "aggregate": true, "listCollections": true, "listIndexes": true}
+
+// authCommands authenticate the connection: with a brokered login, the
+// client may not switch it to another user.
+var authCommands = map[string]bool{"saslStart": true, "saslContinue": true, "authenticate": true, "logout": true}
 
 func (s *Session) command(m Message, out *session.Output) error {
 	msg, err := ParseMsg(m)
@@ -133,18 +266,27 @@ func (s *Session) command(m Message, out *session.Output) error {
 	name := msg.Command()
 	oneWay := msg.Flags&wiremessage.MoreToCome != 0
 	db, _ := msg.Body.Lookup("$db").StringValueOK()
-	req := request{cursor: cursorCommands[name]}
+	req := &request{cursor: cursorCommands[name]}
 	refusal := ""
+	var dec policy.Decision
+	text := ""
 	switch {
 	case db == "":
 		refusal = "sluice: a command without $db"
+	case s.cfg.Target.Database != "" && db != s.cfg.Target.Database && db != "admin":
+		refusal = fmt.Sprintf("sluice: target %q allows database %q only", s.cfg.Target.Name, s.cfg.Target.Database)
+	case s.cfg.Target.Login != nil && authCommands[name]:
+		refusal = "sluice: sluice logs in for this target; the client may not authenticate as another user"
 	case name == "getMore":
 		id, ok := msg.Body.Lookup("getMore").AsInt64OK()
-		if ns, mine := s.cursors[id]; !ok || !mine {
+		c, mine := s.cursors[id]
+		if !ok || !mine {
 			refusal = "sluice: getMore on a cursor this session did not open"
-		} else {
-			req.ns, req.more = ns, id
+			break
 		}
+		req.ns, req.more, req.cur, req.plan = c.ns, id, c, c.plan
+		req.rec = s.record(c.text, c.dec)
+		return s.forward(m, msg, name, oneWay, req, out)
 	case name == "killCursors":
 		ids, ok := msg.Body.Lookup("cursors").ArrayOK()
 		vals, _ := ids.Values()
@@ -164,18 +306,31 @@ func (s *Session) command(m Message, out *session.Output) error {
 			id, _ := v.AsInt64OK()
 			delete(s.cursors, id)
 		}
+		return s.forward(m, msg, name, oneWay, req, out)
 	default:
 		seqs := map[string][]bsoncore.Document{}
 		for _, sq := range msg.Sequences {
 			seqs[sq.Identifier] = append(seqs[sq.Identifier], sq.Docs...)
 		}
-		d := s.cfg.Decider.AuthorizeMongo(db, msg.Body, seqs, policy.MongoShape(msg.Body))
-		switch d.Outcome {
-		case policy.Allow:
-		case policy.Approval:
-			refusal = "sluice: " + d.Reason + " (approvals for MongoDB commands are not supported yet)"
-		default:
-			refusal = "sluice: " + d.Reason
+		text = policy.MongoShape(msg.Body)
+		dec = s.cfg.Decider.AuthorizeMongo(db, msg.Body, seqs, text)
+		if dec.Shadow {
+			s.log.Warn("shadow mode: command would be refused", "command", text, "would_be", dec.WouldBe.String(), "reason", dec.Reason)
+		}
+		if dec.Outcome == policy.Approval && !oneWay {
+			var goOn bool
+			if dec, goOn = s.approval(dec, text, m, out); !goOn {
+				return nil
+			}
+		}
+		if !dec.Allowed() {
+			refusal = "sluice: " + dec.Reason
+			if len(dec.Policies) > 0 {
+				refusal += " [policies: " + dec.PolicyList() + "]"
+			}
+			if dec.Outcome == policy.Approval {
+				refusal += " (approval required; no approval service is configured, so it is refused)"
+			}
 		}
 		if coll, ok := msg.Body.Index(0).Value().StringValueOK(); ok {
 			req.ns = db + "." + coll
@@ -188,12 +343,34 @@ func (s *Session) command(m Message, out *session.Output) error {
 			return protoErr("refused unacknowledged %s (%s): the connection is ended", name, refusal)
 		}
 		s.log.Info("command refused", "command", name, "reason", refusal)
-		s.refuse(m, refusal, out)
+		s.refuseMsg(m, refusal, out)
+		if r := s.record(text, dec); r != nil {
+			r.End, r.Error, r.Code = time.Now(), refusal, "13"
+			s.cfg.Observer.Statement(*r)
+		}
 		return nil
 	}
+	if text != "" {
+		req.plan = s.newPlan(name, dec)
+		req.rec = s.record(text, dec)
+		if req.plan != nil && req.cursor {
+			req.plan.text, req.plan.dec = text, dec
+		}
+	}
+	return s.forward(m, msg, name, oneWay, req, out)
+}
+
+// forward sends an allowed command on, with the changes sluice makes:
+// no compression offered, no exhaust replies, no client authentication
+// riding on hello, the statement timeout as maxTimeMS.
+func (s *Session) forward(m Message, msg Msg, name string, oneWay bool, req *request, out *session.Output) error {
 	changed := false
 	if handshake[name] {
-		msg.Body, changed = StripCompression(msg.Body)
+		var c1 bool
+		msg.Body, c1 = StripCompression(msg.Body)
+		before := len(msg.Body)
+		msg.Body = s.stripAuth(msg.Body)
+		changed = c1 || len(msg.Body) != before
 		req.hello = true
 	}
 	if msg.Flags&wiremessage.ExhaustAllowed != 0 {
@@ -202,6 +379,9 @@ func (s *Session) command(m Message, out *session.Output) error {
 		msg.Flags &^= wiremessage.ExhaustAllowed
 		changed = true
 	}
+	if body, ok := s.timeLimit(name, msg.Body); ok {
+		msg.Body, changed = body, true
+	}
 	if changed {
 		out.ToServer = AppendMsg(out.ToServer, m.RequestID, m.ResponseTo, msg)
 	} else {
@@ -209,14 +389,92 @@ func (s *Session) command(m Message, out *session.Output) error {
 	}
 	if !oneWay {
 		s.pending[m.RequestID] = req
+	} else if req.rec != nil {
+		req.rec.End = time.Now()
+		s.cfg.Observer.Statement(*req.rec)
 	}
 	return nil
 }
 
-// refuse answers request m in its place; it never reaches the server.
-func (s *Session) refuse(m Message, reason string, out *session.Output) {
+// refuseMsg answers request m in its place; it never reaches the server.
+func (s *Session) refuseMsg(m Message, reason string, out *session.Output) {
 	s.nextID++
 	out.ToClient, _ = Refusal(out.ToClient, s.nextID, m, reason)
+}
+
+// record starts a command's record, when someone observes them.
+func (s *Session) record(text string, d policy.Decision) *session.StatementRecord {
+	if s.cfg.Observer == nil || text == "" {
+		return nil
+	}
+	return d.Record(text)
+}
+
+// sendOwn sends a command of sluice's own; its reply is not forwarded.
+func (s *Session) sendOwn(cmd bsoncore.Document, out *session.Output) {
+	s.nextID++
+	out.ToServer = AppendMsg(out.ToServer, s.nextID, 0, Msg{Body: cmd})
+	s.pending[s.nextID] = &request{own: true}
+}
+
+// startLogin begins sluice's login as the target's stored user, before any
+// client command reaches the server.
+func (s *Session) startLogin(out *session.Output) error {
+	l := s.cfg.Target.Login
+	db := "admin"
+	if v := s.cfg.Target.Tags["auth_database"]; v != "" {
+		db = v
+	}
+	login, cmd, err := newLogin(db, l.User, l.Password.Reveal())
+	if err != nil {
+		return err
+	}
+	s.login = login
+	s.sendOwn(cmd, out)
+	out.Sensitive = true
+	return nil
+}
+
+// ownReply consumes the reply to one of sluice's own commands.
+func (s *Session) ownReply(m Message, out *session.Output) error {
+	msg, err := ParseMsg(m)
+	if err != nil {
+		return err
+	}
+	if s.login == nil || s.loggedIn {
+		return nil // a killCursors sluice sent: its answer changes nothing
+	}
+	next, err := s.login.next(msg.Body)
+	if err != nil {
+		return err
+	}
+	if next != nil {
+		s.sendOwn(next, out)
+		out.Sensitive = true
+		return nil
+	}
+	s.loggedIn, s.login = true, nil
+	s.log.Info("brokered login done", "user", s.cfg.Target.Login.User)
+	return s.replayBacklog(out)
+}
+
+// replayBacklog processes the client messages that waited.
+func (s *Session) replayBacklog(out *session.Output) error {
+	for len(s.backlog) > 0 && !s.blocked() && !s.closed {
+		raw := s.backlog[0]
+		s.backlog = s.backlog[1:]
+		m, err := messageOf(raw)
+		if err != nil {
+			return err
+		}
+		if err := s.clientMessage(m, out); err != nil {
+			return err
+		}
+	}
+	if len(s.backlog) == 0 {
+		s.backlog = nil
+	}
+	return nil
 }
 
 func (s *Session) serverMessage(m Message, out *session.Output) error {
@@ -225,6 +483,9 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 		return protoErr("a reply to request %d, which is not pending", m.ResponseTo)
 	}
 	delete(s.pending, m.ResponseTo)
+	if req.own {
+		return s.ownReply(m, out)
+	}
 	switch m.OpCode {
 	case wiremessage.OpReply:
 		flags, docs, err := ParseReply(m)
@@ -259,18 +520,30 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 		// The cursor goes on under the same id or is done (0, or an error).
 		delete(s.cursors, req.more)
 	}
-	if req.cursor {
-		if c, ok := msg.Body.Lookup("cursor").DocumentOK(); ok {
-			if id, ok := c.Lookup("id").AsInt64OK(); ok && id != 0 {
-				ns, _ := c.Lookup("ns").StringValueOK()
-				if req.ns != "" {
-					ns = req.ns
-				}
-				s.cursors[id] = ns
+	id := int64(0)
+	if c, ok := msg.Body.Lookup("cursor").DocumentOK(); ok && (req.cursor || req.more != 0) {
+		id, _ = c.Lookup("id").AsInt64OK()
+	}
+	body, cut, err := s.reply(req, msg.Body, id, out)
+	if err != nil {
+		return err
+	}
+	if id != 0 && !cut {
+		c := req.cur
+		if c == nil {
+			c = &cursor{ns: req.ns}
+			if req.plan != nil {
+				c.plan, c.text, c.dec = req.plan, req.plan.text, req.plan.dec
 			}
 		}
+		s.cursors[id] = c
 	}
-	out.ToClient = append(out.ToClient, m.Raw...)
+	if body == nil {
+		out.ToClient = append(out.ToClient, m.Raw...)
+		return nil
+	}
+	msg.Body = body
+	out.ToClient = AppendMsg(out.ToClient, m.RequestID, m.ResponseTo, msg)
 	return nil
 }
 
@@ -284,4 +557,15 @@ func appendReplyFlags(dst []byte, requestID, responseTo int32, flags wiremessage
 	dst = wiremessage.AppendReplyNumberReturned(dst, 1)
 	dst = append(dst, doc...)
 	return bsoncore.UpdateLength(dst, idx, int32(len(dst[start:])))
+}
+
+// messageOf frames one whole message held in raw.
+func messageOf(raw []byte) (Message, error) {
+	var f Framer
+	var m Message
+	err := f.Feed(raw, func(x Message) error { m = x; return nil })
+	if err == nil && m.Raw == nil {
+		err = protoErr("a partial message in the backlog")
+	}
+	return m, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
@@ -17,7 +18,9 @@ import (
 type decider map[string]string
 
 func (d decider) AuthorizeMongo(db string, cmd bsoncore.Document, _ map[string][]bsoncore.Document, text string) policy.Decision {
-	if reason, ok := d[cmd.Index(0).Key()]; ok {
+	if reason, ok := d[cmd.Index(0).Key()]; ok && strings.HasPrefix(reason, "approval:") {
+		return policy.Decision{Outcome: policy.Approval, Reason: reason}
+	} else if ok {
 		return policy.Decision{Outcome: policy.Deny, Reason: reason}
 	}
 	return policy.Decision{Outcome: policy.Allow}
@@ -135,8 +138,8 @@ func TestSessionEndsOnRefusedUnacknowledgedWrite(t *testing.T) {
 	var out session.Output
 	err := s.FromClient(command(1, wiremessage.MoreToCome, "insert", "users", "$db", "app"), &out)
 	var pe *ProtocolError
-	if !errors.As(err, &pe) || len(out.ToServer) != 0 {
-		t.Fatalf("refused w:0 insert: %v, %d bytes to the server", err, len(out.ToServer))
+	if !errors.As(err, &pe) || !bytes.Equal(out.ToServer, hangUp) {
+		t.Fatalf("refused w:0 insert: %v, %x to the server (want only the hang-up)", err, out.ToServer)
 	}
 }
 
@@ -262,5 +265,102 @@ func TestSessionRefusesReusedRequestIDs(t *testing.T) {
 	}
 	if err := s.FromClient(command(7, 0, "find", "users", "$db", "app"), &out); err == nil {
 		t.Fatal("a second request with a pending id accepted")
+	}
+}
+
+// approvals holds every command it is asked about.
+type approvals struct{ asked []string }
+
+func (a *approvals) Ask(r session.HoldRequest) session.Ticket {
+	a.asked = append(a.asked, r.SQL)
+	return session.Ticket{ID: "req-1", Hold: true}
+}
+
+// TestSessionHoldsForApproval: a command needing approval is held (later
+// commands wait behind it), then runs once approved, or is refused with
+// the human's reason; the commands that waited go on either way.
+func TestSessionHoldsForApproval(t *testing.T) {
+	for _, approved := range []bool{true, false} {
+		appr := &approvals{}
+		s := NewSession(Config{Decider: decider{"delete": "approval: unbounded"}, Approvals: appr})
+		var out session.Output
+		_ = s.FromClient(command(1, 0, "delete", "users", "deletes", bsoncore.NewArrayBuilder().AppendDocument(doc("q", doc(), "limit", int32(0))).Build(), "$db", "app"), &out)
+		if out.Hold != "req-1" || len(out.ToServer) != 0 || len(appr.asked) != 1 {
+			t.Fatalf("not held: %+v", out)
+		}
+		out.Reset()
+		_ = s.FromClient(command(2, 0, "ping", int32(1), "$db", "app"), &out)
+		if len(out.ToServer) != 0 {
+			t.Fatal("a command passed a held one")
+		}
+		s.Resume(session.Verdict{ID: "req-1", Approved: approved, Message: "denied by bob"}, &out)
+		var f Framer
+		var sent []string
+		_ = f.Feed(out.ToServer, func(m Message) error {
+			msg, _ := ParseMsg(m)
+			sent = append(sent, msg.Command())
+			return nil
+		})
+		want := "delete ping"
+		if !approved {
+			want = "ping"
+			if r := replies(t, out.ToClient); len(r) != 1 || !strings.Contains(r[0].Body.String(), "denied by bob") {
+				t.Fatalf("denial: %v", r)
+			}
+		}
+		if strings.Join(sent, " ") != want {
+			t.Fatalf("approved %v: sent %v, want %s", approved, sent, want)
+		}
+	}
+}
+
+// TestSessionGuardrails: find gets maxTimeMS from the statement timeout
+// (a lower one of the client's stays), and a result past max_rows is cut
+// with an error and the server's cursor killed by sluice.
+func TestSessionGuardrails(t *testing.T) {
+	tgt := session.Target{}
+	tgt.Guardrails.StatementTimeout = 2 * time.Second
+	tgt.Guardrails.MaxRows = 3
+	s := NewSession(Config{Target: tgt, Decider: decider{}})
+	var out session.Output
+	_ = s.FromClient(command(1, 0, "find", "users", "$db", "app"), &out)
+	var f Framer
+	var body bsoncore.Document
+	_ = f.Feed(out.ToServer, func(m Message) error { msg, _ := ParseMsg(m); body = msg.Body; return nil })
+	if ms, _ := body.Lookup("maxTimeMS").AsInt64OK(); ms != 2000 {
+		t.Fatalf("maxTimeMS: %v", body)
+	}
+	out.Reset()
+	_ = s.FromClient(command(2, 0, "find", "users", "maxTimeMS", int32(500), "$db", "app"), &out)
+	if !bytes.Contains(out.ToServer, []byte("maxTimeMS")) || bytes.Contains(out.ToServer, []byte{0xd0, 0x07, 0, 0}) {
+		t.Fatal("a lower client limit was raised")
+	}
+	ab := bsoncore.NewArrayBuilder()
+	for i := range 2 {
+		ab.AppendDocument(doc("_id", int32(i)))
+	}
+	two := ab.Build()
+	batch := func(to int32, key string, id int64) []byte {
+		return reply(to, bsoncore.NewDocumentBuilder().AppendDocument("cursor", bsoncore.NewDocumentBuilder().
+			AppendInt64("id", id).AppendString("ns", "app.users").AppendArray(key, two).Build()).AppendDouble("ok", 1).Build())
+	}
+	out.Reset()
+	_ = s.FromServer(batch(1, "firstBatch", 77), &out)
+	_ = s.FromServer(batch(2, "firstBatch", 0), &out)
+	out.Reset()
+	_ = s.FromClient(command(3, 0, "getMore", int64(77), "collection", "users", "$db", "app"), &out)
+	out.Reset()
+	_ = s.FromServer(batch(3, "nextBatch", 77), &out)
+	r := replies(t, out.ToClient)
+	if code, _ := r[0].Body.Lookup("code").AsInt64OK(); code != OperationFailed || !strings.Contains(r[0].Body.String(), "max_rows") {
+		t.Fatalf("cut: %v", r[0].Body)
+	}
+	if !bytes.Contains(out.ToServer, []byte("killCursors")) {
+		t.Fatal("the server's cursor was not killed")
+	}
+	out.Reset()
+	_ = s.FromClient(command(4, 0, "getMore", int64(77), "collection", "users", "$db", "app"), &out)
+	if r := replies(t, out.ToClient); len(r) != 1 {
+		t.Fatal("getMore on a cut cursor passed")
 	}
 }

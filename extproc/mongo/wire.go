@@ -300,6 +300,10 @@ func AppendReply(dst []byte, requestID, responseTo int32, doc bsoncore.Document)
 // Unauthorized is MongoDB's error code for a command the user may not run.
 const Unauthorized = 13
 
+// OperationFailed is MongoDB's generic failure code: sluice ends a result
+// the guardrails cut with it.
+const OperationFailed = 96
+
 // ErrorDoc is a command failure as MongoDB reports it: {ok: 0, errmsg,
 // code, codeName}. Drivers raise it as their OperationFailure.
 func ErrorDoc(code int32, codeName, errmsg string) bsoncore.Document {

@@ -1,0 +1,408 @@
+package policy
+
+import (
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// A MongoDB result has no columns: its documents carry fields at paths. So
+// that masking follows a field wherever a pipeline moves it, the analyzer
+// keeps the shape of the documents at each stage — which output paths hold
+// which collections' fields — and hands the final shape to the masking
+// plan as Outputs named by path (Output.Name "a.b"). Entity data tags field
+// paths (Column "db.users.profile.ssn"); the paths are matched to the
+// shape in AuthorizeMongo, since only the engine knows what is declared.
+
+// mongoField is a path of the current documents and where its values come
+// from.
+type mongoField struct {
+	path string   // "" is the whole document
+	src  []Column // Name "" is a whole document of that collection
+	bare bool     // the value is its source's value, unchanged (or a part of it)
+}
+
+// docShape is what the documents at one stage of a pipeline hold.
+type docShape []mongoField
+
+// mongoOpaque names an output whose fields sluice cannot follow (a stage
+// outside the lineage model): if it holds a masked field, the command is
+// refused.
+const mongoOpaque = "$opaque"
+
+// wholeDoc is the shape of a collection's stored documents.
+func wholeDoc(t Object) docShape {
+	return docShape{{src: []Column{{Schema: t.Schema, Table: t.Name}}, bare: true}}
+}
+
+// joinPath joins field paths ("" is the root).
+func joinPath(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "." + b
+}
+
+// within reports whether path p is q or inside q ("" holds every path).
+func within(p, q string) bool {
+	return q == "" || p == q || strings.HasPrefix(p, q+".")
+}
+
+// ref is where the values a "$path" reference reads come from, as fields
+// placed at out.
+func (sh docShape) ref(path, out string, bare bool) docShape {
+	var res docShape
+	for _, f := range sh {
+		switch {
+		case within(path, f.path):
+			// The reference reads inside f (or f itself).
+			rest := strings.TrimPrefix(strings.TrimPrefix(path, f.path), ".")
+			if f.path == "" {
+				rest = path
+			}
+			src := f.src
+			if f.bare {
+				src = make([]Column, len(f.src))
+				for i, c := range f.src {
+					c.Name = joinPath(c.Name, rest)
+					src[i] = c
+				}
+			}
+			res = append(res, mongoField{path: out, src: src, bare: bare && f.bare})
+		case within(f.path, path):
+			// f lies inside the value read: it moves along.
+			p := out
+			if bare {
+				p = joinPath(out, strings.TrimPrefix(strings.TrimPrefix(f.path, path), "."))
+			}
+			res = append(res, mongoField{path: p, src: f.src, bare: bare && f.bare})
+		}
+	}
+	return res
+}
+
+// sources are every column the fields derive from.
+func (sh docShape) sources() []Column {
+	var out []Column
+	for _, f := range sh {
+		out = append(out, f.src...)
+	}
+	return out
+}
+
+// without drops the fields at or inside path (a field that holds path
+// stays: the part removed is then masked needlessly, never shown).
+func (sh docShape) without(path string) docShape {
+	var out docShape
+	for _, f := range sh {
+		if f.path != "" && within(f.path, path) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// keep narrows the shape to path (an inclusion projection).
+func (sh docShape) keep(path string) docShape {
+	return sh.ref(path, path, true)
+}
+
+// exprRefs are the "$path" references of an aggregation expression
+// ("$$vars" are not fields of the document).
+func exprRefs(v bsoncore.Value) []string {
+	switch v.Type {
+	case bsoncore.TypeString:
+		s := v.StringValue()
+		if len(s) > 1 && s[0] == '$' && s[1] != '$' {
+			return []string{s[1:]}
+		}
+	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+		var out []string
+		vals, _ := bsoncore.Document(v.Data).Values()
+		for _, x := range vals {
+			out = append(out, exprRefs(x)...)
+		}
+		return out
+	}
+	return nil
+}
+
+// expr is the shape an expression's value has at out: a bare "$path"
+// moves the fields it reads; anything else derives one value from all.
+func (sh docShape) expr(v bsoncore.Value, out string) docShape {
+	if s, ok := v.StringValueOK(); ok && len(s) > 1 && s[0] == '$' && s[1] != '$' {
+		return sh.ref(s[1:], out, true)
+	}
+	var res docShape
+	for _, r := range exprRefs(v) {
+		for _, f := range sh.ref(r, out, false) {
+			res = append(res, mongoField{path: out, src: f.src})
+		}
+	}
+	return res
+}
+
+// uses records every column a reference to path reads.
+func (a *mongoAnalyzer) useRef(sh docShape, path string) {
+	a.use(sh.ref(path, "", false).sources()...)
+}
+
+// useExpr records every column an expression reads.
+func (a *mongoAnalyzer) useExpr(sh docShape, v bsoncore.Value) {
+	for _, r := range exprRefs(v) {
+		a.useRef(sh, r)
+	}
+}
+
+// project applies a $project (or a find projection) to sh.
+func (a *mongoAnalyzer) project(sh docShape, spec bsoncore.Value) docShape {
+	d, ok := spec.DocumentOK()
+	if !ok {
+		return docShape{{path: mongoOpaque, src: sh.sources()}}
+	}
+	elems, _ := d.Elements()
+	inclusion, idOut := false, false
+	for _, e := range elems {
+		if e.Key() == "_id" {
+			continue
+		}
+		if n, isNum := e.Value().AsInt64OK(); (isNum && n == 0) || isFalse(e.Value()) {
+			continue
+		}
+		inclusion = true
+	}
+	if !inclusion {
+		// Exclusion: everything but the fields named.
+		for _, e := range elems {
+			sh = sh.without(e.Key())
+		}
+		return sh
+	}
+	var out docShape
+	a.projectInto(sh, d, "", &out, &idOut)
+	if !idOut {
+		out = append(out, sh.keep("_id")...)
+	}
+	return out
+}
+
+func isFalse(v bsoncore.Value) bool {
+	b, ok := v.BooleanOK()
+	return ok && !b
+}
+
+// projectInto adds the fields of an inclusion projection, nested specs
+// ({a: {b: 1}}) included.
+func (a *mongoAnalyzer) projectInto(sh docShape, d bsoncore.Document, prefix string, out *docShape, idOut *bool) {
+	elems, _ := d.Elements()
+	for _, e := range elems {
+		path, v := joinPath(prefix, e.Key()), e.Value()
+		if path == "_id" {
+			*idOut = true
+		}
+		if n, isNum := v.AsInt64OK(); isNum || v.Type == bsoncore.TypeBoolean {
+			if (isNum && n != 0) || (!isNum && !isFalse(v)) {
+				*out = append(*out, sh.keep(path)...)
+			}
+			continue
+		}
+		if sub, ok := v.DocumentOK(); ok && !isOperatorDoc(sub) {
+			a.projectInto(sh, sub, path, out, idOut)
+			continue
+		}
+		if sub, ok := v.DocumentOK(); ok && isOperatorDoc(sub) {
+			if k := sub.Index(0).Key(); k == "$slice" || k == "$elemMatch" {
+				// Projection operators narrow an array in place.
+				*out = append(*out, sh.keep(path)...)
+				continue
+			}
+		}
+		*out = append(*out, sh.expr(v, path)...)
+	}
+}
+
+// isOperatorDoc: the document is an expression ({$concat: …}), not a
+// nested specification.
+func isOperatorDoc(d bsoncore.Document) bool {
+	e, err := d.IndexErr(0)
+	return err == nil && strings.HasPrefix(e.Key(), "$")
+}
+
+// addFields applies $addFields / $set: each named field is replaced.
+func (a *mongoAnalyzer) addFields(sh docShape, spec bsoncore.Value) docShape {
+	d, ok := spec.DocumentOK()
+	if !ok {
+		return docShape{{path: mongoOpaque, src: sh.sources()}}
+	}
+	var added docShape
+	var walk func(d bsoncore.Document, prefix string)
+	walk = func(d bsoncore.Document, prefix string) {
+		elems, _ := d.Elements()
+		for _, e := range elems {
+			path, v := joinPath(prefix, e.Key()), e.Value()
+			if sub, ok := v.DocumentOK(); ok && !isOperatorDoc(sub) {
+				walk(sub, path)
+				continue
+			}
+			added = append(added, sh.expr(v, path)...)
+			sh = sh.without(path)
+		}
+	}
+	walk(d, "")
+	return append(sh, added...)
+}
+
+// group applies $group: _id is the key, every other field an accumulator.
+func (a *mongoAnalyzer) group(sh docShape, spec bsoncore.Value) docShape {
+	d, _ := spec.DocumentOK()
+	elems, _ := d.Elements()
+	var out docShape
+	for _, e := range elems {
+		if e.Key() == "_id" {
+			// The key steers which documents are grouped: an inference
+			// channel, like a GROUP BY.
+			a.useExpr(sh, e.Value())
+			out = append(out, sh.expr(e.Value(), "_id")...)
+			continue
+		}
+		acc, ok := e.Value().DocumentOK()
+		if !ok || !isOperatorDoc(acc) {
+			out = append(out, sh.expr(e.Value(), e.Key())...)
+			continue
+		}
+		op := acc.Index(0)
+		switch op.Key() {
+		case "$push", "$addToSet", "$first", "$last", "$min", "$max":
+			// The accumulated values are the values themselves.
+			out = append(out, sh.expr(op.Value(), e.Key())...)
+		default:
+			for _, f := range sh.expr(op.Value(), e.Key()) {
+				out = append(out, mongoField{path: e.Key(), src: f.src})
+			}
+		}
+		if sub, ok := op.Value().DocumentOK(); ok {
+			// $top/$bottom/$firstN… sort and pick by fields.
+			a.useExpr(sh, sub.Lookup("sortBy"))
+		}
+	}
+	return out
+}
+
+// replaceRoot applies $replaceRoot / $replaceWith.
+func (a *mongoAnalyzer) replaceRoot(sh docShape, v bsoncore.Value) docShape {
+	if s, ok := v.StringValueOK(); ok && len(s) > 1 && s[0] == '$' && s[1] != '$' {
+		return sh.ref(s[1:], "", true)
+	}
+	if d, ok := v.DocumentOK(); ok && !isOperatorDoc(d) {
+		var out docShape
+		idOut := true // a new root has no _id unless it names one
+		a.projectInto(sh, d, "", &out, &idOut)
+		return out
+	}
+	return docShape{{path: mongoOpaque, src: sh.ref("", "", false).sources()}}
+}
+
+// outputs turns the final shape into the statement's outputs, each
+// placed under prefix (findAndModify's "value").
+func (a *mongoAnalyzer) outputs(sh docShape, prefix string) {
+	for _, f := range sh {
+		name := f.path
+		if name != mongoOpaque {
+			name = joinPath(prefix, f.path)
+		}
+		a.st.Outputs = append(a.st.Outputs, Output{Name: name, Sources: f.src, Bare: f.bare})
+	}
+}
+
+// flowsInto records that every field of sh is written somewhere the agent
+// may read back unmasked ($out, $merge, a view, an update pipeline): like
+// INSERT … SELECT, masked fields there need USE_MASKED.
+func (a *mongoAnalyzer) flowsInto(sh docShape) {
+	a.use(sh.sources()...)
+}
+
+// mongoExpand resolves the analyzer's field paths against the field paths
+// entity data declares for each collection: a path that holds a declared
+// field ("profile" holds "profile.ssn") or lies inside one stands for it.
+func mongoExpand(st *Statement, declared func(schema, table string) []Column) {
+	related := func(c Column) []Column {
+		var out []Column
+		for _, d := range declared(c.Schema, c.Table) {
+			if within(d.Name, c.Name) || within(c.Name, d.Name) {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	var uses []Column
+	seen := map[Column]bool{}
+	for _, u := range st.Uses {
+		for _, c := range append(related(u), u) {
+			if c.Name != "" && !seen[c] {
+				seen[c] = true
+				uses = append(uses, c)
+			}
+		}
+	}
+	st.Uses = uses
+	var outs []Output
+	for _, o := range st.Outputs {
+		for _, s := range o.Sources {
+			for _, d := range related(s) {
+				name := o.Name
+				if o.Bare && o.Name != mongoOpaque && within(d.Name, s.Name) {
+					// The declared field sits inside the value: mask
+					// just it, where it lands.
+					name = joinPath(o.Name, strings.TrimPrefix(strings.TrimPrefix(d.Name, s.Name), "."))
+				}
+				outs = append(outs, Output{Name: name, Sources: []Column{d}, Bare: o.Bare})
+			}
+		}
+	}
+	st.Outputs = outs
+}
+
+// moved are the fields whose values now sit somewhere other than where
+// they are stored.
+func (sh docShape) moved() docShape {
+	var out docShape
+	for _, f := range sh {
+		if f.bare && len(f.src) == 1 && f.src[0].Name == f.path {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// useExprsIn records the fields a projection's $elemMatch filters by
+// (computed fields are outputs, masked by their sources; an $elemMatch
+// picks which elements return by a field's value).
+func (a *mongoAnalyzer) useExprsIn(sh docShape, v bsoncore.Value) {
+	a.elemMatches(sh, "", v)
+}
+
+func (a *mongoAnalyzer) elemMatches(sh docShape, prefix string, v bsoncore.Value) {
+	d, ok := v.DocumentOK()
+	if !ok {
+		return
+	}
+	elems, _ := d.Elements()
+	for _, e := range elems {
+		path := joinPath(prefix, e.Key())
+		sub, ok := e.Value().DocumentOK()
+		switch {
+		case !ok:
+		case !isOperatorDoc(sub):
+			a.elemMatches(sh, path, e.Value())
+		default:
+			if m, ok := sub.Lookup("$elemMatch").DocumentOK(); ok {
+				_ = a.fields(sh, path, m)
+			}
+		}
+	}
+}

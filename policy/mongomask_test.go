@@ -1,0 +1,100 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicedb/sluice/extproc/session"
+)
+
+var mongoMaskDemo = session.Target{Name: "demo-mongo", Protocol: "mongodb"}
+
+// TestMongoMaskingFollowsFields plans the masks of returned documents
+// wherever a command or pipeline puts a tagged field (entity data tags
+// customers.email, .ssn, .profile.phone and .cards.number), and refuses
+// tagged fields used to filter, sort, group or write elsewhere, and stages
+// whose fields sluice cannot follow.
+func TestMongoMaskingFollowsFields(t *testing.T) {
+	e := defaultEngine(t)
+	for _, tc := range []struct {
+		group, cmd string
+		masked     []string // path=strategy, in any order; nil with deny
+		deny       string   // a fragment of the refusal
+	}{
+		{"analysts", `{"find": "customers"}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "orders"}`, []string{}, ""},
+		{"analysts", `{"find": "customers", "projection": {"email": 1}}`, []string{"email=email"}, ""},
+		// Excluded fields are still planned (over the whole document): masking
+		// a field that is not there changes nothing.
+		{"analysts", `{"find": "customers", "projection": {"email": 0, "ssn": 0}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"e": "$email", "_id": 0}}`, []string{"e=email"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"e": {"$concat": ["$email", "x"]}}}`, []string{"e=redact"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"profile": 1}}`, []string{"profile.phone=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "filter": {"ssn": "123-45-6789"}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "filter": {"profile": {"phone": "1", "tier": "g"}}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "filter": {"profile.phone": {"$regex": "^555"}}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "filter": {"$expr": {"$eq": ["$email", "a@b.c"]}}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "sort": {"email": 1}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "projection": {"cards": {"$elemMatch": {"number": "4111"}}}}`, nil, "inference"},
+		{"analysts", `{"count": "customers", "query": {"email": "a@b.c"}}`, nil, "inference"},
+		{"analysts", `{"distinct": "customers", "key": "email"}`, []string{"values=email"}, ""},
+		{"analysts", `{"distinct": "customers", "key": "profile"}`, []string{"values.phone=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": "$ssn"}}], "cursor": {}}`, []string{"x=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": "$ssn"}}, {"$match": {"x": "1"}}], "cursor": {}}`, nil, "inference"},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$group": {"_id": "$city", "emails": {"$push": "$email"}, "first": {"$first": "$ssn"}}}], "cursor": {}}`, []string{"emails=email", "first=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$group": {"_id": "$email"}}], "cursor": {}}`, nil, "inference"},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$addFields": {"p": "$profile"}}, {"$unset": ["email", "ssn", "profile", "cards"]}], "cursor": {}}`, []string{"p.phone=partial:4", "email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"n": {"$concat": ["$name", "$email"]}}}], "cursor": {}}`, []string{"n=redact"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$unwind": "$cards"}, {"$project": {"c": "$cards.number"}}], "cursor": {}}`, []string{"c=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$replaceRoot": {"newRoot": "$profile"}}], "cursor": {}}`, []string{"phone=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$replaceWith": {"$mergeObjects": ["$profile", {"a": 1}]}}], "cursor": {}}`, nil, "cannot follow"},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$bucketAuto": {"groupBy": "$age", "buckets": 2, "output": {"e": {"$push": "$email"}}}}], "cursor": {}}`, nil, "cannot follow"},
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$bucketAuto": {"groupBy": "$total", "buckets": 2}}], "cursor": {}}`, []string{}, ""},
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$lookup": {"from": "customers", "localField": "customer", "foreignField": "_id", "as": "c"}}], "cursor": {}}`, []string{"c.email=email", "c.ssn=partial:4", "c.profile.phone=partial:4", "c.cards.number=partial:4"}, ""},
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$lookup": {"from": "customers", "localField": "email", "foreignField": "email", "as": "c"}}], "cursor": {}}`, nil, "inference"},
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$lookup": {"from": "customers", "pipeline": [{"$match": {"ssn": "1"}}], "as": "c"}}], "cursor": {}}`, nil, "inference"},
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$lookup": {"from": "customers", "pipeline": [{"$project": {"s": "$ssn"}}], "as": "c"}}], "cursor": {}}`, []string{"c.s=partial:4"}, ""},
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$unionWith": "customers"}], "cursor": {}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$facet": {"a": [{"$project": {"x": "$email"}}]}}], "cursor": {}}`, []string{"a.x=email"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$sortByCount": "$email"}], "cursor": {}}`, nil, "inference"},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$count": "n"}], "cursor": {}}`, []string{}, ""},
+		{"migrators", `{"aggregate": "customers", "pipeline": [{"$out": "copy"}], "cursor": {}}`, nil, "no-unbounded-delete"},
+		{"migrators", `{"aggregate": "customers", "pipeline": [{"$project": {"x": "$email"}}, {"$merge": {"into": "copy"}}], "cursor": {}}`, nil, "inference"},
+		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": [{"$set": {"x": "$ssn"}}]}]}`, nil, "inference"},
+		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": [{"$set": {"status": "done"}}]}]}`, []string{}, ""},
+		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": {"$rename": {"ssn": "x"}}}]}`, nil, "inference"},
+		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": {"$set": {"x": "$ssn"}}}]}`, []string{}, ""},
+		{"migrators", `{"findAndModify": "customers", "query": {"_id": 1}, "update": {"$set": {"a": 1}}}`, []string{"value.email=email", "value.ssn=partial:4", "value.profile.phone=partial:4", "value.cards.number=partial:4"}, ""},
+		{"migrators", `{"findAndModify": "customers", "query": {"_id": 1}, "update": {"$set": {"a": 1}}, "fields": {"name": 1}}`, []string{}, ""},
+	} {
+		a := e.Session(session.Identity{Subject: "a", Groups: []string{tc.group}}, mongoMaskDemo)
+		cmd, err := MongoCommand(tc.cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := a.AuthorizeMongo("sluice_demo", cmd, nil, tc.cmd)
+		if tc.masked == nil {
+			if d.Allowed() || !strings.Contains(d.Reason, tc.deny) {
+				t.Errorf("%s: want refused (%q), got %v: %s", tc.cmd, tc.deny, d.Outcome, d.Reason)
+			}
+			continue
+		}
+		if !d.Allowed() {
+			t.Errorf("%s: refused: %s", tc.cmd, d.Reason)
+			continue
+		}
+		var got []string
+		for _, ms := range d.Masked {
+			for _, m := range ms {
+				got = append(got, m.Name+"="+m.Strategy)
+			}
+		}
+		slices.Sort(got)
+		want := slices.Clone(tc.masked)
+		slices.Sort(want)
+		if got = slices.Compact(got); !slices.Equal(got, want) {
+			t.Errorf("%s: masked %v, want %v", tc.cmd, got, want)
+		}
+	}
+}
