@@ -30,7 +30,7 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 	ca := fs.String("ca", getenv("SLUICE_CA", ""), "CA certificate of the gateway (default: system roots)")
 	tok := fs.String("token", "", "bearer token (default: $SLUICE_TOKEN)")
 	tokFile := fs.String("token-file", getenv("SLUICE_TOKEN_FILE", ""), "file holding the bearer token, read per connection")
-	protocol := fs.String("protocol", "", "target protocol, postgres or mysql (default: as the gateway names it)")
+	protocol := fs.String("protocol", "", "target protocol, postgres, mysql or mongodb (default: as the gateway names it)")
 	localTLS := fs.Bool("local-tls", true, "answer a PostgreSQL client's SSLRequest with TLS at this port (a certificate made at start unless --local-cert is given); false: answer 'N'")
 	localCert := fs.String("local-cert", "", "certificate for local TLS (PEM), with --local-key")
 	localKey := fs.String("local-key", "", "key for local TLS (PEM)")
@@ -52,9 +52,9 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 		src = connector.StaticToken(os.Getenv("SLUICE_TOKEN"))
 	}
 	switch *protocol {
-	case "", "postgres", "mysql":
+	case "", "postgres", "mysql", "mongodb":
 	default:
-		fmt.Fprintf(stderr, "sluice connect: --protocol %q: want postgres or mysql\n", *protocol)
+		fmt.Fprintf(stderr, "sluice connect: --protocol %q: want postgres, mysql or mongodb\n", *protocol)
 		return ErrUsage
 	}
 	var tlsCfg *tls.Config
@@ -142,6 +142,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	ep := fs.String("extproc", "127.0.0.1:9001", "sluice serve gRPC listener")
 	epAddr := fs.String("extproc-address", "", "address Envoy uses to reach sluice serve (default: --extproc)")
 	appr := fs.String("approvals", "127.0.0.1:9443", "approvals API and page (HTTPS); empty: statements needing approval are refused")
+	mongoAddr := fs.String("mongodb", "", "address of a MongoDB (FerretDB) demo target, demo-mongo (default: none)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "usage: sluice init DIR [flags]")
 		return ErrUsage
@@ -151,7 +152,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path, err := devstack.Init(dir, devstack.InitOptions{
-		PostgresAddr: *pg, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep, ExtProcAddress: *epAddr, Approvals: *appr,
+		PostgresAddr: *pg, FerretDBAddr: *mongoAddr, EnvoyListen: *listen, EnvoyAdmin: *admin, ExtProc: *ep, ExtProcAddress: *epAddr, Approvals: *appr,
 	})
 	if err != nil {
 		return err
@@ -226,7 +227,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
   agent connection:  psql '%[2]s'
                      mysql -h 127.0.0.1 -P %[6]s sluice_demo
-                     (no database password: sluice logs in for the agent)
+                     python3 -c "import pymongo; print(pymongo.MongoClient('%[8]s').sluice_demo.customers.find_one())"
+                     (no database password or user: sluice logs in for the agent)
 
 Try:
   SELECT name FROM customers LIMIT 3;          -- allowed (policy analysts-read)
@@ -241,7 +243,7 @@ Approvals: https://%[7]s/ — sluice approvals list --config %[1]s/config/sluice
 Audit: sluice sessions list --config %[1]s/config/sluice.yaml (then show, replay; sluice audit verify)
 Press Ctrl-C to stop.
 `, abs, st.AgentURL(""), st.Config.Envoy.Listen, st.Config.ExtProc.Listen, st.Config.Path(st.Config.Policies),
-		strings.TrimPrefix(st.MySQLAddr, "127.0.0.1:"), st.Config.Approvals.Listen)
+		strings.TrimPrefix(st.MySQLAddr, "127.0.0.1:"), st.Config.Approvals.Listen, st.MongoURI(""))
 	<-ctx.Done()
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/sluicedb/sluice/config"
 	"github.com/sluicedb/sluice/envoy"
 	"github.com/sluicedb/sluice/extproc"
+	"github.com/sluicedb/sluice/extproc/mongo"
 	"github.com/sluicedb/sluice/extproc/mysql"
 	"github.com/sluicedb/sluice/extproc/postgres"
 	"github.com/sluicedb/sluice/extproc/session"
@@ -129,6 +130,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			},
 			"mysql": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, l *slog.Logger) session.Session {
 				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
+			},
+			"mongodb": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, l *slog.Logger) session.Session {
+				return mongo.NewSession(mongo.Config{Target: t, Decider: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
 			},
 		},
 		Approvals:     approver,

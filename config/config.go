@@ -365,8 +365,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("targets[%d]: duplicate name %q", i, t.Name))
 		}
 		seen[t.Name] = true
-		if t.Protocol != "postgres" && t.Protocol != "mysql" {
-			errs = append(errs, fmt.Errorf("target %q: protocol must be postgres or mysql, not %q", t.Name, t.Protocol))
+		if t.Protocol != "postgres" && t.Protocol != "mysql" && t.Protocol != "mongodb" {
+			errs = append(errs, fmt.Errorf("target %q: protocol must be postgres, mysql or mongodb, not %q", t.Name, t.Protocol))
 		}
 		if _, _, err := net.SplitHostPort(t.Address); err != nil {
 			errs = append(errs, fmt.Errorf("target %q: address: %w", t.Name, err))

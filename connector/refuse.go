@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
 
 // sniffWait is how long a client with an unknown protocol is given to
@@ -25,9 +27,12 @@ func (c *Connector) refuse(conn net.Conn, protocol string, cause error) {
 	r := bufio.NewReader(conn)
 	if protocol == "" {
 		_ = conn.SetReadDeadline(time.Now().Add(sniffWait))
-		if _, err := r.Peek(1); err == nil {
+		switch head, _ := r.Peek(16); {
+		case isMongoHeader(head):
+			protocol = "mongodb"
+		case len(head) > 0:
 			protocol = "postgres"
-		} else {
+		default:
 			protocol = "mysql"
 		}
 		_ = conn.SetReadDeadline(time.Time{})
@@ -39,6 +44,8 @@ func (c *Connector) refuse(conn net.Conn, protocol string, cause error) {
 		c.refusePostgres(conn, r, reason)
 	case "mysql":
 		refuseMySQL(conn, reason)
+	case "mongodb":
+		refuseMongo(conn, r, reason)
 	}
 }
 
@@ -125,3 +132,59 @@ type bufferedConn struct {
 }
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// MongoDB opcodes a driver's first message has: OP_MSG (hello) or the
+// legacy OP_QUERY (isMaster).
+const (
+	mongoOpQuery = 2004
+	mongoOpMsg   = 2013
+)
+
+// isMongoHeader: b starts with a MongoDB message header (the client
+// speaks first, as a PostgreSQL client does; the opcode tells them apart).
+func isMongoHeader(b []byte) bool {
+	if len(b) < 16 {
+		return false
+	}
+	op := binary.LittleEndian.Uint32(b[12:])
+	return op == mongoOpQuery || op == mongoOpMsg
+}
+
+// refuseMongo reads the driver's handshake and answers it with an error
+// naming the cause ({ok: 0, errmsg}), which drivers raise as the reason
+// the connection failed.
+func refuseMongo(conn net.Conn, r *bufio.Reader, why refusal) {
+	head := make([]byte, 16)
+	if _, err := io.ReadFull(r, head); err != nil || !isMongoHeader(head) {
+		return
+	}
+	n := int(binary.LittleEndian.Uint32(head))
+	if n < 16 || n > 16<<20 {
+		return
+	}
+	if _, err := io.CopyN(io.Discard, r, int64(n-16)); err != nil {
+		return
+	}
+	code := int32(6) // HostUnreachable
+	if why.sqlstate == "28000" {
+		code = 18 // AuthenticationFailed
+	}
+	doc := bsoncore.NewDocumentBuilder().AppendDouble("ok", 0).AppendString("errmsg", why.msg).
+		AppendInt32("code", code).Build()
+	requestID := int32(binary.LittleEndian.Uint32(head[4:]))
+	var msg []byte
+	if binary.LittleEndian.Uint32(head[12:]) == mongoOpQuery {
+		idx, b := wiremessage.AppendHeaderStart(nil, 1, requestID, wiremessage.OpReply)
+		b = wiremessage.AppendReplyFlags(b, 0)
+		b = wiremessage.AppendReplyCursorID(b, 0)
+		b = wiremessage.AppendReplyStartingFrom(b, 0)
+		b = wiremessage.AppendReplyNumberReturned(b, 1)
+		msg = bsoncore.UpdateLength(append(b, doc...), idx, int32(len(b)+len(doc)))
+	} else {
+		idx, b := wiremessage.AppendHeaderStart(nil, 1, requestID, wiremessage.OpMsg)
+		b = wiremessage.AppendMsgFlags(b, 0)
+		b = wiremessage.AppendMsgSectionType(b, wiremessage.SingleDocument)
+		msg = bsoncore.UpdateLength(append(b, doc...), idx, int32(len(b)+len(doc)))
+	}
+	_, _ = conn.Write(msg)
+}

@@ -55,6 +55,7 @@ const (
 type InitOptions struct {
 	PostgresAddr string // the demo target's address
 	MariaDBAddr  string // when set, a MySQL demo target too
+	FerretDBAddr string // when set, a MongoDB demo target too
 	Database     string // the demo target's database (default sluice_demo)
 	EnvoyListen  string
 	EnvoyAdmin   string
@@ -145,6 +146,14 @@ func Init(dir string, o InitOptions) (string, error) {
 			Credentials: logins,
 		})
 	}
+	if o.FerretDBAddr != "" {
+		// One login for every agent: FerretDB's setup user.
+		c.Targets = append(c.Targets, config.Target{
+			Name: DemoMongoTarget, Protocol: "mongodb", Address: o.FerretDBAddr, Database: DemoDatabase,
+			Tags:        map[string]string{"env": "dev"},
+			Credentials: []config.Credential{{User: AgentDBUser, PasswordFile: "keys/db-agent.password"}},
+		})
+	}
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := c.Write(path); err != nil {
 		return "", err
@@ -172,11 +181,13 @@ type Stack struct {
 	Config      *config.Config
 	PG          *Postgres
 	Maria       *MariaDB
+	Mongo       *FerretDB
 	Envoy       *Process
 	Serve       *Process
 	Connect     *Process
 	ConnectAddr string // where the agent's client connects
 	MySQLAddr   string // where the agent's MySQL client connects
+	MongoAddr   string // where the agent's MongoDB driver connects
 	TokenFile   string
 	Binary      string
 	EnvoyBin    string
@@ -216,7 +227,7 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ports(8)
+	p, err := ports(10)
 	if err != nil {
 		return nil, err
 	}
@@ -240,9 +251,16 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err := SeedDemoMySQL(ctx, s.Maria); err != nil {
 		return nil, err
 	}
+	o.Logger.Info("starting ferretdb", "port", p[8])
+	if s.Mongo, err = StartFerretDB(ctx, filepath.Join(o.Dir, "ferretdb"), p[8], AgentDBUser, AgentDBPass); err != nil {
+		return nil, err
+	}
+	if err := SeedDemoMongo(ctx, s.Mongo); err != nil {
+		return nil, err
+	}
 	cfgDir := filepath.Join(o.Dir, "config")
 	if s.ConfigPath, err = Init(cfgDir, InitOptions{
-		PostgresAddr: s.PG.Addr(), MariaDBAddr: s.Maria.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]), Approvals: loop(p[7]),
+		PostgresAddr: s.PG.Addr(), MariaDBAddr: s.Maria.Addr(), FerretDBAddr: s.Mongo.Addr(), EnvoyListen: loop(p[1]), EnvoyAdmin: loop(p[2]), ExtProc: loop(p[3]), Approvals: loop(p[7]),
 	}); err != nil {
 		return nil, err
 	}
@@ -275,6 +293,10 @@ func Up(ctx context.Context, o Options) (_ *Stack, err error) {
 		}
 		s.MySQLAddr = loop(p[5])
 		if _, err = s.StartConnectVia(ctx, "connect-mysql", s.Config.Envoy.Listen, DemoTarget+"-mysql", s.MySQLAddr, s.TokenFile); err != nil {
+			return nil, err
+		}
+		s.MongoAddr = loop(p[9])
+		if _, err = s.StartConnectVia(ctx, "connect-mongo", s.Config.Envoy.Listen, DemoMongoTarget, s.MongoAddr, s.TokenFile); err != nil {
 			return nil, err
 		}
 	}
@@ -447,6 +469,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Maria != nil {
 		errs = append(errs, s.Maria.Stop())
+	}
+	if s.Mongo != nil {
+		errs = append(errs, s.Mongo.Stop())
 	}
 	return errors.Join(errs...)
 }

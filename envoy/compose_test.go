@@ -42,6 +42,16 @@ func TestComposeMatchesTestedSetup(t *testing.T) {
 		!strings.Contains(strings.Join(compose.Services["init"].Command, " "), "sluice envoy bootstrap --config /etc/sluice/sluice.yaml --out /etc/sluice/envoy.json") {
 		t.Error("compose must run the bootstrap that `sluice envoy bootstrap` renders")
 	}
+	fm := regexp.MustCompile(`FERRETDB_VERSION=v([0-9.]+)`).FindSubmatch(setup)
+	if fm == nil {
+		t.Fatal("scripts/setup pins no FERRETDB_VERSION")
+	}
+	if got, want := compose.Services["ferretdb"].Image, "ghcr.io/ferretdb/ferretdb:"+string(fm[1]); got != want {
+		t.Errorf("compose FerretDB image %q, tests run %q", got, want)
+	}
+	if !strings.Contains(strings.Join(compose.Services["init"].Command, " "), "--mongodb ferretdb:27017") {
+		t.Error("compose's config has no MongoDB target")
+	}
 	// The demo target's credentials name the read-only user the devstack
 	// creates: compose's PostgreSQL must create it the same way.
 	vols := strings.Join(compose.Services["postgres"].Volumes, " ")

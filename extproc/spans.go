@@ -33,17 +33,32 @@ func (t *tunnel) statementSpan(r session.StatementRecord, text string) {
 	if f := strings.Fields(r.SQL); len(f) > 0 {
 		op = strings.ToUpper(f[0])
 	}
+	namespace, tables := t.target.Database, r.Tables
+	if t.target.Protocol == "mongodb" {
+		// A command's name, and collections without their database (the
+		// namespace), as OpenTelemetry's MongoDB conventions have them.
+		op = ""
+		if len(r.Kinds) > 0 {
+			op = r.Kinds[0]
+		}
+		tables = nil
+		for _, tb := range r.Tables {
+			db, coll, _ := strings.Cut(tb, ".")
+			namespace = db
+			tables = append(tables, coll)
+		}
+	}
 	_, sp := tracer.Start(t.spanCtx, op, trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(r.Start), trace.WithAttributes(
 		attribute.String("db.system.name", dbSystem(t.target.Protocol)),
 		attribute.String("db.operation.name", op),
 		attribute.String("db.query.text", text),
-		attribute.String("db.namespace", t.target.Database),
+		attribute.String("db.namespace", namespace),
 		attribute.String("sluice.decision", r.Outcome),
 		attribute.StringSlice("sluice.policies", r.Policies),
 		attribute.StringSlice("sluice.masked_columns", r.Masked),
 		attribute.Int64("db.response.returned_rows", r.Rows),
 	))
-	if tables := r.Tables; len(tables) > 0 {
+	if len(tables) > 0 {
 		sp.SetAttributes(attribute.String("db.collection.name", strings.Join(tables, ",")))
 	}
 	if r.Error != "" {

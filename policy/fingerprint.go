@@ -22,6 +22,10 @@ func Fingerprint(protocol, sql string) string {
 		if _, d := parser.NormalizeDigest(sql); d != nil {
 			return "my:" + d.String()[:32]
 		}
+	case "mongodb":
+		// The session's text is already the command's shape (MongoShape).
+		h := sha256.Sum256([]byte(sql))
+		return "mongo:" + hex.EncodeToString(h[:16])
 	}
 	h := sha256.Sum256([]byte(sql))
 	return "text:" + hex.EncodeToString(h[:16])
@@ -40,6 +44,9 @@ func Normalize(protocol, sql string) string {
 		if n := parser.Normalize(sql, "ON"); n != "" {
 			return n
 		}
+	case "mongodb":
+		// MongoDB sessions hand over MongoShape's text: values are "?".
+		return sql
 	}
 	return Unparseable
 }

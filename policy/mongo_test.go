@@ -34,13 +34,13 @@ func TestMongoCommandModel(t *testing.T) {
 		{"analysts", `{"insert": "users"}`, map[string][]string{"documents": {`{"a": 1}`}}, Deny, ""},
 		{"migrators", `{"insert": "users"}`, map[string][]string{"documents": {`{"a": 1}`}}, Allow, ""},
 		{"migrators", `{"insert": "users", "documents": [{"a": 1}]}`, nil, Allow, ""},
-		{"migrators", `{"delete": "users"}`, map[string][]string{"deletes": {`{"q": {}, "limit": 0}`}}, Deny, "no-unbounded-delete"},
-		{"migrators", `{"delete": "users", "deletes": [{"q": {}, "limit": 0}]}`, nil, Deny, "no-unbounded-delete"},
-		{"migrators", `{"delete": "users", "deletes": [{"q": {"_id": 1}, "limit": 1}, {"q": {}, "limit": 0}]}`, nil, Deny, "no-unbounded-delete"},
+		{"migrators", `{"delete": "users"}`, map[string][]string{"deletes": {`{"q": {}, "limit": 0}`}}, Approval, "no-unbounded-delete"},
+		{"migrators", `{"delete": "users", "deletes": [{"q": {}, "limit": 0}]}`, nil, Approval, "no-unbounded-delete"},
+		{"migrators", `{"delete": "users", "deletes": [{"q": {"_id": 1}, "limit": 1}, {"q": {}, "limit": 0}]}`, nil, Approval, "no-unbounded-delete"},
 		{"migrators", `{"delete": "users", "deletes": [{"q": {"_id": 1}, "limit": 1}]}`, nil, Allow, ""},
 		{"migrators", `{"update": "users", "updates": [{"q": {"_id": 1}, "u": {"$set": {"a": 2}}}]}`, nil, Allow, ""},
-		{"migrators", `{"findAndModify": "users", "query": {}, "remove": true}`, nil, Deny, "no-unbounded-delete"},
-		{"migrators", `{"bulkWrite": 1, "ops": [{"delete": 0, "filter": {}, "multi": true}], "nsInfo": [{"ns": "app.users"}]}`, nil, Deny, "no-unbounded-delete"},
+		{"migrators", `{"findAndModify": "users", "query": {}, "remove": true}`, nil, Approval, "no-unbounded-delete"},
+		{"migrators", `{"bulkWrite": 1, "ops": [{"delete": 0, "filter": {}, "multi": true}], "nsInfo": [{"ns": "app.users"}]}`, nil, Approval, "no-unbounded-delete"},
 		{"analysts", `{"drop": "users"}`, nil, Deny, "no-ddl"},
 		{"migrators", `{"drop": "users"}`, nil, Approval, ""},
 		{"analysts", `{"dropDatabase": 1}`, nil, Deny, "no-ddl"},
@@ -155,7 +155,9 @@ func TestMongoAmbiguousOrUnboundingFilters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := a.AuthorizeMongo("app", cmd, nil, q); d.Outcome != Deny || !slices.Contains(d.Policies, "no-unbounded-delete") {
+		// Unbounded: held for a human (no-unbounded-delete yields only to
+		// an approval).
+		if d := a.AuthorizeMongo("app", cmd, nil, q); d.Outcome != Approval || !slices.Contains(d.Policies, "no-unbounded-delete") {
 			t.Errorf("delete with filter %s: %v %s %v", q, d.Outcome, d.Reason, d.Policies)
 		}
 	}

@@ -59,7 +59,7 @@ func TestMongoMaskingFollowsFields(t *testing.T) {
 		{"analysts", `{"aggregate": "customers", "pipeline": [{"$facet": {"a": [{"$project": {"x": "$email"}}]}}], "cursor": {}}`, []string{"a.x=email"}, ""},
 		{"analysts", `{"aggregate": "customers", "pipeline": [{"$sortByCount": "$email"}], "cursor": {}}`, nil, "inference"},
 		{"analysts", `{"aggregate": "customers", "pipeline": [{"$count": "n"}], "cursor": {}}`, []string{}, ""},
-		{"migrators", `{"aggregate": "customers", "pipeline": [{"$out": "copy"}], "cursor": {}}`, nil, "no-unbounded-delete"},
+		{"migrators", `{"aggregate": "customers", "pipeline": [{"$out": "copy"}], "cursor": {}}`, nil, "inference"},
 		{"migrators", `{"aggregate": "customers", "pipeline": [{"$project": {"x": "$email"}}, {"$merge": {"into": "copy"}}], "cursor": {}}`, nil, "inference"},
 		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": [{"$set": {"x": "$ssn"}}]}]}`, nil, "inference"},
 		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": [{"$set": {"status": "done"}}]}]}`, []string{}, ""},

@@ -108,10 +108,10 @@ func (s *Session) reply(req *request, body bsoncore.Document, cursorID int64, ou
 		}
 	}
 	var masked bsoncore.Document
-	if ok != 1 && p.protected {
+	code, _ := body.Lookup("code").AsInt64OK()
+	if ok != 1 && p.protected && !valueFree[code] {
 		// "E11000 duplicate key … { ssn: "…" }": the server's text may
 		// quote what the agent sees only masked.
-		code, _ := body.Lookup("code").AsInt64OK()
 		name, _ := body.Lookup("codeName").StringValueOK()
 		masked = ErrorDoc(int32(code), name, "sluice: the server's error message is withheld: the command reads masked fields, and the message could quote them (code "+strconv.FormatInt(code, 10)+")")
 	} else if len(p.rules) > 0 {
@@ -132,6 +132,11 @@ func (s *Session) reply(req *request, body bsoncore.Document, cursorID int64, ou
 	s.finish(req, sent, docsOf(sent))
 	return masked, false, nil
 }
+
+// valueFree are error codes whose messages name no value: Unauthorized,
+// NamespaceNotFound, CursorNotFound, MaxTimeMSExpired, NotImplemented (a
+// stage or operator the server lacks).
+var valueFree = map[int64]bool{13: true, 26: true, 43: true, 50: true, 238: true}
 
 // cutWords put the guardrails' SQL words in MongoDB's.
 var cutWords = strings.NewReplacer(" rows:", " documents:", "add a LIMIT or narrow the WHERE clause", "add a limit or narrow the filter", "select fewer columns or rows", "project fewer fields or documents")

@@ -3,6 +3,7 @@ package mongo
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -312,7 +313,7 @@ func (s *Session) command(m Message, out *session.Output) error {
 		for _, sq := range msg.Sequences {
 			seqs[sq.Identifier] = append(seqs[sq.Identifier], sq.Docs...)
 		}
-		text = policy.MongoShape(msg.Body)
+		text = policy.MongoShape(withSequences(msg.Body, msg.Sequences))
 		dec = s.cfg.Decider.AuthorizeMongo(db, msg.Body, seqs, text)
 		if dec.Shadow {
 			s.log.Warn("shadow mode: command would be refused", "command", text, "would_be", dec.WouldBe.String(), "reason", dec.Reason)
@@ -568,4 +569,24 @@ func messageOf(raw []byte) (Message, error) {
 		err = protoErr("a partial message in the backlog")
 	}
 	return m, err
+}
+
+// withSequences is the command with its kind-1 sections as arrays, so its
+// text (audit, approvals and their grants) shows every statement: a
+// delete's filters ride in the "deletes" sequence.
+func withSequences(body bsoncore.Document, seqs []Sequence) bsoncore.Document {
+	if len(seqs) == 0 {
+		return body
+	}
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	out = append(out, body[4:len(body)-1]...)
+	for _, sq := range seqs {
+		aidx, o := bsoncore.AppendArrayElementStart(out, sq.Identifier)
+		for i, d := range sq.Docs {
+			o = bsoncore.AppendDocumentElement(o, strconv.Itoa(i), d)
+		}
+		out, _ = bsoncore.AppendArrayEnd(o, aidx)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
 }
