@@ -50,6 +50,8 @@ permit (principal in Sluice::Group::"e2e-ddl", action in Sluice::Action::"ddl", 
 permit (principal in Sluice::Group::"e2e-ddl", action == Sluice::Action::"connect", resource);
 @id("vault-closed")
 forbid (principal, action, resource in Sluice::Schema::"demo/vault");
+@id("mongo-vault-closed")
+forbid (principal, action, resource in Sluice::Table::"demo-mongo/sluice_demo.vault");
 @id("tokens-may-group")
 permit (principal, action == Sluice::Action::"use_masked", resource)
 when { resource.hasTag("mask") && resource.getTag("mask") == "token" };`,

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/sluicedb/sluice/extproc/session"
@@ -184,6 +185,9 @@ func (s *Session) finish(req *request, body bsoncore.Document, docs []bsoncore.V
 		size := 0
 		for _, d := range docs {
 			txt := d.String()
+			if js, err := bson.MarshalExtJSON(bson.Raw(d.Data), false, false); err == nil {
+				txt = string(js) // relaxed: numbers as numbers
+			}
 			if len(res.Rows) >= recordDocs || size+len(txt) > recordBytes {
 				res.Truncated = true
 				break
@@ -290,8 +294,9 @@ func (s *Session) timeLimit(name string, body bsoncore.Document) (bsoncore.Docum
 	return bsoncore.UpdateLength(b, 0, int32(len(b))), true
 }
 
-// timedCommands accept maxTimeMS.
-var timedCommands = map[string]bool{"find": true, "aggregate": true, "count": true, "distinct": true, "findAndModify": true, "findandmodify": true}
+// timedCommands accept maxTimeMS. Not distinct: FerretDB 1.24 refuses the
+// field there (MongoDB takes it), so a distinct runs without the limit.
+var timedCommands = map[string]bool{"find": true, "aggregate": true, "count": true, "findAndModify": true, "findandmodify": true}
 
 // removeKeys returns d without the named top-level fields.
 func removeKeys(d bsoncore.Document, keys ...string) (bsoncore.Document, bool) {
