@@ -1,8 +1,10 @@
 package mongo
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/xdg-go/scram"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -18,7 +20,7 @@ type RoundTrip func(cmd bsoncore.Document) (bsoncore.Document, error)
 // server's last reply with done true, or false and then one empty
 // saslContinue (MongoDB without skipEmptyExchange; FerretDB differs).
 func Login(rt RoundTrip, db, user, password string) error {
-	l, cmd, err := newLogin(db, user, password)
+	l, cmd, err := newLogin(db, user, password, nil)
 	for err == nil && cmd != nil {
 		var reply bsoncore.Document
 		if reply, err = rt(cmd); err == nil {
@@ -36,9 +38,10 @@ type scramLogin struct {
 	round    int
 }
 
-// newLogin starts a conversation and returns its first command.
-func newLogin(db, user, password string) (*scramLogin, bsoncore.Document, error) {
-	client, err := scram.SHA256.NewClient(user, password, "")
+// newLogin starts a conversation and returns its first command; nonce,
+// when set, replaces the random client nonce (replaying a recorded login).
+func newLogin(db, user, password string, nonce func() string) (*scramLogin, bsoncore.Document, error) {
+	client, err := scramClient(user, password, nonce)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scram: %w", err)
 	}
@@ -106,4 +109,29 @@ func commandError(reply bsoncore.Document) error {
 	msg, _ := reply.Lookup("errmsg").StringValueOK()
 	code, _ := reply.Lookup("code").AsInt64OK()
 	return fmt.Errorf("%s (code %d)", msg, code)
+}
+
+// scramClients are SCRAM clients by login. A client keeps the keys it
+// derived from the password per salt and iteration count, so PBKDF2 (15,000
+// rounds on FerretDB) runs once per login, not once per connection.
+var scramClients sync.Map // sha256(user, password, nonce) → *scram.Client
+
+func scramClient(user, password string, nonce func() string) (*scram.Client, error) {
+	fixed := ""
+	if nonce != nil {
+		fixed = nonce()
+	}
+	key := sha256.Sum256([]byte(user + "\x00" + password + "\x00" + fixed))
+	if c, ok := scramClients.Load(key); ok {
+		return c.(*scram.Client), nil
+	}
+	c, err := scram.SHA256.NewClient(user, password, "")
+	if err != nil {
+		return nil, err
+	}
+	if fixed != "" {
+		c = c.WithNonceGenerator(func() string { return fixed })
+	}
+	got, _ := scramClients.LoadOrStore(key, c)
+	return got.(*scram.Client), nil
 }

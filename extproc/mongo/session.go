@@ -30,6 +30,8 @@ type Config struct {
 	Approvals session.Approvals
 	// Observer receives a record per command (audit); may be nil.
 	Observer session.Observer
+	// nonce replaces the login's random SCRAM nonce in replay tests.
+	nonce func() string
 }
 
 // Session follows one MongoDB connection: every command is decided before
@@ -426,7 +428,7 @@ func (s *Session) startLogin(out *session.Output) error {
 	if v := s.cfg.Target.Tags["auth_database"]; v != "" {
 		db = v
 	}
-	login, cmd, err := newLogin(db, l.User, l.Password.Reveal())
+	login, cmd, err := newLogin(db, l.User, l.Password.Reveal(), s.cfg.nonce)
 	if err != nil {
 		return err
 	}
