@@ -20,6 +20,9 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	gomysql "github.com/go-sql-driver/mysql"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/grpc"
 
 	"github.com/sluicedb/sluice/config"
@@ -123,6 +126,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 5*time.Second, "length of each pgbench run")
 	rounds := fs.Int("rounds", 9, "pgbench runs per path and setting, interleaved across paths")
 	withMySQL := fs.Bool("mysql", true, "also measure MySQL (MariaDB) point lookups")
+	withMongo := fs.Bool("mongodb", true, "also measure MongoDB (FerretDB) finds by _id")
 	scale := fs.Int("scale", 10, "pgbench scale factor")
 	maxProcs := fs.Int("gomaxprocs", 1, "GOMAXPROCS of sluice serve, sluice connect and the tuned floor (0: Go's default); the untuned floor keeps Go's default")
 	envoyWorkers := fs.Int("envoy-concurrency", 0, "Envoy's --concurrency (0: Envoy's default, one worker per core)")
@@ -340,6 +344,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nTPS of sluice (audit off) vs the null ext_proc floor, median of %d paired rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(floorRatios, "\n  "))
 	fmt.Fprintf(stdout, "\nTPS with the audit trail and recordings on vs off, median of %d rounds (goal >= 0.90):\n  %s\n", *rounds, strings.Join(auditRatios, "\n  "))
 	fmt.Fprintf(stdout, "\nTPS with audit.durability sync vs buffered, median of %d rounds:\n  %s\n", *rounds, strings.Join(syncRatios, "\n  "))
+	if *withMongo {
+		if err := benchMongo(ctx, st, gateway, connectVia, *rounds, *duration, stdout, stderr); err != nil {
+			return err
+		}
+	}
 	if !*withMySQL {
 		return nil
 	}
@@ -533,4 +542,84 @@ func benchFloor(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintln(stderr, "sluice bench-floor: every byte passes unchecked; for sluice bench only")
 	context.AfterFunc(ctx, g.Stop)
 	return g.Serve(l)
+}
+
+// benchMongo measures finds by _id with the Go driver: on FerretDB
+// directly, through the Envoy tunnel without ext_proc (the driver logs in
+// itself), and through sluice (no credentials: sluice logs in).
+func benchMongo(ctx context.Context, st *devstack.Stack, gateway string, connectVia func(name, gw, target string) (string, error), rounds int, d time.Duration, stdout, stderr io.Writer) error {
+	base, err := connectVia("connect-baseline-mongo", gateway, devstack.DemoMongoTarget)
+	if err != nil {
+		return err
+	}
+	through, err := connectVia("connect-bench-mongo", st.Config.Envoy.Listen, devstack.DemoMongoTarget)
+	if err != nil {
+		return err
+	}
+	withLogin := func(addr string) string {
+		return fmt.Sprintf("mongodb://%s:%s@%s/?directConnection=true", devstack.AgentDBUser, devstack.AgentDBPass, addr)
+	}
+	paths := []struct{ name, uri string }{
+		{"direct", withLogin(st.Mongo.Addr())},
+		{"envoy tunnel, no ext_proc", withLogin(base)},
+		{"sluice", st.MongoURI(through)},
+	}
+	fmt.Fprintln(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mongodb find by _id	clients	path	QPS	mean latency ms	errors	QPS vs direct	QPS vs tunnel\t\n")
+	for _, c := range []int{1, 8} {
+		res, err := interleave(rounds, len(paths), [2]int{-1, -1}, func(i, round int) (benchResult, error) {
+			fmt.Fprintf(stderr, "bench: mongodb -c %d %s (round %d)\n", c, paths[i].name, round)
+			return mongoLoad(ctx, paths[i].uri, c, d)
+		})
+		if err != nil {
+			return err
+		}
+		for i, p := range paths {
+			r := res[i]
+			fmt.Fprintf(tw, "find\t%d\t%s\t%.0f\t%.3f\t%d\t%.2f\t%.2f\t\n", c, p.name, r.tps, r.latencyMS, r.failed, r.tps/res[0].tps, r.tps/res[1].tps)
+		}
+	}
+	return tw.Flush()
+}
+
+// mongoLoad runs clients goroutines of FindOne({_id: k}) on orders for d.
+func mongoLoad(ctx context.Context, uri string, clients int, d time.Duration) (benchResult, error) {
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetMaxPoolSize(uint64(clients)))
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer c.Disconnect(ctx)
+	orders := c.Database(devstack.DemoDatabase).Collection("orders")
+	var mu sync.Mutex
+	var done, failed int
+	var busy time.Duration
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, f := 0, 0
+			start := time.Now()
+			for i := w; time.Now().Before(deadline); i++ {
+				var doc bson.Raw
+				if err := orders.FindOne(ctx, bson.D{{Key: "_id", Value: 1 + i%200}}).Decode(&doc); err != nil {
+					f++
+				} else {
+					n++
+				}
+			}
+			el := time.Since(start)
+			mu.Lock()
+			done, failed, busy = done+n, failed+f, busy+el
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r := benchResult{failed: failed, tps: float64(done) / d.Seconds()}
+	if done > 0 {
+		r.latencyMS = float64(busy.Milliseconds()) / float64(done)
+	}
+	return r, nil
 }

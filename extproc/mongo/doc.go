@@ -1,15 +1,22 @@
 // Package mongo is the MongoDB wire protocol as sluice carries it between
-// an agent's driver and the database (FerretDB or MongoDB). This first part
-// is the codec the session will stand on: frames cut from a byte stream at
-// any split, OP_MSG with both section kinds and the checksum, the legacy
-// OP_QUERY handshake and its OP_REPLY, and the refusal sluice answers with;
-// the handshake rewrites (no compression offered, no replica-set members
-// named to the driver); the brokered SCRAM-SHA-256 login (Login); and the
-// Session, which decides each command before it reaches the server and
-// answers a refused one in its place. The Session is not registered as a
-// protocol yet: it does not mask results.
+// an agent's driver and the database (FerretDB or MongoDB): frames cut from
+// a byte stream at any split, OP_MSG with both section kinds and the
+// checksum, the legacy OP_QUERY handshake and its OP_REPLY; the handshake
+// rewrites (no compression offered, no replica-set members named to the
+// driver); sluice's own SCRAM-SHA-256 login with the target's credentials;
+// and the Session, which decides each command before it reaches the
+// server, answers a refused one in its place, holds one for approval,
+// masks the documents of every reply by the command's plan, and applies
+// the guardrails.
 //
-// Message flow (MongoDB 3.6+ drivers):
+// Message flow (MongoDB 3.6+ drivers), with a brokered login:
+//
+//	client                 sluice                         server
+//	hello ──────────────▶  (held)   saslStart (own id) ──▶
+//	                                ◀── {conversationId, payload}
+//	                                saslContinue ──▶ … ◀── {done: true}
+//	                       hello (compression stripped) ──▶
+//	     ◀── hello reply (topology rewritten) ◀──
 //
 //	client                         server
 //	OP_QUERY {isMaster|hello} ──▶            legacy handshake (or OP_MSG hello)

@@ -3,10 +3,15 @@ package mongo
 import (
 	"bytes"
 	"testing"
+	"time"
 
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 
+	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
+	"github.com/sluicedb/sluice/guard"
+	"github.com/sluicedb/sluice/policy"
 )
 
 // FuzzCodec feeds arbitrary bytes, split at an arbitrary point, to the
@@ -62,15 +67,39 @@ func FuzzCodec(f *testing.F) {
 }
 
 // FuzzSession feeds arbitrary client and server bytes, each split at an
-// arbitrary point, to a session: no panic, and the bytes it sends each way
-// (and whether it fails) do not depend on the splits.
+// arbitrary point, to a session deciding with the default policies (the
+// demo's tagged customers: replies are masked) and, on odd seeds, logging
+// in itself: no panic, and the bytes it sends each way (and whether it
+// fails) do not depend on the splits.
 func FuzzSession(f *testing.F) {
+	set, err := cedar.Default()
+	if err != nil {
+		f.Fatal(err)
+	}
+	engine := policy.NewEngine(set)
+	target := session.Target{Name: "demo-mongo", Protocol: "mongodb", Guardrails: guard.Limits{StatementTimeout: time.Second, MaxRows: 3}}
+	brokered := target
+	brokered.Login = &session.Login{User: "agent", Password: "pw"}
+	people := bsoncore.NewArrayBuilder().
+		AppendDocument(doc("_id", int32(1), "email", "a@b.c", "ssn", "123-45-6789", "profile", doc("phone", "555"), "cards", bsoncore.NewArrayBuilder().AppendDocument(doc("number", "4111")).Build())).
+		AppendDocument(doc("_id", int32(2), "email", int32(7))).Build()
+	batch := reply(1, bsoncore.NewDocumentBuilder().AppendDocument("cursor", bsoncore.NewDocumentBuilder().
+		AppendInt64("id", 5).AppendString("ns", "sluice_demo.customers").AppendArray("firstBatch", people).Build()).AppendDouble("ok", 1).Build())
+	f.Add(command(1, 0, "find", "customers", "$db", "sluice_demo"), batch, uint16(3), uint16(9))
+	f.Add(append(command(1, 0, "find", "customers", "$db", "sluice_demo"), command(2, 0, "getMore", int64(5), "collection", "customers", "$db", "sluice_demo")...),
+		append(batch, reply(2, bsoncore.NewDocumentBuilder().AppendDocument("cursor", bsoncore.NewDocumentBuilder().
+			AppendInt64("id", 0).AppendArray("nextBatch", people).Build()).AppendDouble("ok", 1).Build())...), uint16(30), uint16(100))
 	f.Add(command(1, 0, "find", "users", "$db", "app"), cursorReply(1, 77), uint16(3), uint16(9))
 	f.Add(append(command(1, 0, "delete", "users", "$db", "app"), command(2, wiremessage.MoreToCome, "insert", "users", "$db", "app")...), []byte{}, uint16(40), uint16(0))
 	f.Add(command(1, wiremessage.ExhaustAllowed, "hello", int32(1), "$db", "admin"), reply(1, ErrorDoc(1, "x", "y")), uint16(0), uint16(5))
 	f.Fuzz(func(t *testing.T, client, server []byte, cs, ss uint16) {
 		run := func(ca, sa int) (toServer, toClient []byte, failed bool) {
-			s := NewSession(Config{Decider: decider{"delete": "no", "insert": "no"}})
+			tgt := target
+			if cs%2 == 1 {
+				tgt = brokered
+			}
+			auth := engine.Session(session.Identity{Subject: "fuzz", Groups: []string{"analysts"}}, tgt)
+			s := NewSession(Config{Target: tgt, Decider: auth, nonce: func() string { return "fuzz-nonce" }})
 			var out session.Output
 			feed := func(fn func([]byte, *session.Output) error, parts ...[]byte) {
 				for _, p := range parts {
