@@ -90,6 +90,10 @@ type Decision struct {
 	// WouldBe says what enforcement would have decided.
 	Shadow  bool
 	WouldBe Outcome
+	// Unresolved names MongoDB collections (db.coll) the command reads
+	// whose kind the session must learn from the server (a view reads
+	// another collection) before it can be decided; Outcome is Deny.
+	Unresolved []string
 }
 
 // Allowed reports whether the statement may run.

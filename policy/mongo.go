@@ -21,6 +21,11 @@ const MongoCursor = "cursor"
 // field path a Column. Every command sluice does not model is refused
 // (Analysis.Err): new commands are not let through unread.
 func AnalyzeMongo(db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document) Analysis {
+	an, _ := analyzeMongo(nil, db, cmd, seqs)
+	return an
+}
+
+func analyzeMongo(views MongoViews, db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document) (Analysis, []string) {
 	docs := []bsoncore.Document{cmd}
 	for _, ds := range seqs {
 		docs = append(docs, ds...)
@@ -29,21 +34,25 @@ func AnalyzeMongo(db string, cmd bsoncore.Document, seqs map[string][]bsoncore.D
 		if k, dup := duplicateKey(d); dup {
 			// sluice reads the first of two same-named fields; a server
 			// might act on the other (a bounded filter, then {}).
-			return Analysis{Err: fmt.Errorf("field %q appears twice in one document: refused as ambiguous", k)}
+			return Analysis{Err: fmt.Errorf("field %q appears twice in one document: refused as ambiguous", k)}, nil
 		}
 	}
-	a := &mongoAnalyzer{db: db, cmd: cmd, seqs: seqs}
+	a := &mongoAnalyzer{db: db, cmd: cmd, seqs: seqs, views: views}
 	if err := a.command(); err != nil {
-		return Analysis{Err: err}
+		return Analysis{Err: err}, a.unresolved
 	}
-	return Analysis{Statements: []Statement{a.st}}
+	return Analysis{Statements: []Statement{a.st}}, a.unresolved
 }
 
 type mongoAnalyzer struct {
 	collector
-	db   string
-	cmd  bsoncore.Document
-	seqs map[string][]bsoncore.Document
+	db    string
+	cmd   bsoncore.Document
+	seqs  map[string][]bsoncore.Document
+	views MongoViews // nil: every collection is read as stored
+	// unresolved are collections read whose kind (view or not) views
+	// does not know yet.
+	unresolved []string
 }
 
 func (a *mongoAnalyzer) table(db, coll string) Object {
@@ -117,7 +126,10 @@ func (a *mongoAnalyzer) command() error {
 			return err
 		}
 		a.add("select", tbl)
-		doc := wholeDoc(tbl)
+		doc, err := a.source(tbl)
+		if err != nil {
+			return err
+		}
 		for _, k := range []string{"filter", "query"} {
 			if err := a.filter(doc, a.cmd.Lookup(k)); err != nil {
 				return err
@@ -167,7 +179,11 @@ func (a *mongoAnalyzer) command() error {
 			return nil
 		}
 		a.add("select", tbl)
-		sh, err := a.pipeline(wholeDoc(tbl), a.cmd.Lookup("pipeline"))
+		in, err := a.source(tbl)
+		if err != nil {
+			return err
+		}
+		sh, err := a.pipeline(in, a.cmd.Lookup("pipeline"))
 		a.outputs(sh, "")
 		return err
 	case "insert":
@@ -192,8 +208,11 @@ func (a *mongoAnalyzer) command() error {
 		if err := needColl(); err != nil {
 			return err
 		}
-		doc := wholeDoc(tbl)
 		a.add("select", tbl)
+		doc, err := a.source(tbl)
+		if err != nil {
+			return err
+		}
 		if rm, _ := a.cmd.Lookup("remove").BooleanOK(); rm {
 			a.add("delete", tbl)
 		} else {
@@ -228,7 +247,11 @@ func (a *mongoAnalyzer) command() error {
 			// A view reads its source with the creator's pipeline.
 			src := a.table(a.db, on)
 			a.add("select", src)
-			sh, err := a.pipeline(wholeDoc(src), a.cmd.Lookup("pipeline"))
+			in, err := a.source(src)
+			if err != nil {
+				return err
+			}
+			sh, err := a.pipeline(in, a.cmd.Lookup("pipeline"))
 			// The view shows its fields under a name of its own.
 			a.flowsInto(sh)
 			return err
@@ -239,6 +262,22 @@ func (a *mongoAnalyzer) command() error {
 			return err
 		}
 		a.add("alter", tbl)
+		if on, ok := a.cmd.Lookup("viewOn").StringValueOK(); ok || a.cmd.Lookup("pipeline").Type != 0 {
+			// collMod redefines a view: like create, its fields show
+			// under the view's name.
+			src := a.table(a.db, on)
+			if on == "" {
+				return fmt.Errorf("collMod of a view's pipeline without viewOn: refused (sluice cannot tell what it reads)")
+			}
+			a.add("select", src)
+			in, err := a.source(src)
+			if err != nil {
+				return err
+			}
+			sh, err := a.pipeline(in, a.cmd.Lookup("pipeline"))
+			a.flowsInto(sh)
+			return err
+		}
 		return nil
 	case "drop", "dropIndexes", "deleteIndexes":
 		if err := needColl(); err != nil {
@@ -642,7 +681,10 @@ func (a *mongoAnalyzer) stage(sh docShape, name string, body bsoncore.Value) (do
 		if from != "" {
 			t := a.table(a.db, from)
 			a.add("select", t)
-			other = wholeDoc(t)
+			var err error
+			if other, err = a.source(t); err != nil {
+				return nil, err
+			}
 		}
 		if p.Type != 0 {
 			var err error
@@ -739,7 +781,10 @@ func (a *mongoAnalyzer) lookup(sh docShape, name string, d bsoncore.Document) (d
 	} else {
 		t := a.table(a.db, from)
 		a.add("select", t)
-		foreign = wholeDoc(t)
+		var err error
+		if foreign, err = a.source(t); err != nil {
+			return nil, err
+		}
 	}
 	for _, k := range []string{"localField", "startWith"} {
 		if v := d.Lookup(k); v.Type != 0 {
@@ -847,11 +892,23 @@ func MongoCommand(extJSON string) (bsoncore.Document, error) {
 
 // AuthorizeMongo decides one MongoDB command run in database db; text is
 // the command as the audit trail and policies (context.statement.text) see
-// it. The decision is not cached: a command's values decide its filters.
-// Decision.Masked[0] names, by field path in the returned documents (or,
-// for distinct and findAndModify, in the reply), what to mask.
+// it. Collections are read as stored (see AuthorizeMongoIn for views).
 func (a *Authorizer) AuthorizeMongo(db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document, text string) Decision {
-	an := AnalyzeMongo(db, cmd, seqs)
+	return a.AuthorizeMongoIn(nil, db, cmd, seqs, text)
+}
+
+// AuthorizeMongoIn decides one MongoDB command, reading views through
+// their definitions (views; nil: none). The decision is not cached: a
+// command's values decide its filters. Decision.Masked[0] names, by field
+// path in the returned documents (or, for distinct and findAndModify, in
+// the reply), what to mask. A command that reads a collection views does
+// not know is refused with Decision.Unresolved naming them: the session
+// learns them from the server and decides again.
+func (a *Authorizer) AuthorizeMongoIn(views MongoViews, db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document, text string) Decision {
+	an, unresolved := analyzeMongo(views, db, cmd, seqs)
+	if len(unresolved) > 0 {
+		return Decision{Outcome: Deny, Reason: "sluice could not learn from the server whether " + strings.Join(unresolved, ", ") + " is a view (reading a view reads its source): refused", Unresolved: unresolved}
+	}
 	if an.Err != nil {
 		return a.shadowed(Decision{Outcome: Deny, Unparseable: true, Reason: an.Err.Error()})
 	}
@@ -867,4 +924,51 @@ func (a *Authorizer) AuthorizeMongo(db string, cmd bsoncore.Document, seqs map[s
 		}
 	}
 	return a.shadowed(d)
+}
+
+// MongoView is a MongoDB view's definition: reading it runs Pipeline over
+// ViewOn. A plain collection (or one that does not exist) has no ViewOn.
+type MongoView struct {
+	ViewOn   string
+	Pipeline bsoncore.Value
+}
+
+// MongoViews tells the analyzer which collections are views, as the
+// server said (known false: not asked yet).
+type MongoViews interface {
+	MongoView(db, coll string) (v MongoView, known bool)
+}
+
+// source is the shape of the documents reading t gives: a collection's
+// stored documents, or a view's pipeline over its source (masks follow the
+// source's tagged fields; reading a view also reads its source).
+func (a *mongoAnalyzer) source(t Object) (docShape, error) { return a.sourceAt(t, 0) }
+
+func (a *mongoAnalyzer) sourceAt(t Object, depth int) (docShape, error) {
+	if a.views == nil {
+		return wholeDoc(t), nil
+	}
+	v, known := a.views.MongoView(t.Schema, t.Name)
+	if !known {
+		a.unresolved = append(a.unresolved, t.Schema+"."+t.Name)
+		return wholeDoc(t), nil
+	}
+	if v.ViewOn == "" {
+		return wholeDoc(t), nil
+	}
+	if depth >= 16 {
+		return nil, fmt.Errorf("views nested deeper than 16: refused")
+	}
+	src := a.table(t.Schema, v.ViewOn)
+	a.add("select", src)
+	in, err := a.sourceAt(src, depth+1)
+	if err != nil || v.Pipeline.Type == 0 {
+		return in, err
+	}
+	// The view's own filters are its definition, not the agent's choice:
+	// they steer nothing the agent asked.
+	uses := a.st.Uses
+	sh, err := a.stages(in, v.Pipeline)
+	a.st.Uses = uses
+	return sh, err
 }

@@ -98,3 +98,81 @@ func TestMongoMaskingFollowsFields(t *testing.T) {
 		}
 	}
 }
+
+// views are the server's view definitions, as a session learns them.
+type views map[string]MongoView
+
+func (v views) MongoView(db, coll string) (MongoView, bool) {
+	x, ok := v[db+"."+coll]
+	return x, ok
+}
+
+// TestMongoViewsAreReadThroughTheirDefinitions: a view over customers
+// (made outside sluice) masks what its pipeline moves, filters on its
+// masked outputs are refused, a collection not known yet is named for the
+// session to learn, and a view of a view follows both.
+func TestMongoViewsAreReadThroughTheirDefinitions(t *testing.T) {
+	e := defaultEngine(t)
+	a := e.Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, mongoMaskDemo)
+	pipe := func(js string) MongoView {
+		d, err := MongoCommand(`{"p": ` + js + `}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return MongoView{Pipeline: d.Lookup("p")}
+	}
+	contacts := pipe(`[{"$match": {"ssn": {"$exists": true}}}, {"$project": {"who": "$name", "mail": "$email", "tax": "$ssn"}}]`)
+	contacts.ViewOn = "customers"
+	again := pipe(`[{"$project": {"m": "$mail"}}]`)
+	again.ViewOn = "contacts"
+	known := views{"sluice_demo.customers": {}, "sluice_demo.orders": {}, "sluice_demo.contacts": contacts, "sluice_demo.again": again}
+	for _, tc := range []struct {
+		cmd        string
+		masked     []string
+		deny       string
+		unresolved string
+	}{
+		{`{"find": "contacts"}`, []string{"mail=email", "tax=partial:4"}, "", ""},
+		{`{"aggregate": "contacts", "pipeline": [{"$project": {"x": "$tax"}}], "cursor": {}}`, []string{"x=partial:4"}, "", ""},
+		{`{"find": "contacts", "filter": {"mail": "a@b.c"}}`, nil, "inference", ""},
+		{`{"find": "again"}`, []string{"m=email"}, "", ""},
+		{`{"aggregate": "orders", "pipeline": [{"$unionWith": "contacts"}], "cursor": {}}`, []string{"mail=email", "tax=partial:4"}, "", ""},
+		{`{"find": "unknown_coll"}`, nil, "is a view", "sluice_demo.unknown_coll"},
+		{`{"aggregate": "orders", "pipeline": [{"$lookup": {"from": "mystery", "localField": "a", "foreignField": "b", "as": "m"}}], "cursor": {}}`, nil, "is a view", "sluice_demo.mystery"},
+	} {
+		cmd, err := MongoCommand(tc.cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := a.AuthorizeMongoIn(known, "sluice_demo", cmd, nil, tc.cmd)
+		if tc.masked == nil {
+			if d.Allowed() || !strings.Contains(d.Reason, tc.deny) || strings.Join(d.Unresolved, ",") != tc.unresolved {
+				t.Errorf("%s: want refused (%q, unresolved %q), got %v: %s %v", tc.cmd, tc.deny, tc.unresolved, d.Outcome, d.Reason, d.Unresolved)
+			}
+			continue
+		}
+		if !d.Allowed() {
+			t.Errorf("%s: refused: %s", tc.cmd, d.Reason)
+			continue
+		}
+		var got []string
+		for _, ms := range d.Masked {
+			for _, m := range ms {
+				got = append(got, m.Name+"="+m.Strategy)
+			}
+		}
+		slices.Sort(got)
+		want := slices.Clone(tc.masked)
+		slices.Sort(want)
+		if got = slices.Compact(got); !slices.Equal(got, want) {
+			t.Errorf("%s: masked %v, want %v", tc.cmd, got, want)
+		}
+	}
+	// Redefining a view through collMod is a view's creation: its fields
+	// show under the view's name.
+	mig := e.Session(session.Identity{Subject: "m", Groups: []string{"migrators"}}, mongoMaskDemo)
+	cmd, _ := MongoCommand(`{"collMod": "contacts", "viewOn": "customers", "pipeline": [{"$project": {"x": "$ssn"}}]}`)
+	if d := mig.AuthorizeMongoIn(known, "sluice_demo", cmd, nil, "collMod"); d.Outcome != Deny || !strings.Contains(d.Reason, "inference") {
+		t.Errorf("collMod repointing a view at ssn: %v %s", d.Outcome, d.Reason)
+	}
+}

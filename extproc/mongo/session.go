@@ -14,9 +14,10 @@ import (
 	"github.com/sluicedb/sluice/policy"
 )
 
-// Decider decides one command (policy.Authorizer does).
+// Decider decides one command, reading views through their definitions
+// (policy.Authorizer does).
 type Decider interface {
-	AuthorizeMongo(db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document, text string) policy.Decision
+	AuthorizeMongoIn(views policy.MongoViews, db string, cmd bsoncore.Document, seqs map[string][]bsoncore.Document, text string) policy.Decision
 }
 
 // Config is what a session needs besides the bytes.
@@ -60,8 +61,14 @@ type Session struct {
 	backlog [][]byte
 	admit   string // a command a human approved: its next decision counts as allowed
 	closed  bool
+	// colls are the collections whose kind (view or not) the server told
+	// sluice, when; lookups counts sluice's listCollections in flight
+	// (client messages wait until they are answered).
+	colls   map[string]collInfo
+	lookups int
 	stats   map[string]int
 	records bool // the observer keeps the documents the client received
+	rounds  int  // lookups for the command being decided
 }
 
 // request is what a reply to a forwarded request needs.
@@ -71,8 +78,9 @@ type request struct {
 	// cursor: the reply may open a cursor (find, aggregate, …) on ns.
 	cursor bool
 	ns     string
-	more   int64 // getMore: the cursor it continues
-	plan   *plan // masks and guardrails of the documents returned
+	more   int64   // getMore: the cursor it continues
+	lookup *lookup // sluice's own listCollections
+	plan   *plan   // masks and guardrails of the documents returned
 	rec    *session.StatementRecord
 	cur    *cursor // getMore: the cursor's state
 }
@@ -95,7 +103,7 @@ func NewSession(cfg Config) *Session {
 	}
 	return &Session{
 		cfg: cfg, log: cfg.Logger, pending: map[int32]*request{}, cursors: map[int64]*cursor{}, nextID: 1 << 30,
-		loggedIn: cfg.Target.Login == nil, stats: map[string]int{},
+		loggedIn: cfg.Target.Login == nil, stats: map[string]int{}, colls: map[string]collInfo{},
 		records: cfg.Observer != nil && cfg.Observer.RecordsResults(),
 	}
 }
@@ -178,7 +186,7 @@ var handshake = map[string]bool{"hello": true, "isMaster": true, "ismaster": tru
 
 // blocked: client messages wait — sluice's login, or a command held for a
 // human.
-func (s *Session) blocked() bool { return !s.loggedIn || s.held != nil }
+func (s *Session) blocked() bool { return !s.loggedIn || s.held != nil || s.lookups > 0 }
 
 func (s *Session) clientMessage(m Message, out *session.Output) error {
 	if s.blocked() {
@@ -316,7 +324,16 @@ func (s *Session) command(m Message, out *session.Output) error {
 			seqs[sq.Identifier] = append(seqs[sq.Identifier], sq.Docs...)
 		}
 		text = policy.MongoShape(withSequences(msg.Body, msg.Sequences))
-		dec = s.cfg.Decider.AuthorizeMongo(db, msg.Body, seqs, text)
+		dec = s.cfg.Decider.AuthorizeMongoIn(s, db, msg.Body, seqs, text)
+		if len(dec.Unresolved) > 0 && s.rounds < maxLookupRounds {
+			// Learn from the server whether they are views, then decide
+			// again with the answer.
+			s.rounds++
+			s.lookUp(dec.Unresolved, out)
+			s.backlog = append([][]byte{append([]byte(nil), m.Raw...)}, s.backlog...)
+			return nil
+		}
+		s.rounds = 0
 		if dec.Shadow {
 			s.log.Warn("shadow mode: command would be refused", "command", text, "would_be", dec.WouldBe.String(), "reason", dec.Reason)
 		}
@@ -352,6 +369,9 @@ func (s *Session) command(m Message, out *session.Output) error {
 			s.cfg.Observer.Statement(*r)
 		}
 		return nil
+	}
+	if ddlCommands[name] {
+		clear(s.colls)
 	}
 	if text != "" {
 		req.plan = s.newPlan(name, dec)
@@ -414,10 +434,12 @@ func (s *Session) record(text string, d policy.Decision) *session.StatementRecor
 }
 
 // sendOwn sends a command of sluice's own; its reply is not forwarded.
-func (s *Session) sendOwn(cmd bsoncore.Document, out *session.Output) {
+func (s *Session) sendOwn(cmd bsoncore.Document, out *session.Output) *request {
 	s.nextID++
 	out.ToServer = AppendMsg(out.ToServer, s.nextID, 0, Msg{Body: cmd})
-	s.pending[s.nextID] = &request{own: true}
+	r := &request{own: true}
+	s.pending[s.nextID] = r
+	return r
 }
 
 // startLogin begins sluice's login as the target's stored user, before any
@@ -439,10 +461,17 @@ func (s *Session) startLogin(out *session.Output) error {
 }
 
 // ownReply consumes the reply to one of sluice's own commands.
-func (s *Session) ownReply(m Message, out *session.Output) error {
+func (s *Session) ownReply(req *request, m Message, out *session.Output) error {
 	msg, err := ParseMsg(m)
 	if err != nil {
 		return err
+	}
+	if req.lookup != nil {
+		s.learn(req.lookup, msg.Body)
+		if s.lookups--; s.lookups == 0 {
+			return s.replayBacklog(out)
+		}
+		return nil
 	}
 	if s.login == nil || s.loggedIn {
 		return nil // a killCursors sluice sent: its answer changes nothing
@@ -487,7 +516,7 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 	}
 	delete(s.pending, m.ResponseTo)
 	if req.own {
-		return s.ownReply(m, out)
+		return s.ownReply(req, m, out)
 	}
 	switch m.OpCode {
 	case wiremessage.OpReply:

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 
+	"github.com/sluicedb/sluice/cedar"
 	"github.com/sluicedb/sluice/extproc/session"
 	"github.com/sluicedb/sluice/policy"
 )
@@ -17,7 +18,7 @@ import (
 // decider refuses the commands named in deny, and allows the rest.
 type decider map[string]string
 
-func (d decider) AuthorizeMongo(db string, cmd bsoncore.Document, _ map[string][]bsoncore.Document, text string) policy.Decision {
+func (d decider) AuthorizeMongoIn(_ policy.MongoViews, db string, cmd bsoncore.Document, _ map[string][]bsoncore.Document, text string) policy.Decision {
 	if reason, ok := d[cmd.Index(0).Key()]; ok && strings.HasPrefix(reason, "approval:") {
 		return policy.Decision{Outcome: policy.Approval, Reason: reason}
 	} else if ok {
@@ -362,5 +363,86 @@ func TestSessionGuardrails(t *testing.T) {
 	_ = s.FromClient(command(4, 0, "getMore", int64(77), "collection", "users", "$db", "app"), &out)
 	if r := replies(t, out.ToClient); len(r) != 1 {
 		t.Fatal("getMore on a cut cursor passed")
+	}
+}
+
+// TestSessionReadsViewsThroughTheirDefinitions: before a find on a
+// collection it has not placed, the session asks the server (its own
+// listCollections; the find waits), learns that "contacts" is a view over
+// customers moving email to "mail", asks about customers in turn, and then
+// masks "mail" in the reply. DDL through the session forgets the answers.
+func TestSessionReadsViewsThroughTheirDefinitions(t *testing.T) {
+	set, err := cedar.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := session.Target{Name: "demo-mongo", Protocol: "mongodb"}
+	auth := policy.NewEngine(set).Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target)
+	s := NewSession(Config{Target: target, Decider: auth})
+	var out session.Output
+	own := func() (int32, bsoncore.Document) {
+		t.Helper()
+		var f Framer
+		var id int32
+		var body bsoncore.Document
+		_ = f.Feed(out.ToServer, func(m Message) error { msg, _ := ParseMsg(m); id, body = m.RequestID, msg.Body; return nil })
+		if body == nil || body.Index(0).Key() != "listCollections" {
+			t.Fatalf("sent %v, want listCollections", body)
+		}
+		return id, body
+	}
+	listed := func(to int32, docs ...bsoncore.Document) []byte {
+		arr := bsoncore.NewArrayBuilder()
+		for _, d := range docs {
+			arr.AppendDocument(d)
+		}
+		return reply(to, bsoncore.NewDocumentBuilder().AppendDocument("cursor", bsoncore.NewDocumentBuilder().
+			AppendInt64("id", 0).AppendArray("firstBatch", arr.Build()).Build()).AppendDouble("ok", 1).Build())
+	}
+	_ = s.FromClient(command(1, 0, "find", "contacts", "$db", "sluice_demo"), &out)
+	id, body := own()
+	if !strings.Contains(body.String(), "contacts") || len(out.ToClient) != 0 {
+		t.Fatalf("first lookup: %v", body)
+	}
+	pipe := bsoncore.NewArrayBuilder().AppendDocument(doc("$project", doc("mail", "$email"))).Build()
+	out.Reset()
+	_ = s.FromServer(listed(id, doc("name", "contacts", "type", "view", "options", doc("viewOn", "customers", "pipeline", pipe))), &out)
+	id, body = own()
+	if !strings.Contains(body.String(), "customers") {
+		t.Fatalf("second lookup: %v", body)
+	}
+	out.Reset()
+	_ = s.FromServer(listed(id, doc("name", "customers", "type", "collection")), &out)
+	var f Framer
+	var sent bsoncore.Document
+	_ = f.Feed(out.ToServer, func(m Message) error { msg, _ := ParseMsg(m); sent = msg.Body; return nil })
+	if sent == nil || sent.Index(0).Key() != "find" {
+		t.Fatalf("the find was not released: %v", sent)
+	}
+	out.Reset()
+	batch := bsoncore.NewArrayBuilder().AppendDocument(doc("_id", int32(1), "mail", "alice@example.com")).Build()
+	_ = s.FromServer(reply(1, bsoncore.NewDocumentBuilder().AppendDocument("cursor", bsoncore.NewDocumentBuilder().
+		AppendInt64("id", 0).AppendArray("firstBatch", batch).Build()).AppendDouble("ok", 1).Build()), &out)
+	if r := replies(t, out.ToClient); len(r) != 1 || strings.Contains(r[0].Body.String(), "alice@") || !strings.Contains(r[0].Body.String(), "a***@example.com") {
+		t.Fatalf("view's reply: %v", r)
+	}
+	// A filter on the view's masked field is the inference channel.
+	out.Reset()
+	_ = s.FromClient(command(2, 0, "find", "contacts", "filter", doc("mail", "x"), "$db", "sluice_demo"), &out)
+	if r := replies(t, out.ToClient); len(r) != 1 || !strings.Contains(r[0].Body.String(), "inference") {
+		t.Fatalf("filter on the view's mail: %v", r)
+	}
+	// A listCollections answer sluice cannot read leaves the name unknown:
+	// the command is refused after the bounded rounds, never passed.
+	s2 := NewSession(Config{Target: target, Decider: auth})
+	out.Reset()
+	_ = s2.FromClient(command(1, 0, "find", "mystery", "$db", "sluice_demo"), &out)
+	for round := 0; round < maxLookupRounds+1 && len(out.ToClient) == 0; round++ {
+		id, _ := own()
+		out.Reset()
+		_ = s2.FromServer(reply(id, ErrorDoc(13, "Unauthorized", "no")), &out)
+	}
+	if r := replies(t, out.ToClient); len(r) != 1 || !strings.Contains(r[0].Body.String(), "is a view") {
+		t.Fatalf("unknown collection: %v", r)
 	}
 }
