@@ -156,6 +156,16 @@ func TestMongoDBGoDriverThroughTheGateway(t *testing.T) {
 	if n := directCount(t, "customers"); n != before {
 		t.Fatalf("customers: %d documents, was %d", n, before)
 	}
+	// The driver holds no credentials, and FerretDB does not serve a
+	// driver that holds none: sluice's login is what lets it in.
+	bare, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + stack.Mongo.Addr() + "/?directConnection=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Disconnect(ctx)
+	if _, err := bare.Database(devstack.DemoDatabase).Collection("customers").CountDocuments(ctx, bson.D{}); !errors.As(err, &ce) || ce.Code != 13 {
+		t.Fatalf("FerretDB served an unauthenticated driver: %v", err)
+	}
 	var doc bson.M
 	if err := users.FindOne(ctx, bson.D{{Key: "_id", Value: 4}}).Decode(&doc); err != nil || doc["name"] != "Customer 4" {
 		t.Fatalf("FindOne after a refusal: %v %v", doc, err)

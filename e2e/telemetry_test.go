@@ -256,6 +256,32 @@ func TestTracesJoinEnvoy(t *testing.T) {
 	recv.mu.Unlock()
 	t.Logf("metrics received: %v; %d audit log records", want, nlogs)
 	t.Logf("trace %x: envoy %q → envoy %q → sluice.session → %d statement spans %v", session.TraceId, tunnelSpan, envoySpan.Name, len(stmts), keys(byOp))
+
+	// A MongoDB session's commands follow OpenTelemetry's MongoDB
+	// conventions: the command's name, the collection, the database.
+	mport, _ := devstack.FreePort()
+	maddr := fmt.Sprintf("127.0.0.1:%d", mport)
+	if _, err := stack.StartConnectVia(ctx, "connect-otel-mongo", gw, devstack.DemoMongoTarget, maddr, tokenFor(t, "traced-mongo", []string{"analysts"})); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := pymongo(t, stack.MongoURI(maddr), `try_("find", lambda: db.orders.find_one({"_id": 5}))`); err != nil || !strings.Contains(out, "find OK") {
+		t.Fatalf("pymongo: %v %s", err, out)
+	}
+	var found *tracepb.Span
+	for deadline := time.Now().Add(20 * time.Second); found == nil && time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		for _, s := range recv.snapshot() {
+			if attr(s.span.Attributes, "db.system.name") == "mongodb" && attr(s.span.Attributes, "db.operation.name") == "find" {
+				found = s.span
+			}
+		}
+	}
+	if found == nil {
+		t.Fatal("no span for the MongoDB find")
+	}
+	if c, ns := attr(found.Attributes, "db.collection.name"), attr(found.Attributes, "db.namespace"); c != "orders" || ns != "sluice_demo" {
+		t.Errorf("MongoDB span: collection %q, namespace %q", c, ns)
+	}
+	t.Logf("MongoDB span %q: db.query.text %s", found.Name, attr(found.Attributes, "db.query.text"))
 }
 
 func keys(m map[string]*tracepb.Span) []string {
