@@ -96,6 +96,9 @@ func (sh docShape) sources() []Column {
 // without drops the fields at or inside path (a field that holds path
 // stays: the part removed is then masked needlessly, never shown).
 func (sh docShape) without(path string) docShape {
+	if normPath(path) != path {
+		return sh // "a.0", "a.$": not the whole field; keep its plan
+	}
 	var out docShape
 	for _, f := range sh {
 		if f.path != "" && within(f.path, path) {
@@ -108,34 +111,81 @@ func (sh docShape) without(path string) docShape {
 
 // keep narrows the shape to path (an inclusion projection).
 func (sh docShape) keep(path string) docShape {
+	path = normPath(path)
 	return sh.ref(path, path, true)
 }
 
-// exprRefs are the "$path" references of an aggregation expression
-// ("$$vars" are not fields of the document).
+// exprRefs are the field paths an aggregation expression reads: "$path"
+// strings, "$$ROOT" and "$$CURRENT" (the whole document, or a path in
+// it); other "$$vars" are bound by the expression itself (their inputs
+// are references of their own). Operators that take a field by name
+// ($getField, $setField, $unsetField, on $$CURRENT unless told otherwise)
+// read the whole document, as far as sluice can tell.
 func exprRefs(v bsoncore.Value) []string {
 	switch v.Type {
 	case bsoncore.TypeString:
-		s := v.StringValue()
-		if len(s) > 1 && s[0] == '$' && s[1] != '$' {
-			return []string{s[1:]}
+		if p, ok := refPath(v.StringValue()); ok {
+			return []string{p}
 		}
 	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
 		var out []string
-		vals, _ := bsoncore.Document(v.Data).Values()
-		for _, x := range vals {
-			out = append(out, exprRefs(x)...)
+		elems, _ := bsoncore.Document(v.Data).Elements()
+		for _, e := range elems {
+			if v.Type == bsoncore.TypeEmbeddedDocument && byName[e.Key()] {
+				out = append(out, "")
+			}
+			out = append(out, exprRefs(e.Value())...)
 		}
 		return out
 	}
 	return nil
 }
 
+// byName are operators that read a field named by a string.
+var byName = map[string]bool{"$getField": true, "$setField": true, "$unsetField": true}
+
+// refPath is the document path a "$…" string reads: "$a.b" → "a.b",
+// "$$ROOT" → "" (the document), "$$CURRENT.a" → "a"; false for literals and
+// other variables.
+func refPath(s string) (string, bool) {
+	switch {
+	case len(s) > 1 && s[0] == '$' && s[1] != '$':
+		return normPath(s[1:]), true
+	case s == "$$ROOT" || s == "$$CURRENT":
+		return "", true
+	case strings.HasPrefix(s, "$$ROOT."):
+		return normPath(s[len("$$ROOT."):]), true
+	case strings.HasPrefix(s, "$$CURRENT."):
+		return normPath(s[len("$$CURRENT."):]), true
+	}
+	return "", false
+}
+
+// normPath is the field a path names, without array positions: "cards.0.number",
+// "cards.$.number" and "cards.$[].number" all read cards.number, and a
+// projection of "cards.$" returns cards.
+func normPath(p string) string {
+	if !strings.ContainsAny(p, "$0123456789") {
+		return p
+	}
+	parts := strings.Split(p, ".")
+	out := parts[:0]
+	for _, c := range parts {
+		if c == "" || c[0] == '$' || strings.Trim(c, "0123456789") == "" {
+			continue
+		}
+		out = append(out, c)
+	}
+	return strings.Join(out, ".")
+}
+
 // expr is the shape an expression's value has at out: a bare "$path"
 // moves the fields it reads; anything else derives one value from all.
 func (sh docShape) expr(v bsoncore.Value, out string) docShape {
-	if s, ok := v.StringValueOK(); ok && len(s) > 1 && s[0] == '$' && s[1] != '$' {
-		return sh.ref(s[1:], out, true)
+	if s, ok := v.StringValueOK(); ok {
+		if p, isRef := refPath(s); isRef {
+			return sh.ref(p, out, true)
+		}
 	}
 	var res docShape
 	for _, r := range exprRefs(v) {
@@ -148,7 +198,7 @@ func (sh docShape) expr(v bsoncore.Value, out string) docShape {
 
 // uses records every column a reference to path reads.
 func (a *mongoAnalyzer) useRef(sh docShape, path string) {
-	a.use(sh.ref(path, "", false).sources()...)
+	a.use(sh.ref(normPath(path), "", false).sources()...)
 }
 
 // useExpr records every column an expression reads.
@@ -294,8 +344,10 @@ func (a *mongoAnalyzer) group(sh docShape, spec bsoncore.Value) docShape {
 
 // replaceRoot applies $replaceRoot / $replaceWith.
 func (a *mongoAnalyzer) replaceRoot(sh docShape, v bsoncore.Value) docShape {
-	if s, ok := v.StringValueOK(); ok && len(s) > 1 && s[0] == '$' && s[1] != '$' {
-		return sh.ref(s[1:], "", true)
+	if s, ok := v.StringValueOK(); ok {
+		if p, isRef := refPath(s); isRef {
+			return sh.ref(p, "", true)
+		}
 	}
 	if d, ok := v.DocumentOK(); ok && !isOperatorDoc(d) {
 		var out docShape

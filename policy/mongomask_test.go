@@ -67,6 +67,19 @@ func TestMongoMaskingFollowsFields(t *testing.T) {
 		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": {"$set": {"x": "$ssn"}}}]}`, []string{}, ""},
 		{"migrators", `{"findAndModify": "customers", "query": {"_id": 1}, "update": {"$set": {"a": 1}}}`, []string{"value.email=email", "value.ssn=partial:4", "value.profile.phone=partial:4", "value.cards.number=partial:4"}, ""},
 		{"migrators", `{"findAndModify": "customers", "query": {"_id": 1}, "update": {"$set": {"a": 1}}, "fields": {"name": 1}}`, []string{}, ""},
+		// The whole document by variable, fields by name, array positions.
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": "$$ROOT"}}], "cursor": {}}`, []string{"x.email=email", "x.ssn=partial:4", "x.profile.phone=partial:4", "x.cards.number=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": "$$CURRENT.ssn"}}], "cursor": {}}`, []string{"x=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$replaceRoot": {"newRoot": "$$ROOT"}}], "cursor": {}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": {"$getField": "ssn"}}}], "cursor": {}}`, []string{"x=redact"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": {"$getField": {"field": "ssn", "input": "$$ROOT"}}}}], "cursor": {}}`, []string{"x=redact"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": {"$map": {"input": "$cards", "as": "c", "in": "$$c.number"}}}}], "cursor": {}}`, []string{"x=redact"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$project": {"x": {"$objectToArray": "$profile"}}}], "cursor": {}}`, []string{"x=redact"}, ""},
+		{"analysts", `{"find": "customers", "filter": {"cards.0.number": "4111"}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "filter": {"$expr": {"$eq": [{"$getField": "ssn"}, "1"]}}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "filter": {"$expr": {"$eq": ["$$ROOT.ssn", "1"]}}}`, nil, "inference"},
+		{"analysts", `{"find": "customers", "filter": {"cards.brand": "visa"}, "projection": {"cards.$": 1}}`, []string{"cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"cards.0": 0}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
 	} {
 		a := e.Session(session.Identity{Subject: "a", Groups: []string{tc.group}}, mongoMaskDemo)
 		cmd, err := MongoCommand(tc.cmd)
