@@ -37,6 +37,18 @@ func analyzeMongo(views MongoViews, db string, cmd bsoncore.Document, seqs map[s
 			return Analysis{Err: fmt.Errorf("field %q appears twice in one document: refused as ambiguous", k)}, nil
 		}
 	}
+	name := ""
+	if e, err := cmd.IndexErr(0); err == nil {
+		name = e.Key()
+	}
+	for id := range seqs {
+		if !mongoSequences[name][id] {
+			// The server reads a kind-1 section as the body's field of
+			// that name ({aggregate} + "pipeline", {findAndModify} +
+			// "update"): one sluice does not expect is not read unchecked.
+			return Analysis{Err: fmt.Errorf("%s with a document sequence %q: refused (sluice reads only the sequences the command defines)", name, id)}, nil
+		}
+	}
 	a := &mongoAnalyzer{db: db, cmd: cmd, seqs: seqs, views: views}
 	if err := a.command(); err != nil {
 		return Analysis{Err: err}, a.unresolved
@@ -57,6 +69,12 @@ type mongoAnalyzer struct {
 
 func (a *mongoAnalyzer) table(db, coll string) Object {
 	return Object{Kind: ObjectTable, Schema: db, Name: coll}
+}
+
+// mongoSequences are the kind-1 sections each command may carry.
+var mongoSequences = map[string]map[string]bool{
+	"insert": {"documents": true}, "update": {"updates": true}, "delete": {"deletes": true},
+	"bulkWrite": {"ops": true, "nsInfo": true},
 }
 
 // mongoAdmin maps server administration commands to the admin action

@@ -42,6 +42,11 @@ func TestMongoCommandModel(t *testing.T) {
 		{"migrators", `{"findAndModify": "users", "query": {}, "remove": true}`, nil, Approval, "no-unbounded-delete"},
 		{"migrators", `{"bulkWrite": 1, "ops": [{"delete": 0, "filter": {}, "multi": true}], "nsInfo": [{"ns": "app.users"}]}`, nil, Approval, "no-unbounded-delete"},
 		{"analysts", `{"drop": "users"}`, nil, Deny, "no-ddl"},
+		// A sequence the command does not define is a body field the
+		// server reads: a pipeline, a pipeline update.
+		{"analysts", `{"aggregate": "users", "cursor": {}}`, map[string][]string{"pipeline": {`{"$project": {"x": "$ssn"}}`}}, Deny, "sequence"},
+		{"migrators", `{"findAndModify": "users", "query": {"_id": 1}}`, map[string][]string{"update": {`{"$set": {"x": "$ssn"}}`}}, Deny, "sequence"},
+		{"migrators", `{"insert": "users"}`, map[string][]string{"deletes": {`{"q": {}, "limit": 0}`}}, Deny, "sequence"},
 		{"migrators", `{"drop": "users"}`, nil, Approval, ""},
 		{"analysts", `{"dropDatabase": 1}`, nil, Deny, "no-ddl"},
 		{"analysts", `{"renameCollection": "app.users", "to": "app.old"}`, nil, Deny, "no-ddl"},
