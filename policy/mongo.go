@@ -553,7 +553,12 @@ func (a *mongoAnalyzer) fields(sh docShape, prefix string, d bsoncore.Document) 
 				}
 			}
 		case strings.HasPrefix(k, "$"):
-			if k == "$expr" || mongoCode[k] || k == "$text" {
+			switch {
+			case k == "$text" || k == "$jsonSchema":
+				// A text index's fields, or a schema's properties and
+				// patterns: any field may steer the match.
+				a.useRef(sh, "")
+			case k == "$expr" || mongoCode[k]:
 				// Expressions name fields as "$path" strings.
 				a.useExpr(sh, e.Value())
 			}
