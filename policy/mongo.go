@@ -50,7 +50,11 @@ func analyzeMongo(views MongoViews, db string, cmd bsoncore.Document, seqs map[s
 		}
 	}
 	a := &mongoAnalyzer{db: db, cmd: cmd, seqs: seqs, views: views}
-	if err := a.command(); err != nil {
+	err := a.command()
+	if err == nil {
+		err = a.internal
+	}
+	if err != nil {
 		return Analysis{Err: err}, a.unresolved
 	}
 	return Analysis{Statements: []Statement{a.st}}, a.unresolved
@@ -65,9 +69,15 @@ type mongoAnalyzer struct {
 	// unresolved are collections read whose kind (view or not) views
 	// does not know yet.
 	unresolved []string
+	internal   error // a namespace of the server's own (local, config, system.*)
 }
 
 func (a *mongoAnalyzer) table(db, coll string) Object {
+	if (db == "local" || db == "config" || strings.HasPrefix(coll, "system.")) && a.internal == nil {
+		// The oplog, sessions, users' SCRAM keys, the profiler's captured
+		// commands: the server's own data, never an agent's.
+		a.internal = fmt.Errorf("%s.%s is the server's internal data: refused through the gateway", db, coll)
+	}
 	return Object{Kind: ObjectTable, Schema: db, Name: coll}
 }
 
@@ -169,7 +179,7 @@ func (a *mongoAnalyzer) command() error {
 				return fmt.Errorf("distinct without a key")
 			}
 			// The reply's values are the key's values.
-			a.outputs(doc.ref(key, "values", true), "")
+			a.outputs(doc.ref(normPath(key), "values", true), "")
 		case "find":
 			if p := a.cmd.Lookup("projection"); p.Type != 0 {
 				a.useExprsIn(doc, p)
@@ -235,6 +245,7 @@ func (a *mongoAnalyzer) command() error {
 			a.add("delete", tbl)
 		} else {
 			a.add("update", tbl)
+			a.arrayFilters(tbl, a.cmd)
 			if err := a.update(tbl, a.cmd.Lookup("update")); err != nil {
 				return err
 			}
@@ -402,6 +413,7 @@ func (a *mongoAnalyzer) statements(t Object, key string, isUpdate bool) error {
 			return err
 		}
 		if isUpdate {
+			a.arrayFilters(t, d)
 			if err := a.update(t, d.Lookup("u")); err != nil {
 				return err
 			}
@@ -428,8 +440,25 @@ func (a *mongoAnalyzer) update(t Object, u bsoncore.Value) error {
 				a.useRef(wholeDoc(t), e.Key())
 			}
 		}
+		for _, op := range []string{"$pull", "$pullAll"} {
+			// {$pull: {cards: {number: "4111"}}}: how many documents it
+			// changed says whether a value is there.
+			if r, ok := d.Lookup(op).DocumentOK(); ok {
+				if err := a.fields(wholeDoc(t), "", r); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return a.code(u)
+}
+
+// arrayFilters in an update pick array elements by their fields' values
+// under identifiers sluice does not map to paths: any field may steer.
+func (a *mongoAnalyzer) arrayFilters(t Object, d bsoncore.Document) {
+	if d.Lookup("arrayFilters").Type != 0 {
+		a.useRef(wholeDoc(t), "")
+	}
 }
 
 // bulkWrite (MongoDB 8.0, on admin): ops index namespaces in nsInfo.
@@ -472,6 +501,7 @@ func (a *mongoAnalyzer) bulkWrite() error {
 				return err
 			}
 			if e.Key() == "update" {
+				a.arrayFilters(obj, op)
 				if err := a.update(obj, op.Lookup("updateMods")); err != nil {
 					return err
 				}
@@ -789,13 +819,22 @@ func (a *mongoAnalyzer) stage(sh docShape, name string, body bsoncore.Value) (do
 	if name == "$redact" {
 		a.useExpr(sh, body)
 	}
+	if name == "$geoNear" && isDoc {
+		if err := a.filter(sh, d.Lookup("query")); err != nil {
+			return nil, err
+		}
+	}
 	return docShape{{path: mongoOpaque, src: sh.sources()}}, nil
 }
 
 // lookup accounts for $lookup and $graphLookup: the joined collection's
 // documents land under "as"; the fields that match them steer.
 func (a *mongoAnalyzer) lookup(sh docShape, name string, d bsoncore.Document) (docShape, error) {
-	from, _ := d.Lookup("from").StringValueOK()
+	from, isName := d.Lookup("from").StringValueOK()
+	if f := d.Lookup("from"); f.Type != 0 && !isName {
+		// {db, coll}: another database (the oplog, on some servers).
+		return nil, fmt.Errorf("%s from another database: refused", name)
+	}
 	var foreign docShape
 	if from == "" {
 		if _, ok := d.Lookup("pipeline").ArrayOK(); !ok {

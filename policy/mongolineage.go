@@ -3,6 +3,7 @@ package policy
 import (
 	"strings"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -57,6 +58,10 @@ func (sh docShape) ref(path, out string, bare bool) docShape {
 	var res docShape
 	for _, f := range sh {
 		switch {
+		case f.path == mongoOpaque:
+			// Fields sluice lost track of may be anywhere: whatever reads
+			// the documents reads them.
+			res = append(res, f)
 		case within(path, f.path):
 			// The reference reads inside f (or f itself).
 			rest := strings.TrimPrefix(strings.TrimPrefix(path, f.path), ".")
@@ -101,7 +106,7 @@ func (sh docShape) without(path string) docShape {
 	}
 	var out docShape
 	for _, f := range sh {
-		if f.path != "" && within(f.path, path) {
+		if f.path != "" && f.path != mongoOpaque && within(f.path, path) {
 			continue
 		}
 		out = append(out, f)
@@ -141,8 +146,9 @@ func exprRefs(v bsoncore.Value) []string {
 	return nil
 }
 
-// byName are operators that read a field named by a string.
-var byName = map[string]bool{"$getField": true, "$setField": true, "$unsetField": true}
+// byName are operators that read a field named by a string, or (as
+// $meta's indexKey) values sluice cannot place.
+var byName = map[string]bool{"$getField": true, "$setField": true, "$unsetField": true, "$meta": true}
 
 // refPath is the document path a "$…" string reads: "$a.b" → "a.b",
 // "$$ROOT" → "" (the document), "$$CURRENT.a" → "a"; false for literals and
@@ -208,60 +214,114 @@ func (a *mongoAnalyzer) useExpr(sh docShape, v bsoncore.Value) {
 	}
 }
 
-// project applies a $project (or a find projection) to sh.
+// project applies a $project (or a find projection) to sh. Whether the
+// server reads it as an inclusion or an exclusion turns on rules sluice
+// need not mirror (nested specs, Decimal128 and fractional flags, $slice
+// or $meta alone, _id as an expression): the shape is both readings at
+// once. Masking a field that is not there changes nothing, so planning
+// for both leaves nothing unmasked whichever the server chose.
 func (a *mongoAnalyzer) project(sh docShape, spec bsoncore.Value) docShape {
 	d, ok := spec.DocumentOK()
 	if !ok {
 		return docShape{{path: mongoOpaque, src: sh.sources()}}
 	}
-	elems, _ := d.Elements()
-	inclusion, idOut := false, false
-	for _, e := range elems {
-		if e.Key() == "_id" {
-			continue
-		}
-		if n, isNum := e.Value().AsInt64OK(); (isNum && n == 0) || isFalse(e.Value()) {
-			continue
-		}
-		inclusion = true
-	}
-	if !inclusion {
-		// Exclusion: everything but the fields named.
-		for _, e := range elems {
-			sh = sh.without(e.Key())
-		}
-		return sh
-	}
 	var out docShape
-	a.projectInto(sh, d, "", &out, &idOut)
-	if !idOut {
+	incl, excl := projectionMode(d)
+	if incl {
+		a.projectInto(sh, d, "", &out)
 		out = append(out, sh.keep("_id")...)
+	}
+	if excl {
+		// Read as an exclusion: everything but the fields set to a
+		// false flag.
+		rest := sh
+		a.excluded(d, "", &rest)
+		out = append(out, rest...)
 	}
 	return out
 }
 
-func isFalse(v bsoncore.Value) bool {
-	b, ok := v.BooleanOK()
-	return ok && !b
+// projectionMode says how the server may read projection d: an inclusion,
+// an exclusion, or (when its rules turn on details — nested specs, other
+// numeric types, $slice, $meta or $elemMatch) either, so both are planned.
+func projectionMode(d bsoncore.Document) (incl, excl bool) {
+	elems, _ := d.Elements()
+	plain, included := true, false
+	for _, e := range elems {
+		v := e.Value()
+		switch v.Type {
+		case bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeBoolean:
+			if on, _ := flag(v); on && e.Key() != "_id" {
+				included = true
+			}
+		case bsoncore.TypeString:
+			included = true // a computed field ("$ssn", or a literal)
+		case bsoncore.TypeEmbeddedDocument:
+			sub := v.Document()
+			if !isOperatorDoc(sub) {
+				plain = false
+				continue
+			}
+			switch sub.Index(0).Key() {
+			case "$slice", "$elemMatch", "$meta":
+				plain = false
+			default:
+				included = true // an expression
+			}
+		default:
+			plain = false
+		}
+	}
+	if !plain {
+		return true, true
+	}
+	return included, !included
 }
 
-// projectInto adds the fields of an inclusion projection, nested specs
-// ({a: {b: 1}}) included.
-func (a *mongoAnalyzer) projectInto(sh docShape, d bsoncore.Document, prefix string, out *docShape, idOut *bool) {
+// flag reads a projection value as MongoDB's truthiness of a number or
+// boolean (Decimal128 and doubles included); ok is false for anything else.
+func flag(v bsoncore.Value) (on, ok bool) {
+	switch v.Type {
+	case bsoncore.TypeBoolean:
+		return v.Boolean(), true
+	case bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDouble:
+		f, _ := v.AsFloat64OK()
+		return f != 0, true
+	case bsoncore.TypeDecimal128:
+		h, l := v.Decimal128()
+		n, _, err := bson.NewDecimal128(h, l).BigInt()
+		return err != nil || n.Sign() != 0, true // NaN and infinities are true
+	}
+	return false, false
+}
+
+// excluded drops from *sh the fields a projection sets to a false flag.
+func (a *mongoAnalyzer) excluded(d bsoncore.Document, prefix string, sh *docShape) {
 	elems, _ := d.Elements()
 	for _, e := range elems {
 		path, v := joinPath(prefix, e.Key()), e.Value()
-		if path == "_id" {
-			*idOut = true
+		if on, isFlag := flag(v); isFlag && !on {
+			*sh = sh.without(path)
+		} else if sub, ok := v.DocumentOK(); ok && !isOperatorDoc(sub) {
+			a.excluded(sub, path, sh)
 		}
-		if n, isNum := v.AsInt64OK(); isNum || v.Type == bsoncore.TypeBoolean {
-			if (isNum && n != 0) || (!isNum && !isFalse(v)) {
+	}
+}
+
+// projectInto adds the fields of a projection read as an inclusion,
+// nested specs ({a: {b: 1}}) included.
+func (a *mongoAnalyzer) projectInto(sh docShape, d bsoncore.Document, prefix string, out *docShape) {
+	elems, _ := d.Elements()
+	for _, e := range elems {
+		path, v := joinPath(prefix, e.Key()), e.Value()
+		if on, isFlag := flag(v); isFlag {
+			if on {
 				*out = append(*out, sh.keep(path)...)
 			}
 			continue
 		}
 		if sub, ok := v.DocumentOK(); ok && !isOperatorDoc(sub) {
-			a.projectInto(sh, sub, path, out, idOut)
+			a.projectInto(sh, sub, path, out)
 			continue
 		}
 		if sub, ok := v.DocumentOK(); ok && isOperatorDoc(sub) {
@@ -351,8 +411,7 @@ func (a *mongoAnalyzer) replaceRoot(sh docShape, v bsoncore.Value) docShape {
 	}
 	if d, ok := v.DocumentOK(); ok && !isOperatorDoc(d) {
 		var out docShape
-		idOut := true // a new root has no _id unless it names one
-		a.projectInto(sh, d, "", &out, &idOut)
+		a.projectInto(sh, d, "", &out)
 		return out
 	}
 	return docShape{{path: mongoOpaque, src: sh.ref("", "", false).sources()}}

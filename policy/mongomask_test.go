@@ -82,6 +82,25 @@ func TestMongoMaskingFollowsFields(t *testing.T) {
 		{"analysts", `{"find": "customers", "filter": {"$expr": {"$eq": [{"$getField": "ssn"}, "1"]}}}`, nil, "inference"},
 		{"analysts", `{"find": "customers", "filter": {"$expr": {"$eq": ["$$ROOT.ssn", "1"]}}}`, nil, "inference"},
 		{"analysts", `{"find": "customers", "filter": {"cards.brand": "visa"}, "projection": {"cards.$": 1}}`, []string{"cards.number=partial:4"}, ""},
+		// Projections the server may read either way: both readings masked.
+		{"analysts", `{"find": "customers", "projection": {"profile": {"phone": 0}}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"ssn": {"$numberDecimal": "0"}}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"cards": {"$slice": 1}, "_id": 0}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "projection": {"_id": "$ssn"}}`, []string{"_id=partial:4"}, ""},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$addFields": {"e": "$email"}}, {"$project": {"e": 0.5}}], "cursor": {}}`, []string{"e=email", "email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"find": "customers", "hint": {"email": 1}, "projection": {"_id": 1, "k": {"$meta": "indexKey"}}}`, []string{"k=redact", "email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
+		{"analysts", `{"distinct": "customers", "key": "cards.0.number"}`, []string{"values=partial:4"}, ""},
+		// A stage sluice does not follow stays untraceable downstream.
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$replaceWith": {"$mergeObjects": ["$$ROOT"]}}, {"$project": {"ssn": 1, "email": 1}}], "cursor": {}}`, nil, "cannot follow"},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$setWindowFields": {"output": {"x": {"$push": "$ssn", "window": {"documents": [0, 0]}}}}}, {"$project": {"x": 1}}], "cursor": {}}`, nil, "cannot follow"},
+		{"analysts", `{"aggregate": "customers", "pipeline": [{"$bucketAuto": {"groupBy": "$_id", "buckets": 2, "output": {"e": {"$push": "$email"}}}}, {"$group": {"_id": null, "all": {"$push": "$e"}}}], "cursor": {}}`, nil, "cannot follow"},
+		// The server's own data.
+		{"analysts", `{"aggregate": "orders", "pipeline": [{"$lookup": {"from": {"db": "local", "coll": "oplog.rs"}, "pipeline": [], "as": "o"}}], "cursor": {}}`, nil, "another database"},
+		{"analysts", `{"find": "system.users"}`, nil, "internal"},
+		{"analysts", `{"find": "system.profile"}`, nil, "internal"},
+		// Writers' inference channels.
+		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": {"$pull": {"cards": {"number": "4111"}}}}]}`, nil, "inference"},
+		{"migrators", `{"update": "customers", "updates": [{"q": {"_id": 1}, "u": {"$set": {"cards.$[c].brand": "x"}}, "arrayFilters": [{"c.number": "4111"}]}]}`, nil, "inference"},
 		{"analysts", `{"find": "customers", "projection": {"cards.0": 0}}`, []string{"email=email", "ssn=partial:4", "profile.phone=partial:4", "cards.number=partial:4"}, ""},
 	} {
 		a := e.Session(session.Identity{Subject: "a", Groups: []string{tc.group}}, mongoMaskDemo)
