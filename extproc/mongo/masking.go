@@ -115,6 +115,8 @@ func (s *Session) reply(req *request, body bsoncore.Document, cursorID int64, ou
 		// quote what the agent sees only masked.
 		name, _ := body.Lookup("codeName").StringValueOK()
 		masked = ErrorDoc(int32(code), name, "sluice: the server's error message is withheld: the command reads masked fields, and the message could quote them (code "+strconv.FormatInt(code, 10)+")")
+	} else if ok == 1 && p.protected && body.Lookup("writeErrors").Type == bsoncore.TypeArray {
+		masked = withheldWriteErrors(body)
 	} else if len(p.rules) > 0 {
 		n := 0
 		b, err := p.doc(nil, body, "", s.cfg.Masker, &n)
@@ -325,4 +327,30 @@ func removeKeys(d bsoncore.Document, keys ...string) (bsoncore.Document, bool) {
 	}
 	out, _ = bsoncore.AppendDocumentEnd(out, idx)
 	return out, true
+}
+
+// withheldWriteErrors is a write's reply with each write error's message
+// withheld (a duplicate key error quotes the key's value), codes kept.
+func withheldWriteErrors(body bsoncore.Document) bsoncore.Document {
+	elems, _ := body.Elements()
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	for _, e := range elems {
+		if e.Key() != "writeErrors" {
+			out = append(out, e...)
+			continue
+		}
+		errs, _ := e.Value().Array().Values()
+		aidx, o := bsoncore.AppendArrayElementStart(out, "writeErrors")
+		for i, we := range errs {
+			d, _ := we.DocumentOK()
+			code, _ := d.Lookup("code").AsInt64OK()
+			n, _ := d.Lookup("index").AsInt64OK()
+			o = bsoncore.AppendDocumentElement(o, strconv.Itoa(i), bsoncore.NewDocumentBuilder().
+				AppendInt32("index", int32(n)).AppendInt32("code", int32(code)).
+				AppendString("errmsg", "sluice: the server's error message is withheld: the command reads masked fields, and the message could quote them (code "+strconv.FormatInt(code, 10)+")").Build())
+		}
+		out, _ = bsoncore.AppendArrayEnd(o, aidx)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
 }

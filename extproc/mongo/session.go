@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -334,15 +335,29 @@ func (s *Session) command(m Message, out *session.Output) error {
 			return nil
 		}
 		s.rounds = 0
+		if dec.Allowed() && s.cfg.Target.Database != "" {
+			for _, tb := range dec.Tables {
+				if db, _, _ := strings.Cut(tb, "."); db != s.cfg.Target.Database {
+					// $out/$merge into another database, bulkWrite's
+					// nsInfo, renameCollection's target.
+					dec = policy.Decision{Outcome: policy.Deny, Reason: fmt.Sprintf("target %q allows database %q only, and the command names %s", s.cfg.Target.Name, s.cfg.Target.Database, tb), Kinds: dec.Kinds, Tables: dec.Tables}
+					break
+				}
+			}
+		}
 		if dec.Shadow {
 			s.log.Warn("shadow mode: command would be refused", "command", text, "would_be", dec.WouldBe.String(), "reason", dec.Reason)
 		}
 		if dec.Outcome == policy.Approval && !oneWay {
 			var goOn bool
-			if dec, goOn = s.approval(dec, text, m, out); !goOn {
+			dec, goOn = s.approval(dec, text, approvalText(msg.Body, msg.Sequences), m, out)
+			if !goOn {
+				s.admit = ""
 				return nil
 			}
 		}
+		// A human's approval counts for this decision only.
+		s.admit = ""
 		if !dec.Allowed() {
 			refusal = "sluice: " + dec.Reason
 			if len(dec.Policies) > 0 {
@@ -436,6 +451,9 @@ func (s *Session) record(text string, d policy.Decision) *session.StatementRecor
 // sendOwn sends a command of sluice's own; its reply is not forwarded.
 func (s *Session) sendOwn(cmd bsoncore.Document, out *session.Output) *request {
 	s.nextID++
+	for s.pending[s.nextID] != nil {
+		s.nextID++ // a client's request took this id: its reply must stay its own
+	}
 	out.ToServer = AppendMsg(out.ToServer, s.nextID, 0, Msg{Body: cmd})
 	r := &request{own: true}
 	s.pending[s.nextID] = r

@@ -446,3 +446,44 @@ func TestSessionReadsViewsThroughTheirDefinitions(t *testing.T) {
 		t.Fatalf("unknown collection: %v", r)
 	}
 }
+
+// TestSessionOwnRequestIDsNeverTakeAClients: a client that uses the id
+// sluice would give its next own command keeps its reply; sluice's
+// listCollections takes another id, and a listCollections answer naming a
+// collection sluice did not ask about teaches nothing.
+func TestSessionOwnRequestIDsNeverTakeAClients(t *testing.T) {
+	set, err := cedar.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := session.Target{Name: "demo-mongo", Protocol: "mongodb"}
+	s := NewSession(Config{Target: target, Decider: policy.NewEngine(set).Session(session.Identity{Subject: "a", Groups: []string{"analysts"}}, target)})
+	var out session.Output
+	next := s.nextID + 1
+	_ = s.FromClient(command(next, 0, "ping", int32(1), "$db", "app"), &out)
+	out.Reset()
+	_ = s.FromClient(command(7, 0, "find", "contacts", "$db", "app"), &out)
+	var f Framer
+	var lookupID int32
+	_ = f.Feed(out.ToServer, func(m Message) error { lookupID = m.RequestID; return nil })
+	if lookupID == next || lookupID == 0 {
+		t.Fatalf("sluice's lookup took id %d (the client's ping has %d)", lookupID, next)
+	}
+	out.Reset()
+	_ = s.FromServer(reply(next, bsoncore.NewDocumentBuilder().AppendDouble("ok", 1).Build()), &out)
+	if r := replies(t, out.ToClient); len(r) != 1 || r[0].Body.Lookup("ok").Double() != 1 {
+		t.Fatalf("the ping's reply: %v", r)
+	}
+	batch := bsoncore.NewArrayBuilder().
+		AppendDocument(doc("name", "contacts", "type", "collection")).
+		AppendDocument(doc("name", "other", "type", "collection")).Build()
+	out.Reset()
+	_ = s.FromServer(reply(lookupID, bsoncore.NewDocumentBuilder().AppendDocument("cursor", bsoncore.NewDocumentBuilder().
+		AppendInt64("id", 0).AppendArray("firstBatch", batch).Build()).AppendDouble("ok", 1).Build()), &out)
+	if _, known := s.MongoView("app", "other"); known {
+		t.Fatal("learnt a collection sluice did not ask about")
+	}
+	if _, known := s.MongoView("app", "contacts"); !known {
+		t.Fatal("did not learn the collection asked about")
+	}
+}

@@ -87,6 +87,10 @@ func (s *Session) learn(l *lookup, body bsoncore.Document) {
 	}
 	now := time.Now()
 	seen := map[string]bool{}
+	asked := map[string]bool{}
+	for _, n := range l.names {
+		asked[n] = true
+	}
 	batch, _ := cur.Lookup("firstBatch").ArrayOK()
 	vals, _ := batch.Values()
 	for _, v := range vals {
@@ -96,6 +100,9 @@ func (s *Session) learn(l *lookup, body bsoncore.Document) {
 		}
 		name, _ := d.Lookup("name").StringValueOK()
 		typ, _ := d.Lookup("type").StringValueOK()
+		if !asked[name] {
+			continue
+		}
 		info := collInfo{at: now}
 		if typ == "view" {
 			opts, _ := d.Lookup("options").DocumentOK()
