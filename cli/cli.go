@@ -23,6 +23,9 @@ Usage:
   sluice serve     --config FILE                 run the ext_proc server Envoy calls
   sluice connect   --gateway ADDR --target NAME --listen ADDR [--ca FILE] [--token-file F | --token T]
                                                  local port for an agent's stock client
+  sluice mcp       --gateway ADDR --target NAME [--ca FILE] [--token-file F] [--protocol postgres|mysql] [--http ADDR]
+                                                 MCP tools for an agent (query, list_schemas, list_tables,
+                                                 describe_table, explain), through the gateway; stdio by default
   sluice envoy bootstrap --config FILE [--out F] render Envoy's bootstrap
   sluice init      DIR [flags]                   write a local configuration folder
   sluice token     --config FILE --sub NAME [--groups a,b] [--ttl 15m]
@@ -50,6 +53,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, rest, stderr)
 	case "connect":
 		return connect(ctx, rest, stderr)
+	case "mcp":
+		return mcpCmd(ctx, rest, stderr)
 	case "envoy":
 		return envoyCmd(ctx, rest, stdout, stderr)
 	case "init":

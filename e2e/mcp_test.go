@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// mcpSession starts `sluice mcp` for an agent in groups on the demo target
+// and connects the MCP Go SDK's client to it over stdio.
+func mcpSession(t *testing.T, sub string, groups []string) *mcp.ClientSession {
+	t.Helper()
+	cmd := exec.Command(stack.Binary, "mcp", "--gateway", stack.Config.Envoy.Listen, "--target", "demo",
+		"--ca", stack.Config.Path("tls/ca.crt"), "--token-file", tokenFor(t, sub, groups), "--database", "sluice_demo")
+	client := mcp.NewClient(&mcp.Implementation{Name: "sluice-e2e", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// call runs a tool and returns its result's text and whether it is a tool
+// error.
+func call(t *testing.T, s *mcp.ClientSession, tool string, args map[string]any) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		t.Fatalf("%s: %v", tool, err)
+	}
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	if res.StructuredContent != nil {
+		js, _ := json.Marshal(res.StructuredContent)
+		b.WriteString("\n" + string(js))
+	}
+	return b.String(), res.IsError
+}
+
+// TestMCPToolsThroughTheGateway: the MCP server an agent runs, driven by
+// the official Go SDK's client: tools/list shows the tools with their
+// input schemas; query returns masked JSON; DROP TABLE is a tool error
+// naming no-ddl; a statement held for approval returns its request id and,
+// once a human approves it, the same call runs.
+func TestMCPToolsThroughTheGateway(t *testing.T) {
+	s := mcpSession(t, "mcp-agent", []string{"analysts"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tools, err := s.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+		schema, _ := json.Marshal(tl.InputSchema)
+		if tl.Description == "" || !strings.Contains(string(schema), `"type":"object"`) {
+			t.Errorf("tool %s: description %q, schema %s", tl.Name, tl.Description, schema)
+		}
+		if tl.Name == "query" && !strings.Contains(string(schema), `"sql"`) {
+			t.Errorf("query's schema lacks sql: %s", schema)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"describe_table", "explain", "list_schemas", "list_tables", "query"}; !slices.Equal(names, want) {
+		t.Fatalf("tools %v, want %v", names, want)
+	}
+	t.Logf("tools/list: %v", names)
+
+	out, isErr := call(t, s, "query", map[string]any{"sql": "SELECT name, email, ssn FROM customers WHERE id = $1", "params": []any{3}})
+	if isErr || !strings.Contains(out, `"Customer 3"`) || !strings.Contains(out, "@example.com") || strings.Contains(out, "customer3@") || strings.Contains(out, "003-45-6789") {
+		t.Fatalf("masked query: %v %s", isErr, out)
+	}
+	t.Logf("query: %s", out)
+	out, isErr = call(t, s, "query", map[string]any{"sql": "DROP TABLE customers"})
+	if !isErr || !strings.Contains(out, "no-ddl") {
+		t.Fatalf("DROP TABLE: %v %s", isErr, out)
+	}
+	t.Logf("DROP TABLE: %s", out)
+	out, isErr = call(t, s, "describe_table", map[string]any{"table": "customers"})
+	if isErr || !strings.Contains(out, `"email"`) {
+		t.Fatalf("describe_table: %v %s", isErr, out)
+	}
+	out, isErr = call(t, s, "list_tables", map[string]any{})
+	if isErr || !strings.Contains(out, `"customers"`) {
+		t.Fatalf("list_tables: %v %s", isErr, out)
+	}
+	out, isErr = call(t, s, "explain", map[string]any{"sql": "SELECT name FROM customers WHERE id = 1"})
+	if isErr || !strings.Contains(out, "Scan") {
+		t.Fatalf("explain: %v %s", isErr, out)
+	}
+
+	seedItems(t, "mcp_items", 3)
+	w := mcpSession(t, "mcp-writer", []string{"migrators", "careful", "async-agents"})
+	del := map[string]any{"sql": "DELETE FROM mcp_items WHERE id = 2"}
+	out, isErr = call(t, w, "query", del)
+	id := requestID.FindString(out)
+	if !isErr || id == "" || !strings.Contains(out, "approval pending") {
+		t.Fatalf("held statement: %v %s", isErr, out)
+	}
+	t.Logf("held: %s", out)
+	if o, err := approvals(t, tokenFor(t, "alice", []string{"dba"}), "approve", id); err != nil {
+		t.Fatalf("approve: %v %s", err, o)
+	}
+	out, isErr = call(t, w, "query", del)
+	if isErr || !strings.Contains(out, "DELETE 1") {
+		t.Fatalf("after approval: %v %s", isErr, out)
+	}
+	t.Logf("after approval: %s", out)
+}
