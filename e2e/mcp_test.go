@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -122,4 +123,64 @@ func TestMCPToolsThroughTheGateway(t *testing.T) {
 		t.Fatalf("after approval: %v %s", isErr, out)
 	}
 	t.Logf("after approval: %s", out)
+}
+
+// inspector runs the MCP Inspector's CLI mode (npm, installed by
+// scripts/setup) against `sluice mcp` for a token file.
+func inspector(t *testing.T, tokenFile string, args ...string) string {
+	t.Helper()
+	bin, err := filepath.Abs("../.tools/inspector/node_modules/.bin/mcp-inspector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	full := append([]string{"--cli", stack.Binary, "mcp", "--gateway", stack.Config.Envoy.Listen, "--target", "demo",
+		"--ca", stack.Config.Path("tls/ca.crt"), "--token-file", tokenFile, "--database", "sluice_demo"}, args...)
+	cmd := exec.CommandContext(ctx, bin, full...)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mcp-inspector %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestMCPInspectorCLI: the same flow from a published MCP client nobody
+// here wrote, the MCP Inspector in CLI mode: tools/list, a masked query, a
+// refused DROP TABLE, and an approval-held DELETE that runs once approved.
+func TestMCPInspectorCLI(t *testing.T) {
+	tok := tokenFor(t, "inspector-agent", []string{"analysts"})
+	list := inspector(t, tok, "--method", "tools/list")
+	for _, name := range []string{`"query"`, `"list_schemas"`, `"list_tables"`, `"describe_table"`, `"explain"`, `"inputSchema"`} {
+		if !strings.Contains(list, name) {
+			t.Errorf("tools/list lacks %s", name)
+		}
+	}
+	q := inspector(t, tok, "--method", "tools/call", "--tool-name", "query", "--tool-arg", "sql=SELECT name, email FROM customers WHERE id = 2")
+	if !strings.Contains(q, `"Customer 2"`) || !strings.Contains(q, "@example.com") || strings.Contains(q, "customer2@") {
+		t.Fatalf("query:\n%s", q)
+	}
+	t.Logf("inspector query:\n%s", q)
+	d := inspector(t, tok, "--method", "tools/call", "--tool-name", "query", "--tool-arg", "sql=DROP TABLE customers")
+	if !strings.Contains(d, `"isError": true`) || !strings.Contains(d, "no-ddl") {
+		t.Fatalf("DROP TABLE:\n%s", d)
+	}
+	t.Logf("inspector DROP TABLE:\n%s", d)
+	seedItems(t, "inspector_items", 3)
+	w := tokenFor(t, "inspector-writer", []string{"migrators", "careful", "async-agents"})
+	del := []string{"--method", "tools/call", "--tool-name", "query", "--tool-arg", "sql=DELETE FROM inspector_items WHERE id = 3"}
+	held := inspector(t, w, del...)
+	id := requestID.FindString(held)
+	if id == "" || !strings.Contains(held, "approval pending") {
+		t.Fatalf("held:\n%s", held)
+	}
+	if o, err := approvals(t, tokenFor(t, "alice", []string{"dba"}), "approve", id); err != nil {
+		t.Fatalf("approve: %v %s", err, o)
+	}
+	ran := inspector(t, w, del...)
+	if !strings.Contains(ran, "DELETE 1") || strings.Contains(ran, `"isError": true`) {
+		t.Fatalf("after approval:\n%s", ran)
+	}
+	t.Logf("inspector after approval of %s:\n%s", id, ran)
 }
