@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/sluicedb/sluice/approval"
+	"github.com/sluicedb/sluice/audit"
 	"github.com/sluicedb/sluice/config"
+	"github.com/sluicedb/sluice/console"
 	"github.com/sluicedb/sluice/policy"
 	"github.com/sluicedb/sluice/sqlstore"
 	"github.com/sluicedb/sluice/token"
@@ -55,8 +57,30 @@ func startApprovals(ctx context.Context, c *config.Config, engine *policy.Engine
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on %s: %w", a.Listen, err)
 	}
+	handler := approval.Handler(svc, authn, authz, sessions, log)
+	if url := c.AuditStore(); url != "" {
+		// The console reads the audit trail beside the writer.
+		trail, err := audit.OpenStore(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { trail.Close() })
+		var targets []string
+		for _, t := range c.Targets {
+			targets = append(targets, t.Name)
+		}
+		ch := console.Handler(console.Config{Events: trail, Authn: authn, Authz: authz, Sessions: sessions,
+			Targets: func() []string { return targets }, Logger: log})
+		mux := http.NewServeMux()
+		mux.Handle("/console", ch)
+		mux.Handle("/console/", ch)
+		mux.Handle("GET /api/v1/sessions", ch)
+		mux.Handle("GET /api/v1/sessions/{id}", ch)
+		mux.Handle("/", handler)
+		handler = mux
+	}
 	hs := &http.Server{
-		Handler:           approval.Handler(svc, authn, authz, sessions, log),
+		Handler:           handler,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
