@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -27,7 +28,7 @@ func mcpCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	ca := fs.String("ca", getenv("SLUICE_CA", ""), "CA certificate of the gateway (default: system roots)")
 	tok := fs.String("token", "", "bearer token (default: $SLUICE_TOKEN)")
 	tokFile := fs.String("token-file", getenv("SLUICE_TOKEN_FILE", ""), "file holding the bearer token, read per connection")
-	protocol := fs.String("protocol", "postgres", "target protocol: postgres or mysql")
+	protocol := fs.String("protocol", "postgres", "target protocol: postgres, mysql or mongodb")
 	user := fs.String("user", "agent", "database user name the client presents (sluice logs in with the target's own login)")
 	database := fs.String("database", "", "database to open (default: the target's)")
 	maxRows := fs.Int("max-rows", 100, "rows a query returns unless the agent asks for fewer or more (at most 10000)")
@@ -62,6 +63,11 @@ func mcpCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { _ = c.Serve(ctx, l) }()
+	if *protocol == "mongodb" {
+		m := &mcptools.Mongo{URI: fmt.Sprintf("mongodb://%s/?directConnection=true", l.Addr()), Database: *database}
+		defer m.Close()
+		return runMCP(ctx, mcptools.NewMongoServer(mcptools.MongoConfig{Target: *target, DB: m, MaxDocs: min(*maxRows, 1000), Version: "1", Logger: log}), *httpAddr, *target, log)
+	}
 	var db mcptools.DB
 	switch *protocol {
 	case "postgres":
@@ -71,24 +77,29 @@ func mcpCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	default:
-		fmt.Fprintf(stderr, "sluice mcp: --protocol %q: want postgres or mysql\n", *protocol)
+		fmt.Fprintf(stderr, "sluice mcp: --protocol %q: want postgres, mysql or mongodb\n", *protocol)
 		return ErrUsage
 	}
 	defer db.Close()
 	srv := mcptools.NewServer(mcptools.Config{Target: *target, DB: db, MaxRows: *maxRows, Version: "1", Logger: log})
-	if *httpAddr == "" {
-		log.Info("sluice mcp serving on stdio", "target", *target, "gateway", *gateway)
+	return runMCP(ctx, srv, *httpAddr, *target, log)
+}
+
+// runMCP serves srv on stdio, or on streamable HTTP at httpAddr.
+func runMCP(ctx context.Context, srv *mcp.Server, httpAddr, target string, log *slog.Logger) error {
+	if httpAddr == "" {
+		log.Info("sluice mcp serving on stdio", "target", target)
 		err := srv.Run(ctx, &mcp.StdioTransport{})
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
 		return err
 	}
-	hl, err := net.Listen("tcp", *httpAddr)
+	hl, err := net.Listen("tcp", httpAddr)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", *httpAddr, err)
+		return fmt.Errorf("cannot listen on %s: %w", httpAddr, err)
 	}
-	log.Info("sluice mcp serving streamable HTTP", "addr", hl.Addr().String(), "target", *target)
+	log.Info("sluice mcp serving streamable HTTP", "addr", hl.Addr().String(), "target", target)
 	hs := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

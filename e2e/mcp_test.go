@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -11,14 +12,17 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/sluicedb/sluice/devstack"
 )
 
 // mcpSession starts `sluice mcp` for an agent in groups on the demo target
 // and connects the MCP Go SDK's client to it over stdio.
-func mcpSession(t *testing.T, sub string, groups []string) *mcp.ClientSession {
+func mcpSession(t *testing.T, sub string, groups []string, extra ...string) *mcp.ClientSession {
 	t.Helper()
-	cmd := exec.Command(stack.Binary, "mcp", "--gateway", stack.Config.Envoy.Listen, "--target", "demo",
-		"--ca", stack.Config.Path("tls/ca.crt"), "--token-file", tokenFor(t, sub, groups), "--database", "sluice_demo")
+	args := []string{"mcp", "--gateway", stack.Config.Envoy.Listen, "--target", "demo",
+		"--ca", stack.Config.Path("tls/ca.crt"), "--token-file", tokenFor(t, sub, groups), "--database", "sluice_demo"}
+	cmd := exec.Command(stack.Binary, append(args, extra...)...) // a later --target wins
 	client := mcp.NewClient(&mcp.Implementation{Name: "sluice-e2e", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -183,4 +187,84 @@ func TestMCPInspectorCLI(t *testing.T) {
 		t.Fatalf("after approval:\n%s", ran)
 	}
 	t.Logf("inspector after approval of %s:\n%s", id, ran)
+}
+
+// TestMCPOnMySQLAndMongoDB: the same server on the MySQL target, and on
+// the MongoDB target with its find, aggregate and list_collections tools.
+func TestMCPOnMySQLAndMongoDB(t *testing.T) {
+	my := mcpSession(t, "mcp-mysql", []string{"analysts"}, "--target", "demo-mysql", "--protocol", "mysql")
+	out, isErr := call(t, my, "query", map[string]any{"sql": "SELECT name, email FROM customers WHERE id = ?", "params": []any{2}})
+	if isErr || !strings.Contains(out, `"Customer 2"`) || !strings.Contains(out, "@example.com") || strings.Contains(out, "customer2@") {
+		t.Fatalf("MySQL query: %v %s", isErr, out)
+	}
+	if out, isErr = call(t, my, "query", map[string]any{"sql": "DROP TABLE customers"}); !isErr || !strings.Contains(out, "no-ddl") {
+		t.Fatalf("MySQL DROP TABLE: %v %s", isErr, out)
+	}
+	if out, isErr = call(t, my, "list_tables", map[string]any{}); isErr || !strings.Contains(out, `"customers"`) {
+		t.Fatalf("MySQL list_tables: %v %s", isErr, out)
+	}
+
+	mg := mcpSession(t, "mcp-mongo", []string{"analysts"}, "--target", "demo-mongo", "--protocol", "mongodb")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tools, err := mg.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"aggregate", "find", "list_collections"}; !slices.Equal(names, want) {
+		t.Fatalf("MongoDB tools %v, want %v", names, want)
+	}
+	out, isErr = call(t, mg, "find", map[string]any{"collection": "customers", "filter": `{"city": "Oslo"}`, "sort": `{"_id": 1}`, "limit": 3})
+	if isErr || !strings.Contains(out, "c***@example.com") || leaked.MatchString(out) || !strings.Contains(out, `"count":3`) {
+		t.Fatalf("MongoDB find: %v %s", isErr, out)
+	}
+	t.Logf("find: %s", out)
+	if out, isErr = call(t, mg, "find", map[string]any{"collection": "customers", "filter": `{"ssn": "001-45-6789"}`}); !isErr || !strings.Contains(out, "inference") {
+		t.Fatalf("MongoDB find on ssn: %v %s", isErr, out)
+	}
+	if out, isErr = call(t, mg, "aggregate", map[string]any{"collection": "orders", "pipeline": `[{"$match": {"total_cents": {"$gt": 19000}}}, {"$project": {"total_cents": 1}}]`}); isErr || !strings.Contains(out, "total_cents") {
+		t.Fatalf("MongoDB aggregate: %v %s", isErr, out)
+	}
+	if out, isErr = call(t, mg, "aggregate", map[string]any{"collection": "orders", "pipeline": `[{"$out": "copy"}]`}); !isErr || !strings.Contains(out, "refused by the gateway") {
+		t.Fatalf("MongoDB $out: %v %s", isErr, out)
+	}
+	if out, isErr = call(t, mg, "list_collections", map[string]any{}); isErr || !strings.Contains(out, "customers") {
+		t.Fatalf("MongoDB list_collections: %v %s", isErr, out)
+	}
+}
+
+// TestMCPStreamableHTTP: `sluice mcp --http` serves the same tools over
+// MCP's streamable HTTP transport.
+func TestMCPStreamableHTTP(t *testing.T) {
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p, err := devstack.StartProcess(stack.Dir, "mcp-http", stack.Binary, "mcp", "--gateway", stack.Config.Envoy.Listen, "--target", "demo",
+		"--ca", stack.Config.Path("tls/ca.crt"), "--token-file", tokenFor(t, "mcp-http", []string{"analysts"}), "--database", "sluice_demo", "--http", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.WaitTCP(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "sluice-e2e-http", Version: "1"}, nil)
+	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: "http://" + addr}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, isErr := call(t, s, "query", map[string]any{"sql": "SELECT name, email FROM customers WHERE id = 4"})
+	if isErr || !strings.Contains(out, `"Customer 4"`) || strings.Contains(out, "customer4@") {
+		t.Fatalf("query over HTTP: %v %s", isErr, out)
+	}
 }
