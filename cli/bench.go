@@ -459,6 +459,35 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(clients)
+	const q = "SELECT total_cents FROM orders WHERE id = ?"
+	return runLoad(clients, d, func(int) (func(int) error, func(), error) {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !prepared {
+			return func(i int) error {
+				var v int
+				return conn.QueryRowContext(ctx, q, 1+i%200).Scan(&v)
+			}, func() { conn.Close() }, nil
+		}
+		stmt, err := conn.PrepareContext(ctx, q)
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		return func(i int) error {
+			var v int
+			return stmt.QueryRowContext(ctx, 1+i%200).Scan(&v)
+		}, func() { stmt.Close(); conn.Close() }, nil
+	}), nil
+}
+
+// runLoad runs clients workers for d, each calling the operation its setup
+// returns (with 0, 1, 2, … offset by the worker's number) until the time is
+// up: operations per second, mean latency, failures (a failed setup counts
+// as one).
+func runLoad(clients int, d time.Duration, setup func(w int) (op func(i int) error, cleanup func(), err error)) benchResult {
 	var mu sync.Mutex
 	var done, failed int
 	var busy time.Duration
@@ -468,35 +497,18 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := db.Conn(ctx)
+			op, cleanup, err := setup(w)
 			if err != nil {
 				mu.Lock()
 				failed++
 				mu.Unlock()
 				return
 			}
-			defer conn.Close()
-			var stmt *sql.Stmt
-			if prepared {
-				if stmt, err = conn.PrepareContext(ctx, "SELECT total_cents FROM orders WHERE id = ?"); err != nil {
-					mu.Lock()
-					failed++
-					mu.Unlock()
-					return
-				}
-				defer stmt.Close()
-			}
+			defer cleanup()
 			n, f := 0, 0
 			start := time.Now()
 			for i := w; time.Now().Before(deadline); i++ {
-				var v int
-				var err error
-				if stmt != nil {
-					err = stmt.QueryRowContext(ctx, 1+i%200).Scan(&v)
-				} else {
-					err = conn.QueryRowContext(ctx, "SELECT total_cents FROM orders WHERE id = ?", 1+i%200).Scan(&v)
-				}
-				if err != nil {
+				if op(i) != nil {
 					f++
 				} else {
 					n++
@@ -513,7 +525,7 @@ func mysqlLoad(ctx context.Context, dsn string, prepared bool, clients int, d ti
 	if done > 0 {
 		r.latencyMS = float64(busy.Milliseconds()) / float64(done)
 	}
-	return r, nil
+	return r
 }
 
 // benchFloor serves extproc.NullProcessor, the floor `sluice bench`
@@ -591,35 +603,10 @@ func mongoLoad(ctx context.Context, uri string, clients int, d time.Duration) (b
 	}
 	defer c.Disconnect(ctx)
 	orders := c.Database(devstack.DemoDatabase).Collection("orders")
-	var mu sync.Mutex
-	var done, failed int
-	var busy time.Duration
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for w := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n, f := 0, 0
-			start := time.Now()
-			for i := w; time.Now().Before(deadline); i++ {
-				var doc bson.Raw
-				if err := orders.FindOne(ctx, bson.D{{Key: "_id", Value: 1 + i%200}}).Decode(&doc); err != nil {
-					f++
-				} else {
-					n++
-				}
-			}
-			el := time.Since(start)
-			mu.Lock()
-			done, failed, busy = done+n, failed+f, busy+el
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	r := benchResult{failed: failed, tps: float64(done) / d.Seconds()}
-	if done > 0 {
-		r.latencyMS = float64(busy.Milliseconds()) / float64(done)
-	}
-	return r, nil
+	return runLoad(clients, d, func(int) (func(int) error, func(), error) {
+		return func(i int) error {
+			var doc bson.Raw
+			return orders.FindOne(ctx, bson.D{{Key: "_id", Value: 1 + i%200}}).Decode(&doc)
+		}, func() {}, nil
+	}), nil
 }

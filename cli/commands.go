@@ -42,15 +42,7 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "sluice connect: --target is required")
 		return ErrUsage
 	}
-	var src connector.TokenSource
-	switch {
-	case *tokFile != "":
-		src = connector.FileToken(*tokFile)
-	case *tok != "":
-		src = connector.StaticToken(*tok)
-	default:
-		src = connector.StaticToken(os.Getenv("SLUICE_TOKEN"))
-	}
+	src := tokenSource(*tok, *tokFile)
 	switch *protocol {
 	case "", "postgres", "mysql", "mongodb":
 	default:
@@ -78,6 +70,18 @@ func connect(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return c.Serve(ctx, l)
+}
+
+// tokenSource is the agent's token: a file read per connection, a token
+// given, or $SLUICE_TOKEN.
+func tokenSource(tok, tokFile string) connector.TokenSource {
+	switch {
+	case tokFile != "":
+		return connector.FileToken(tokFile)
+	case tok != "":
+		return connector.StaticToken(tok)
+	}
+	return connector.StaticToken(os.Getenv("SLUICE_TOKEN"))
 }
 
 // localTLSConfig is the connector's local TLS: from files, or made now.

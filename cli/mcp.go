@@ -41,15 +41,7 @@ func mcpCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "sluice mcp: --target is required")
 		return ErrUsage
 	}
-	var src connector.TokenSource
-	switch {
-	case *tokFile != "":
-		src = connector.FileToken(*tokFile)
-	case *tok != "":
-		src = connector.StaticToken(*tok)
-	default:
-		src = connector.StaticToken(os.Getenv("SLUICE_TOKEN"))
-	}
+	src := tokenSource(*tok, *tokFile)
 	log := newLogger()
 	c, err := connector.New(connector.Config{Gateway: *gateway, Target: *target, Protocol: *protocol, CAFile: *ca, Token: src, Logger: log})
 	if err != nil {

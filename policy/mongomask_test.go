@@ -119,18 +119,7 @@ func TestMongoMaskingFollowsFields(t *testing.T) {
 			t.Errorf("%s: refused: %s", tc.cmd, d.Reason)
 			continue
 		}
-		var got []string
-		for _, ms := range d.Masked {
-			for _, m := range ms {
-				got = append(got, m.Name+"="+m.Strategy)
-			}
-		}
-		slices.Sort(got)
-		want := slices.Clone(tc.masked)
-		slices.Sort(want)
-		if got = slices.Compact(got); !slices.Equal(got, want) {
-			t.Errorf("%s: masked %v, want %v", tc.cmd, got, want)
-		}
+		checkMasked(t, tc.cmd, d, tc.masked)
 	}
 }
 
@@ -190,18 +179,7 @@ func TestMongoViewsAreReadThroughTheirDefinitions(t *testing.T) {
 			t.Errorf("%s: refused: %s", tc.cmd, d.Reason)
 			continue
 		}
-		var got []string
-		for _, ms := range d.Masked {
-			for _, m := range ms {
-				got = append(got, m.Name+"="+m.Strategy)
-			}
-		}
-		slices.Sort(got)
-		want := slices.Clone(tc.masked)
-		slices.Sort(want)
-		if got = slices.Compact(got); !slices.Equal(got, want) {
-			t.Errorf("%s: masked %v, want %v", tc.cmd, got, want)
-		}
+		checkMasked(t, tc.cmd, d, tc.masked)
 	}
 	// Redefining a view through collMod is a view's creation: its fields
 	// show under the view's name.
@@ -209,5 +187,23 @@ func TestMongoViewsAreReadThroughTheirDefinitions(t *testing.T) {
 	cmd, _ := MongoCommand(`{"collMod": "contacts", "viewOn": "customers", "pipeline": [{"$project": {"x": "$ssn"}}]}`)
 	if d := mig.AuthorizeMongoIn(known, "sluice_demo", cmd, nil, "collMod"); d.Outcome != Deny || !strings.Contains(d.Reason, "inference") {
 		t.Errorf("collMod repointing a view at ssn: %v %s", d.Outcome, d.Reason)
+	}
+}
+
+// checkMasked compares a decision's masks (path=strategy, any order) with
+// want.
+func checkMasked(t *testing.T, cmd string, d Decision, want []string) {
+	t.Helper()
+	var got []string
+	for _, ms := range d.Masked {
+		for _, m := range ms {
+			got = append(got, m.Name+"="+m.Strategy)
+		}
+	}
+	slices.Sort(got)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if got = slices.Compact(got); !slices.Equal(got, want) {
+		t.Errorf("%s: masked %v, want %v", cmd, got, want)
 	}
 }
