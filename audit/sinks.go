@@ -247,6 +247,19 @@ func (s *Store) Events(ctx context.Context, session string) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read audit events: %w", err)
 	}
+	return scanEvents(rows)
+}
+
+// Recent returns the last n stored events, in insertion order.
+func (s *Store) Recent(ctx context.Context, n int) ([]Event, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind("SELECT event FROM (SELECT id, event FROM sluice_audit ORDER BY id DESC LIMIT ?) recent ORDER BY id"), n)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read audit events: %w", err)
+	}
+	return scanEvents(rows)
+}
+
+func scanEvents(rows *sql.Rows) ([]Event, error) {
 	defer rows.Close()
 	var out []Event
 	for rows.Next() {

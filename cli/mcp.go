@@ -87,6 +87,10 @@ func runMCP(ctx context.Context, srv *mcp.Server, httpAddr, target string, log *
 		}
 		return err
 	}
+	if host, _, err := net.SplitHostPort(httpAddr); err != nil || !isLoopback(host) {
+		// The tools act with the agent's token for whoever reaches them.
+		return fmt.Errorf("--http %s: serve MCP on a loopback address only (127.0.0.1:PORT)", httpAddr)
+	}
 	hl, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", httpAddr, err)
@@ -101,4 +105,12 @@ func runMCP(ctx context.Context, srv *mcp.Server, httpAddr, target string, log *
 		return err
 	}
 	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -27,10 +28,15 @@ import (
 )
 
 // Events reads the audit trail (audit.Store does): one session's events,
-// or every session's with "".
+// and the most recent ones (the sessions list).
 type Events interface {
 	Events(ctx context.Context, session string) ([]audit.Event, error)
+	Recent(ctx context.Context, n int) ([]audit.Event, error)
 }
+
+// recentEvents bounds what the sessions list reads: the list covers the
+// sessions among the latest events, not the whole trail.
+const recentEvents = 20000
 
 // Config wires the console.
 type Config struct {
@@ -48,6 +54,7 @@ var files embed.FS
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"join": strings.Join,
 	"ms":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"path": url.PathEscape,
 	"cell": func(v *string) string {
 		if v == nil {
 			return "NULL"
@@ -56,9 +63,25 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 }).ParseFS(files, "templates/*.html"))
 
-// cookie holds the reviewer's token for the console's pages (SameSite
-// strict, secure, the console's path only).
-const cookie = "sluice_console"
+// cookie holds the reviewer's token for the console's pages: set by the
+// server (POST /console/login), HttpOnly, secure, SameSite strict, host-only.
+const cookie = "__Host-sluice_console"
+
+// sessionID is the shape of a session id (sluice's UUIDs).
+var sessionID = regexp.MustCompile(`^[0-9A-Za-z-]{1,64}$`)
+
+// headers every console answer carries: no framing, no foreign forms.
+func secure(w http.ResponseWriter, script bool) {
+	csp := "default-src 'self'; script-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+	if script {
+		csp = strings.Replace(csp, "script-src 'none'", "script-src 'unsafe-inline'; connect-src 'self'", 1)
+	}
+	w.Header().Set("Content-Security-Policy", csp)
+	w.Header().Set("X-Frame-Options", "DENY")
+	// same-origin, not no-referrer: under no-referrer a browser's form
+	// posts carry "Origin: null", which sameOrigin refuses.
+	w.Header().Set("Referrer-Policy", "same-origin")
+}
 
 // Handler serves the console:
 //
@@ -75,6 +98,7 @@ func Handler(cfg Config) http.Handler {
 	c := &console{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /console", c.page(c.list))
+	mux.HandleFunc("POST /console/login", c.login)
 	mux.HandleFunc("GET /console/sessions/{id}", c.page(c.show))
 	mux.HandleFunc("POST /console/sessions/{id}/pause", c.page(c.control(true)))
 	mux.HandleFunc("POST /console/sessions/{id}/resume", c.page(c.control(false)))
@@ -98,7 +122,7 @@ func (c *console) reviewer(w http.ResponseWriter, r *http.Request, html bool) (a
 	deny := func(code int, msg string) {
 		if html {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+			secure(w, true)
 			w.WriteHeader(code)
 			_ = pages.ExecuteTemplate(w, "login.html", map[string]any{"Code": code, "Message": msg})
 			return
@@ -113,7 +137,8 @@ func (c *console) reviewer(w http.ResponseWriter, r *http.Request, html bool) (a
 	}
 	a, err := c.cfg.Authn.Authenticate(raw)
 	if err != nil {
-		deny(http.StatusUnauthorized, err.Error())
+		c.cfg.Logger.Info("console token refused", "err", err)
+		deny(http.StatusUnauthorized, "the token is not valid (expired, or not from the configured issuer)")
 		return approval.Approver{}, false
 	}
 	if len(c.reviewable(a)) == 0 {
@@ -144,7 +169,7 @@ func (c *console) page(next func(http.ResponseWriter, *http.Request, approval.Ap
 		if !ok {
 			return
 		}
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'none'; style-src 'unsafe-inline'")
+		secure(w, false)
 		next(w, r, a)
 	}
 }
@@ -157,9 +182,33 @@ func (c *console) api(next func(http.ResponseWriter, *http.Request, approval.App
 	}
 }
 
+// login takes a reviewer's token once (posted by the login page) and keeps
+// it in an HttpOnly cookie scripts cannot read.
+func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "cross-origin login refused", http.StatusForbidden)
+		return
+	}
+	raw := strings.TrimSpace(r.PostFormValue("token"))
+	a, err := c.cfg.Authn.Authenticate(raw)
+	if err != nil || len(c.reviewable(a)) == 0 {
+		c.cfg.Logger.Info("console login refused", "err", err)
+		http.Error(w, "not a reviewer's valid token", http.StatusForbidden)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookie, Value: raw, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // sameOrigin: a form post came from the console itself (the cookie is
 // SameSite strict too).
 func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return true
+	case "cross-site", "same-site":
+		return false
+	}
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return r.Header.Get("Sec-Fetch-Site") == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin"
@@ -183,11 +232,16 @@ type Summary struct {
 }
 
 func (c *console) summaries(ctx context.Context, a approval.Approver, q url.Values) ([]Summary, error) {
-	events, err := c.cfg.Events.Events(ctx, "")
+	events, err := c.cfg.Events.Recent(ctx, recentEvents)
 	if err != nil {
 		return nil, err
 	}
-	may := c.reviewable(a)
+	return c.summarize(events, c.reviewable(a), q), nil
+}
+
+// summarize folds events into one Summary per session on a target in may,
+// filtered by q, newest first.
+func (c *console) summarize(events []audit.Event, may map[string]bool, q url.Values) []Summary {
 	by := map[string]*Summary{}
 	var order []string
 	last := map[string]time.Time{}
@@ -239,7 +293,7 @@ func (c *console) summaries(ctx context.Context, a approval.Approver, q url.Valu
 		out = append(out, *s)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.After(out[j].Start) })
-	return out, nil
+	return out
 }
 
 func (c *console) status(id string, closed bool) string {
@@ -257,7 +311,8 @@ func (c *console) status(id string, closed bool) string {
 func (c *console) list(w http.ResponseWriter, r *http.Request, a approval.Approver) {
 	rows, err := c.summaries(r.Context(), a, r.URL.Query())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
+		http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -267,7 +322,8 @@ func (c *console) list(w http.ResponseWriter, r *http.Request, a approval.Approv
 func (c *console) listJSON(w http.ResponseWriter, r *http.Request, a approval.Approver) {
 	rows, err := c.summaries(r.Context(), a, r.URL.Query())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
+		http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
 		return
 	}
 	if rows == nil {
@@ -289,24 +345,26 @@ type Session struct {
 // otherwise it has answered.
 func (c *console) load(w http.ResponseWriter, r *http.Request, a approval.Approver) (*Session, bool) {
 	id := r.PathValue("id")
+	if !sessionID.MatchString(id) {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return nil, false
+	}
 	events, err := c.cfg.Events.Events(r.Context(), id)
-	switch {
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	if err != nil {
+		c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
+		http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
 		return nil, false
-	case len(events) == 0:
-		http.Error(w, "no session "+id, http.StatusNotFound)
-		return nil, false
-	case !c.reviewable(a)[events[0].Target]:
-		http.Error(w, "this identity may not review sessions on "+events[0].Target, http.StatusForbidden)
+	}
+	// Every event's target must be reviewable (one id, one target; a
+	// trail that says otherwise is not shown).
+	may := c.reviewable(a)
+	if len(events) == 0 || slices.ContainsFunc(events, func(e audit.Event) bool { return !may[e.Target] }) {
+		http.Error(w, "no such session, or not one this identity may review", http.StatusNotFound)
 		return nil, false
 	}
 	s := &Session{Events: events}
-	rows, _ := c.summaries(r.Context(), a, url.Values{})
-	for _, x := range rows {
-		if x.ID == id {
-			s.Summary = x
-		}
+	if sums := c.summarize(events, may, url.Values{}); len(sums) == 1 {
+		s.Summary = sums[0]
 	}
 	for _, p := range audit.Verify(events) {
 		s.Problems = append(s.Problems, p.String())
@@ -321,7 +379,11 @@ func (c *console) show(w http.ResponseWriter, r *http.Request, a approval.Approv
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = pages.ExecuteTemplate(w, "session.html", map[string]any{"Reviewer": a.Subject, "S": s, "Done": r.URL.Query().Get("done")})
+	done := r.URL.Query().Get("done")
+	if done != "paused" && done != "resumed" {
+		done = ""
+	}
+	_ = pages.ExecuteTemplate(w, "session.html", map[string]any{"Reviewer": a.Subject, "S": s, "Done": done})
 }
 
 func (c *console) showJSON(w http.ResponseWriter, r *http.Request, a approval.Approver) {
@@ -339,21 +401,32 @@ func (c *console) control(pause bool) func(http.ResponseWriter, *http.Request, a
 		if !ok {
 			return
 		}
-		if a.Subject == s.Agent || (s.ActingFor != "" && a.Subject == s.ActingFor) {
-			http.Error(w, "nobody pauses or resumes their own session", http.StatusForbidden)
-			return
-		}
 		if c.cfg.Sessions == nil {
 			http.Error(w, "sessions cannot be paused here", http.StatusNotImplemented)
 			return
 		}
-		var err error
+		// Decided on the live session itself, as the approvals API does:
+		// its target and agent, not the trail's account of them.
+		id := r.PathValue("id")
+		target, agent, actingFor, err := c.cfg.Sessions.SessionTarget(id)
+		if err != nil {
+			http.Error(w, "the session is not live on this sluice", http.StatusConflict)
+			return
+		}
+		if !c.reviewable(a)[target] || target != s.Events[0].Target {
+			http.Error(w, "not a session this identity may review", http.StatusForbidden)
+			return
+		}
+		if a.Subject == agent || (actingFor != "" && a.Subject == actingFor) {
+			http.Error(w, "nobody pauses or resumes their own session", http.StatusForbidden)
+			return
+		}
 		done := "resumed"
 		if pause {
 			done = "paused"
-			err = c.cfg.Sessions.Pause(s.ID, a.Subject, "paused by "+a.Subject+" from the console")
+			err = c.cfg.Sessions.Pause(id, a.Subject, "paused by "+a.Subject+" from the console")
 		} else {
-			err = c.cfg.Sessions.Resume(r.Context(), s.ID, a.Subject)
+			err = c.cfg.Sessions.Resume(r.Context(), id, a.Subject)
 		}
 		if errors.Is(err, approval.ErrNoSession) {
 			http.Error(w, err.Error(), http.StatusConflict)
@@ -363,7 +436,7 @@ func (c *console) control(pause bool) func(http.ResponseWriter, *http.Request, a
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		c.cfg.Logger.Info("session "+done+" from the console", "session", s.ID, "by", a.Subject)
-		http.Redirect(w, r, "/console/sessions/"+url.PathEscape(s.ID)+"?done="+done, http.StatusSeeOther)
+		c.cfg.Logger.Info("session "+done+" from the console", "session", id, "by", a.Subject)
+		http.Redirect(w, r, "/console/sessions/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
 	}
 }

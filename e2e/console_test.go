@@ -22,7 +22,7 @@ func consoleGet(t *testing.T, path, tok string, cookie bool) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "https://"+stack.Config.Approvals.Listen+path, nil)
 	if cookie {
-		req.AddCookie(&http.Cookie{Name: "sluice_console", Value: tok})
+		req.AddCookie(&http.Cookie{Name: "__Host-sluice_console", Value: tok})
 	} else {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
@@ -218,7 +218,7 @@ func TestConsoleRefusesAgentTokens(t *testing.T) {
 	}
 	// A form post with an agent's token is refused too.
 	req, _ := http.NewRequest("POST", "https://"+stack.Config.Approvals.Listen+"/console/sessions/x/pause", nil)
-	req.AddCookie(&http.Cookie{Name: "sluice_console", Value: agent})
+	req.AddCookie(&http.Cookie{Name: "__Host-sluice_console", Value: agent})
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -227,5 +227,15 @@ func TestConsoleRefusesAgentTokens(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("pause with an agent's token: %d", resp.StatusCode)
+	}
+	// Nor may an agent's token become the console's cookie.
+	login, _ := http.NewRequest("POST", "https://"+stack.Config.Approvals.Listen+"/console/login", strings.NewReader("token="+agent))
+	login.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err = c.Do(login); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+		t.Errorf("login with an agent's token: %d, cookies %v", resp.StatusCode, resp.Cookies())
 	}
 }

@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +33,7 @@ type tunnel struct {
 	// encodes a message before it returns, so they are reused.
 	bodies [2]bodyResponse
 	ctx    context.Context // ends with the stream or the server
-	id     string          // Envoy's x-request-id: the session's id
+	id     string          // the session's id (random; logs also carry Envoy's x-request-id)
 	ident  session.Identity
 	target session.Target
 	mu     sync.Mutex
@@ -162,7 +164,10 @@ func (t *tunnel) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.H
 	if login != nil {
 		t.log = t.log.With("db_login", login.User)
 	}
-	t.id, t.ident, t.target = headers["x-request-id"], id, target
+	// The session's id is sluice's own: a client can set the request id
+	// Envoy forwards, and two sessions under one id would share a pause,
+	// an audit chain and a console page.
+	t.id, t.ident, t.target = newSessionID(), id, target
 	t.openGuard(auth)
 	var appr session.Approvals
 	if t.srv.cfg.Approvals != nil {
@@ -415,4 +420,13 @@ func headerValue(h *extprocv3.HttpHeaders, key string) string {
 		}
 	}
 	return ""
+}
+
+// newSessionID is a random UUID (version 4).
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }

@@ -156,8 +156,9 @@ func (t *tools) explain(ctx context.Context, _ *mcp.CallToolRequest, in ExplainI
 	if sql == "" {
 		return nil, nil, errors.New("sql is empty")
 	}
-	if f := strings.Fields(strings.ToUpper(sql)); len(f) > 0 && f[0] == "EXPLAIN" {
-		return nil, nil, errors.New("give the statement itself: the tool adds EXPLAIN")
+	if f := strings.Fields(strings.ToUpper(sql)); len(f) > 0 && (f[0] == "EXPLAIN" || f[0] == "ANALYZE" || f[0] == "ANALYSE" || strings.HasPrefix(f[0], "(")) {
+		// EXPLAIN ANALYZE runs the statement: this tool only plans it.
+		return nil, nil, errors.New("give the statement itself, without EXPLAIN or its options: the tool adds EXPLAIN and never runs it")
 	}
 	res, err := t.run(ctx, "EXPLAIN "+sql, nil, 10000)
 	return nil, res, err

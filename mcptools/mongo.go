@@ -95,8 +95,8 @@ func NewMongoServer(cfg MongoConfig) *mcp.Server {
 	t := &mongoTools{cfg: cfg}
 	mcp.AddTool(s, &mcp.Tool{Name: "find", Description: "Find documents in a collection of " + cfg.Target + " through the gateway; returns them as Extended JSON (relaxed), tagged fields masked.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}, t.find)
-	mcp.AddTool(s, &mcp.Tool{Name: "aggregate", Description: "Run an aggregation pipeline on a collection of " + cfg.Target + " through the gateway; stages that write ($out, $merge) or run code are refused by policy.",
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}, t.aggregate)
+	mcp.AddTool(s, &mcp.Tool{Name: "aggregate", Description: "Run an aggregation pipeline on a collection of " + cfg.Target + " through the gateway; stages that write ($out, $merge) or run code are refused unless a policy permits them.",
+		Annotations: &mcp.ToolAnnotations{OpenWorldHint: ptr(false)}}, t.aggregate)
 	mcp.AddTool(s, &mcp.Tool{Name: "list_collections", Description: "List the collections of the database on " + cfg.Target + ".",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}, t.listCollections)
 	return s
