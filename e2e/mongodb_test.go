@@ -352,3 +352,22 @@ try_("drop", lambda: db.customers.drop())
 		t.Fatalf("verify: %s", out)
 	}
 }
+
+// TestMongoDBRefusedTunnelTellsTheDriver: a connector without a token, on
+// its defaults (it has not learnt the target's protocol), answers a MongoDB
+// driver's handshake with the gateway's reason, which pymongo shows.
+func TestMongoDBRefusedTunnelTellsTheDriver(t *testing.T) {
+	uri := stack.MongoURI(connectTo(t, devstack.DemoMongoTarget, ""))
+	out, err := pymongo(t, uri, `
+client = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=3000)
+try:
+    client.sluice_demo.customers.find_one()
+    print("NOT REFUSED")
+except Exception as e:
+    print("REFUSED", type(e).__name__, e)
+`)
+	if err != nil || !strings.Contains(out, "REFUSED") || !strings.Contains(out, "sluice connect") {
+		t.Fatalf("pymongo without a token: %v\n%s", err, out)
+	}
+	t.Logf("pymongo: %s", strings.TrimSpace(out))
+}
