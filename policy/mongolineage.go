@@ -36,8 +36,8 @@ func wholeDoc(t Object) docShape {
 	return docShape{{src: []Column{{Schema: t.Schema, Table: t.Name}}, bare: true}}
 }
 
-// joinPath joins field paths ("" is the root).
-func joinPath(a, b string) string {
+// JoinPath joins MongoDB field paths ("" is the root).
+func JoinPath(a, b string) string {
 	switch {
 	case a == "":
 		return b
@@ -72,7 +72,7 @@ func (sh docShape) ref(path, out string, bare bool) docShape {
 			if f.bare {
 				src = make([]Column, len(f.src))
 				for i, c := range f.src {
-					c.Name = joinPath(c.Name, rest)
+					c.Name = JoinPath(c.Name, rest)
 					src[i] = c
 				}
 			}
@@ -81,7 +81,7 @@ func (sh docShape) ref(path, out string, bare bool) docShape {
 			// f lies inside the value read: it moves along.
 			p := out
 			if bare {
-				p = joinPath(out, strings.TrimPrefix(strings.TrimPrefix(f.path, path), "."))
+				p = JoinPath(out, strings.TrimPrefix(strings.TrimPrefix(f.path, path), "."))
 			}
 			res = append(res, mongoField{path: p, src: f.src, bare: bare && f.bare})
 		}
@@ -299,7 +299,7 @@ func flag(v bsoncore.Value) (on, ok bool) {
 func (a *mongoAnalyzer) excluded(d bsoncore.Document, prefix string, sh *docShape) {
 	elems, _ := d.Elements()
 	for _, e := range elems {
-		path, v := joinPath(prefix, e.Key()), e.Value()
+		path, v := JoinPath(prefix, e.Key()), e.Value()
 		if on, isFlag := flag(v); isFlag && !on {
 			*sh = sh.without(path)
 		} else if sub, ok := v.DocumentOK(); ok && !isOperatorDoc(sub) {
@@ -313,7 +313,7 @@ func (a *mongoAnalyzer) excluded(d bsoncore.Document, prefix string, sh *docShap
 func (a *mongoAnalyzer) projectInto(sh docShape, d bsoncore.Document, prefix string, out *docShape) {
 	elems, _ := d.Elements()
 	for _, e := range elems {
-		path, v := joinPath(prefix, e.Key()), e.Value()
+		path, v := JoinPath(prefix, e.Key()), e.Value()
 		if on, isFlag := flag(v); isFlag {
 			if on {
 				*out = append(*out, sh.keep(path)...)
@@ -353,7 +353,7 @@ func (a *mongoAnalyzer) addFields(sh docShape, spec bsoncore.Value) docShape {
 	walk = func(d bsoncore.Document, prefix string) {
 		elems, _ := d.Elements()
 		for _, e := range elems {
-			path, v := joinPath(prefix, e.Key()), e.Value()
+			path, v := JoinPath(prefix, e.Key()), e.Value()
 			if sub, ok := v.DocumentOK(); ok && !isOperatorDoc(sub) {
 				walk(sub, path)
 				continue
@@ -423,7 +423,7 @@ func (a *mongoAnalyzer) outputs(sh docShape, prefix string) {
 	for _, f := range sh {
 		name := f.path
 		if name != mongoOpaque {
-			name = joinPath(prefix, f.path)
+			name = JoinPath(prefix, f.path)
 		}
 		a.st.Outputs = append(a.st.Outputs, Output{Name: name, Sources: f.src, Bare: f.bare})
 	}
@@ -468,7 +468,7 @@ func mongoExpand(st *Statement, declared func(schema, table string) []Column) {
 				if o.Bare && o.Name != mongoOpaque && within(d.Name, s.Name) {
 					// The declared field sits inside the value: mask
 					// just it, where it lands.
-					name = joinPath(o.Name, strings.TrimPrefix(strings.TrimPrefix(d.Name, s.Name), "."))
+					name = JoinPath(o.Name, strings.TrimPrefix(strings.TrimPrefix(d.Name, s.Name), "."))
 				}
 				outs = append(outs, Output{Name: name, Sources: []Column{d}, Bare: o.Bare})
 			}
@@ -504,7 +504,7 @@ func (a *mongoAnalyzer) elemMatches(sh docShape, prefix string, v bsoncore.Value
 	}
 	elems, _ := d.Elements()
 	for _, e := range elems {
-		path := joinPath(prefix, e.Key())
+		path := JoinPath(prefix, e.Key())
 		sub, ok := e.Value().DocumentOK()
 		switch {
 		case !ok:

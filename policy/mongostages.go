@@ -140,7 +140,7 @@ func (a *mongoAnalyzer) stage(sh docShape, name string, body bsoncore.Value) (do
 			// Each facet is an array of its pipeline's documents.
 			for _, g := range sub {
 				if g.path != mongoOpaque {
-					g.path = joinPath(f.Key(), g.path)
+					g.path = JoinPath(f.Key(), g.path)
 				}
 				out = append(out, g)
 			}
@@ -263,7 +263,7 @@ func (a *mongoAnalyzer) lookup(sh docShape, name string, d bsoncore.Document) (d
 	out := sh.without(as)
 	for _, f := range foreign {
 		if f.path != mongoOpaque {
-			f.path = joinPath(as, f.path)
+			f.path = JoinPath(as, f.path)
 		}
 		out = append(out, f)
 	}

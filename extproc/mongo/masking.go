@@ -40,7 +40,7 @@ func (s *Session) newPlan(name string, d policy.Decision) *plan {
 	for _, ms := range d.Masked {
 		for _, m := range ms {
 			for _, b := range bases {
-				path := joinPath(b, m.Name)
+				path := policy.JoinPath(b, m.Name)
 				if p.rules == nil {
 					p.rules, p.walk = map[string]*mask.Rule{}, map[string]bool{}
 				}
@@ -60,15 +60,6 @@ func (s *Session) newPlan(name string, d policy.Decision) *plan {
 	return p
 }
 
-func joinPath(a, b string) string {
-	switch {
-	case a == "":
-		return b
-	case b == "":
-		return a
-	}
-	return a + "." + b
-}
 
 // reply applies the request's plan to a reply body: masks, the guardrails'
 // limits, the record. It returns the body to send (nil: unchanged) and
@@ -211,7 +202,7 @@ func (p *plan) doc(dst []byte, d bsoncore.Document, prefix string, m *mask.Maske
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	for _, e := range elems {
 		key, v := e.Key(), e.Value()
-		path := joinPath(prefix, key)
+		path := policy.JoinPath(prefix, key)
 		if r := p.rules[path]; r != nil {
 			dst = maskValue(dst, key, v, r, m, n)
 			continue
