@@ -60,7 +60,6 @@ func (s *Session) newPlan(name string, d policy.Decision) *plan {
 	return p
 }
 
-
 // reply applies the request's plan to a reply body: masks, the guardrails'
 // limits, the record. It returns the body to send (nil: unchanged) and
 // whether the cursor was cut.
