@@ -56,7 +56,9 @@ forbid (principal, action, resource in Sluice::Table::"demo-mongo/sluice_demo.va
 permit (principal, action == Sluice::Action::"use_masked", resource)
 when { resource.hasTag("mask") && resource.getTag("mask") == "token" };`,
 			"e2e-approvals.cedar": carefulPolicy,
-			"e2e.entities.json":   `[{"uid": {"type": "Sluice::Column", "id": "demo/public.visits.visitor_email"}, "attrs": {}, "parents": [], "tags": {"pii": "email", "mask": "token"}}]`},
+			"e2e.entities.json": `[{"uid": {"type": "Sluice::Column", "id": "demo/public.visits.visitor_email"}, "attrs": {}, "parents": [], "tags": {"pii": "email", "mask": "token"}},
+{"uid": {"type": "Sluice::Column", "id": "demo-mongo/sluice_demo.payroll.salary"}, "attrs": {}, "parents": [], "tags": {"pii": "salary"}},
+{"uid": {"type": "Sluice::Column", "id": "demo-mongo/sluice_demo.payroll.email"}, "attrs": {}, "parents": [], "tags": {"pii": "email"}}]`},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot start the stack (run scripts/setup first): %v\n", err)

@@ -228,7 +228,9 @@ try_("distinct", lambda: db.customers.distinct("email")[:3])
 	for _, want := range []string{
 		"find 9 {'_id': 1, 'name': 'Customer 1', 'email': 'c***@example.com', 'ssn': '*******6789', 'city': 'Oslo', 'profile': {'phone': '*******0101', 'tier': 'silver'}, 'cards': [{'brand': 'visa', 'number': '***************0001'}]}",
 		"'***************0009']",
-		"project OK [{'_id': 1, ",
+		// FerretDB 1.24 answers the literal "$ssn"; sluice masks x under
+		// its new name all the same (the plan, not the value, is shown).
+		"project OK [{'_id': 1, 'email': 'c***@example.com', 'x': '****'}",
 		"filter REFUSED 13 sluice: the statement filters, joins, orders or writes with masked column sluice_demo.customers.ssn",
 		"nested filter REFUSED 13",
 		"sort REFUSED 13",
@@ -242,6 +244,74 @@ try_("distinct", lambda: db.customers.distinct("email")[:3])
 	// error passes; had it answered, the plan masks e (unit-tested).
 	if !strings.Contains(out, "push REFUSED 238") && !strings.Contains(out, "push OK") {
 		t.Errorf("$push: neither FerretDB's NotImplemented nor a masked result")
+	}
+}
+
+// TestMongoDBDerivedValuesAreMasked: values FerretDB computes from a
+// tagged field (a $group accumulator, $sum in $addFields and $project) come
+// back under new names; sluice follows the pipeline's lineage and masks
+// them (a derived number becomes null). The salaries and their sums are
+// real values FerretDB returns, so a plan that missed a stage would leak.
+func TestMongoDBDerivedValuesAreMasked(t *testing.T) {
+	c, err := stack.Mongo.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	payroll := c.Database(devstack.DemoDatabase).Collection("payroll")
+	_, _ = payroll.DeleteMany(context.Background(), bson.D{})
+	var docs []any
+	var real []string
+	sums := map[string]int{}
+	total := 0
+	for i := 1; i <= 6; i++ {
+		salary := 600000 + 1117*i
+		dept := []string{"ops", "eng"}[i%2]
+		docs = append(docs, bson.D{{Key: "_id", Value: i}, {Key: "dept", Value: dept}, {Key: "salary", Value: salary}, {Key: "email", Value: fmt.Sprintf("staff%d@corp.example", i)}})
+		real = append(real, fmt.Sprint(salary))
+		sums[dept] += salary
+		total += salary
+	}
+	for _, v := range sums {
+		real = append(real, fmt.Sprint(v))
+	}
+	real = append(real, fmt.Sprint(total), "staff")
+	if _, err := payroll.InsertMany(context.Background(), docs); err != nil {
+		t.Fatal(err)
+	}
+	uri := mongoConnect(t, "mongo-derived", []string{"analysts"})
+	out, err := pymongo(t, uri, `
+try_("find", lambda: db.payroll.find_one({"_id": 1}))
+try_("group", lambda: sorted(db.payroll.aggregate([{"$group": {"_id": "$dept", "total": {"$sum": "$salary"}}}]), key=lambda d: d["_id"]))
+try_("group all", lambda: list(db.payroll.aggregate([{"$group": {"_id": None, "total": {"$sum": "$salary"}}}])))
+try_("addFields", lambda: list(db.payroll.aggregate([{"$match": {"_id": 2}}, {"$addFields": {"pay": {"$sum": "$salary"}}}])))
+try_("project", lambda: list(db.payroll.aggregate([{"$match": {"_id": 3}}, {"$project": {"dept": 1, "pay": {"$sum": "$salary"}}}])))
+try_("renamed twice", lambda: list(db.payroll.aggregate([{"$group": {"_id": "$dept", "t": {"$sum": "$salary"}}}, {"$addFields": {"u": {"$sum": "$t"}}}, {"$sort": {"_id": 1}}])))
+try_("group key", lambda: list(db.payroll.aggregate([{"$group": {"_id": "$salary"}}])))
+try_("match on a sum", lambda: list(db.payroll.aggregate([{"$group": {"_id": "$dept", "t": {"$sum": "$salary"}}}, {"$match": {"t": {"$gt": 1800000}}}])))
+`)
+	if err != nil {
+		t.Fatalf("pymongo: %v\n%s", err, out)
+	}
+	t.Logf("pymongo:\n%s", out)
+	for _, v := range real {
+		if strings.Contains(out, v) {
+			t.Errorf("a real value reached the agent: %s", v)
+		}
+	}
+	for _, want := range []string{
+		"find OK {'_id': 1, 'dept': 'eng', 'salary': None, 'email': 's***@corp.example'}",
+		"group OK [{'_id': 'eng', 'total': None}, {'_id': 'ops', 'total': None}]",
+		"group all OK [{'_id': None, 'total': None}]",
+		"addFields OK [{'_id': 2, 'dept': 'ops', 'salary': None, 'email': 's***@corp.example', 'pay': None}]",
+		"project OK [{'_id': 3, 'dept': 'eng', 'pay': None}]",
+		"renamed twice OK [{'_id': 'eng', 't': None, 'u': None}, {'_id': 'ops', 't': None, 'u': None}]",
+		"group key REFUSED 13 sluice: the statement filters, joins, orders or writes with masked column sluice_demo.payroll.salary",
+		"match on a sum REFUSED 13",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
 	}
 }
 
