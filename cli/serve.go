@@ -120,6 +120,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if approvals != nil {
 		approver, pauses = approvals, approvals.Store()
 	}
+	// A MongoDB driver continues a cursor on any of its connections.
+	cursors := mongo.NewCursors()
 	srv := extproc.NewServer(extproc.Config{
 		Logger:  log,
 		Targets: live,
@@ -132,7 +134,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 				return mysql.NewSession(mysql.Config{Target: t, Authorizer: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
 			},
 			"mongodb": func(t session.Target, auth *policy.Authorizer, appr session.Approvals, obs session.Observer, l *slog.Logger) session.Session {
-				return mongo.NewSession(mongo.Config{Target: t, Decider: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs})
+				return mongo.NewSession(mongo.Config{Target: t, Decider: auth, Logger: l, Masker: masker, Approvals: appr, Observer: obs,
+					Cursors: cursors, Owner: auth.Owner()})
 			},
 		},
 		Approvals:     approver,

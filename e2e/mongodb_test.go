@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,9 +17,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/sluicedb/sluice/audit"
 	"github.com/sluicedb/sluice/devstack"
+	mongowire "github.com/sluicedb/sluice/extproc/mongo"
 )
 
 // mongoConnect starts a connector to the MongoDB demo target for an agent
@@ -313,6 +318,107 @@ try_("match on a sum", lambda: list(db.payroll.aggregate([{"$group": {"_id": "$d
 			t.Errorf("output lacks %q", want)
 		}
 	}
+}
+
+// TestMongoDBCursorsFollowTheAgent: a driver continues a cursor on
+// whichever of its pooled connections is free, as MongoDB allows (same
+// user, same logical session). Through sluice, the agent's other
+// connection continues it with the same masking plan; another agent (the
+// same brokered login on the server) gets the server's own CursorNotFound
+// (43), as does an exhausted cursor. The other connections are raw ones
+// that send the getMore a pool would, with the cursor's lsid.
+func TestMongoDBCursorsFollowTheAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	addrA := connectTo(t, devstack.DemoMongoTarget, tokenFor(t, "mongo-cursor-a", []string{"analysts"}))
+	addrB := connectTo(t, devstack.DemoMongoTarget, tokenFor(t, "mongo-cursor-b", []string{"analysts"}))
+	c, err := mongo.Connect(options.Client().ApplyURI(stack.MongoURI(addrA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(ctx)
+	sess, err := c.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.EndSession(ctx)
+	sctx := mongo.NewSessionContext(ctx, sess)
+	cur, err := c.Database(devstack.DemoDatabase).Collection("customers").Find(sctx, bson.D{}, options.Find().SetBatchSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cur.ID()
+	if id == 0 {
+		t.Fatal("no cursor left open")
+	}
+	getMore := func(addr string) bsoncore.Document {
+		t.Helper()
+		cmd := bsoncore.NewDocumentBuilder().AppendInt64("getMore", id).AppendString("collection", "customers").
+			AppendInt32("batchSize", 3).AppendDocument("lsid", bsoncore.Document(sess.ID())).
+			AppendString("$db", devstack.DemoDatabase).Build()
+		return rawCommand(t, addr, cmd)
+	}
+	code := func(d bsoncore.Document) int64 { n, _ := d.Lookup("code").AsInt64OK(); return n }
+	if d := getMore(addrB); code(d) != 43 {
+		t.Fatalf("another agent's getMore: %s", d)
+	}
+	d := getMore(addrA)
+	batch := d.Lookup("cursor", "nextBatch").String()
+	t.Logf("nextBatch on the agent's other connection: %s", batch)
+	if m := leaked.FindString(batch); m != "" || !strings.Contains(batch, "c***@example.com") || strings.Count(batch, "c***@example.com") != 3 {
+		t.Fatalf("the other connection's batch is not the cursor's, masked by its plan: %s", d)
+	}
+	// The driver's connection goes on with the same cursor.
+	n := 0
+	for cur.Next(sctx) {
+		if m := leaked.FindString(cur.Current.String()); m != "" {
+			t.Fatalf("a real value reached the agent: %q", m)
+		}
+		n++
+	}
+	if err := cur.Err(); err != nil || n != 2+50-5 {
+		t.Fatalf("the driver read %d documents after the other connection's getMore (want 47): %v", n, err)
+	}
+	if d := getMore(addrA); code(d) != 43 {
+		t.Fatalf("getMore on an exhausted cursor: %s", d)
+	}
+}
+
+// rawCommand sends one OP_MSG command on a new connection to a connector
+// and returns the reply's body.
+func rawCommand(t *testing.T, addr string, cmd bsoncore.Document) bsoncore.Document {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := conn.Write(mongowire.AppendMsg(nil, 1, 0, mongowire.Msg{Body: cmd})); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 4)
+	if _, err := io.ReadFull(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	n := int(binary.LittleEndian.Uint32(head))
+	if n < 16 || n > 48<<20 {
+		t.Fatalf("reply of %d bytes", n)
+	}
+	raw := append(head, make([]byte, n-4)...)
+	if _, err := io.ReadFull(conn, raw[4:]); err != nil {
+		t.Fatal(err)
+	}
+	var f mongowire.Framer
+	var m mongowire.Message
+	if err := f.Feed(raw, func(x mongowire.Message) error { m = x; return nil }); err != nil || m.Raw == nil {
+		t.Fatalf("reply: %v", err)
+	}
+	msg, err := mongowire.ParseMsg(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg.Body
 }
 
 // TestMongoDBApprovalOfAnUnboundedDelete: a writer's delete_many({}) waits

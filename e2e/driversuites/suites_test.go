@@ -30,6 +30,7 @@ import (
 const (
 	pgxModule   = "github.com/jackc/pgx/v5@v5.13.0"
 	mysqlModule = "github.com/go-sql-driver/mysql@v1.10.1"
+	mongoModule = "go.mongodb.org/mongo-driver/v2@v2.10.0"
 )
 
 var pgxPackages = []string{".", "./pgconn", "./pgxpool", "./stdlib", "./pgtype"}
@@ -78,6 +79,18 @@ func startGateway(t *testing.T, ctx context.Context) *gateway {
 		t.Fatal(err)
 	}
 	addTargets := func(c *config.Config) {
+		// The driver's integration tests use the database "test"; sluice
+		// logs in with FerretDB's setup user, as for the demo target.
+		var mongoLogin []config.Credential
+		for _, tg := range c.Targets {
+			if tg.Name == devstack.DemoMongoTarget {
+				mongoLogin = tg.Credentials
+			}
+		}
+		if st.Mongo != nil {
+			c.Targets = append(c.Targets, config.Target{Name: "mongotest", Protocol: "mongodb", Address: st.Mongo.Addr(), Database: "test",
+				Credentials: mongoLogin})
+		}
 		c.Targets = append(c.Targets,
 			config.Target{Name: "pgx", Protocol: "postgres", Address: st.PG.Addr(), Database: "pgx_test",
 				CatalogURL: st.PG.URL("postgres", st.PG.SuperPassword, "pgx_test")},
@@ -334,4 +347,23 @@ func TestGoMySQLSuite(t *testing.T) {
 	direct := runSuite(t, dir, env(g.stack.Maria.Addr()), skip, ".")
 	through := runSuite(t, dir, env(via), skip, ".")
 	compare(t, "go-sql-driver/mysql v1.10.1", direct, through)
+}
+
+// TestMongoGoDriverSuite runs the MongoDB Go driver's integration tests
+// (internal/integration, on mtest) against FerretDB: direct with the setup
+// user's credentials, and through sluice with a URI that holds none.
+func TestMongoGoDriverSuite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	g := startGateway(t, ctx)
+	if g.stack.Mongo == nil {
+		t.Skip("no FerretDB in this stack")
+	}
+	via := g.connect(t, ctx, "mongotest")
+	dir := moduleDir(t, mongoModule)
+	m := g.stack.Mongo
+	// The module ships a go.work naming modules its zip lacks.
+	direct := runSuite(t, dir, []string{"GOWORK=off", "MONGODB_URI=" + m.URI()}, "", "./internal/integration")
+	through := runSuite(t, dir, []string{"GOWORK=off", "MONGODB_URI=mongodb://" + via + "/?directConnection=true"}, "", "./internal/integration")
+	compare(t, "mongo-driver v2.10.0 (internal/integration)", direct, through)
 }

@@ -35,4 +35,9 @@
 // from the server it means more replies follow without a request (exhaust
 // cursors, only when the client set exhaustAllowed). OP_COMPRESSED is only
 // used once both sides negotiated compression in the handshake.
+//
+// A cursor belongs to the server, not to the connection: a driver sends
+// its getMore on any pooled connection. sluice keeps the cursors of one
+// serve process in Cursors, by agent, so the agent's other connections
+// continue them with the originating command's plan.
 package mongo

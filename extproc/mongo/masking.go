@@ -91,7 +91,6 @@ func (s *Session) reply(req *request, body bsoncore.Document, cursorID int64, ou
 					AppendArray("cursors", bsoncore.NewArrayBuilder().AppendInt64(cursorID).Build()).
 					AppendString("$db", db).Build(), out)
 			}
-			delete(s.cursors, req.more)
 			s.log.Warn("result cut by guardrails", "documents", p.rows-int64(len(docs)), "max_rows", s.cfg.Target.Guardrails.MaxRows, "max_bytes", s.cfg.Target.Guardrails.MaxBytes)
 			errBody := ErrorDoc(OperationFailed, "OperationFailed", cutWords.Replace(msg))
 			s.finish(req, errBody, nil)

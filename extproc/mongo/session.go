@@ -32,6 +32,11 @@ type Config struct {
 	Approvals session.Approvals
 	// Observer receives a record per command (audit); may be nil.
 	Observer session.Observer
+	// Cursors are shared by the sessions of one sluice serve: a driver may
+	// continue a cursor on another of its connections. Nil: this session's
+	// own. Owner names this session's agent in it (see Cursors).
+	Cursors *Cursors
+	Owner   string
 	// nonce replaces the login's random SCRAM nonce in replay tests.
 	nonce func() string
 }
@@ -46,9 +51,9 @@ type Session struct {
 	client, server Framer
 	// pending are the requests the server owes a reply, by requestID.
 	pending map[int32]*request
-	// cursors are the cursors this session opened: getMore and killCursors
+	// cursors are the cursors the agent opened: getMore and killCursors
 	// may name no other, and a getMore continues its cursor's plan.
-	cursors map[int64]*cursor
+	cursors *Cursors
 	nextID  int32 // requestIDs of sluice's own messages
 
 	// login is sluice's own SCRAM conversation with the server, when the
@@ -102,8 +107,11 @@ func NewSession(cfg Config) *Session {
 	if cfg.Masker == nil {
 		cfg.Masker = mask.New(nil)
 	}
+	if cfg.Cursors == nil {
+		cfg.Cursors = NewCursors()
+	}
 	return &Session{
-		cfg: cfg, log: cfg.Logger, pending: map[int32]*request{}, cursors: map[int64]*cursor{}, nextID: 1 << 30,
+		cfg: cfg, log: cfg.Logger, pending: map[int32]*request{}, cursors: cfg.Cursors, nextID: 1 << 30,
 		loggedIn: cfg.Target.Login == nil, stats: map[string]int{}, colls: map[string]collInfo{},
 		records: cfg.Observer != nil && cfg.Observer.RecordsResults(),
 	}
@@ -291,32 +299,51 @@ func (s *Session) command(m Message, out *session.Output) error {
 		refusal = "sluice: sluice logs in for this target; the client may not authenticate as another user"
 	case name == "getMore":
 		id, ok := msg.Body.Lookup("getMore").AsInt64OK()
-		c, mine := s.cursors[id]
-		if !ok || !mine {
-			refusal = "sluice: getMore on a cursor this session did not open"
+		if !ok {
+			refusal = "sluice: getMore without a cursor id"
 			break
+		}
+		c, mine := s.cursors.take(s.cfg.Owner, id)
+		if !mine {
+			// Never opened by this agent, killed, exhausted or expired: the
+			// server's own answer for a cursor it does not have, so drivers
+			// react as they would to the server (another agent's cursor
+			// looks the same: its existence is not told).
+			if oneWay {
+				return protoErr("unacknowledged getMore on cursor %d, which this agent did not open", id)
+			}
+			s.nextID++
+			out.ToClient = AppendMsg(out.ToClient, s.nextID, m.RequestID, Msg{Body: ErrorDoc(CursorNotFound, "CursorNotFound", fmt.Sprintf("cursor id %d not found", id))})
+			return nil
 		}
 		req.ns, req.more, req.cur, req.plan = c.ns, id, c, c.plan
 		req.rec = s.record(c.text, c.dec)
 		return s.forward(m, msg, name, oneWay, req, out)
 	case name == "killCursors":
-		ids, ok := msg.Body.Lookup("cursors").ArrayOK()
-		vals, _ := ids.Values()
-		for _, v := range vals {
-			id, isInt := v.AsInt64OK()
-			if _, mine := s.cursors[id]; !isInt || !mine {
-				ok = false
-			}
-		}
+		known, unknown, ok := s.killable(msg.Body)
 		if !ok {
-			refusal = "sluice: killCursors on a cursor this session did not open"
+			refusal = "sluice: killCursors needs an array of cursor ids"
 			break
 		}
-		// Given up by the client whatever the reply says: never reused
-		// (a failed kill could leave an id the server later hands out again).
-		for _, v := range vals {
-			id, _ := v.AsInt64OK()
-			delete(s.cursors, id)
+		if len(known) == 0 {
+			if oneWay {
+				return nil // nothing of the agent's to kill, no reply owed
+			}
+			// Not the agent's (or already gone): answered as the server
+			// answers ids it does not have.
+			s.nextID++
+			out.ToClient = AppendMsg(out.ToClient, s.nextID, m.RequestID, Msg{Body: killReply(unknown)})
+			return nil
+		}
+		if len(unknown) > 0 {
+			// Only the agent's own reach the server.
+			msg.Body = withCursors(msg.Body, known)
+			msg.Sequences = nil
+			out.ToServer = AppendMsg(out.ToServer, m.RequestID, m.ResponseTo, msg)
+			if !oneWay {
+				s.pending[m.RequestID] = req
+			}
+			return nil
 		}
 		return s.forward(m, msg, name, oneWay, req, out)
 	default:
@@ -566,10 +593,6 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 			return nil
 		}
 	}
-	if req.more != 0 {
-		// The cursor goes on under the same id or is done (0, or an error).
-		delete(s.cursors, req.more)
-	}
 	id := int64(0)
 	if c, ok := msg.Body.Lookup("cursor").DocumentOK(); ok && (req.cursor || req.more != 0) {
 		id, _ = c.Lookup("id").AsInt64OK()
@@ -586,7 +609,9 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 				c.plan, c.text, c.dec = req.plan, req.plan.text, req.plan.dec
 			}
 		}
-		s.cursors[id] = c
+		if !s.cursors.put(s.cfg.Owner, id, c) {
+			s.log.Warn("too many open cursors: this one is not followed (its getMore will be answered CursorNotFound)", "cursor", id)
+		}
 	}
 	if body == nil {
 		out.ToClient = append(out.ToClient, m.Raw...)

@@ -82,55 +82,140 @@ func TestSessionRefusesInPlaceAndGoesOn(t *testing.T) {
 	}
 }
 
-// TestSessionCursorsAreItsOwn: getMore and killCursors pass only for
-// cursors this session opened, and a finished cursor is forgotten.
-func TestSessionCursorsAreItsOwn(t *testing.T) {
-	s := NewSession(Config{Decider: decider{}})
-	var out session.Output
-	feed := func(client bool, b []byte) {
+// TestSessionCursorsAreTheAgents: getMore and killCursors pass only for
+// cursors the agent opened, on any of its connections (drivers continue a
+// cursor on whichever pooled connection is free); another agent's, a
+// finished or a killed cursor is answered as the server answers a cursor it
+// does not have (CursorNotFound; killCursors' cursorsNotFound), and never
+// reaches the server.
+func TestSessionCursorsAreTheAgents(t *testing.T) {
+	shared := NewCursors()
+	type conn struct {
+		s   *Session
+		out session.Output
+	}
+	open := func(owner string) *conn {
+		return &conn{s: NewSession(Config{Decider: decider{}, Cursors: shared, Owner: owner})}
+	}
+	feed := func(c *conn, client bool, b []byte) {
 		t.Helper()
-		out.Reset()
+		c.out.Reset()
 		var err error
 		if client {
-			err = s.FromClient(b, &out)
+			err = c.s.FromClient(b, &c.out)
 		} else {
-			err = s.FromServer(b, &out)
+			err = c.s.FromServer(b, &c.out)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	refused := func() bool { return len(out.ToServer) == 0 && len(out.ToClient) > 0 }
-	feed(true, command(1, 0, "find", "users", "$db", "app"))
-	feed(false, cursorReply(1, 77))
-	feed(true, command(2, 0, "getMore", int64(99), "collection", "users", "$db", "app"))
-	if !refused() {
-		t.Fatal("getMore on another session's cursor passed")
+	answered := func(c *conn) bsoncore.Document {
+		t.Helper()
+		if len(c.out.ToServer) != 0 || len(c.out.ToClient) == 0 {
+			t.Fatalf("not answered by sluice: to server %d bytes, to client %d", len(c.out.ToServer), len(c.out.ToClient))
+		}
+		m, err := messageOf(c.out.ToClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := ParseMsg(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.Body
 	}
-	feed(true, command(3, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
-	if refused() {
-		t.Fatal("getMore on its own cursor refused")
+	notFound := func(c *conn) {
+		t.Helper()
+		if code, _ := answered(c).Lookup("code").AsInt64OK(); code != CursorNotFound {
+			t.Fatalf("answer code %d, want %d", code, CursorNotFound)
+		}
 	}
-	feed(false, cursorReply(3, 0)) // exhausted
-	feed(true, command(4, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
-	if !refused() {
-		t.Fatal("getMore on a finished cursor passed")
+	passed := func(c *conn) {
+		t.Helper()
+		if len(c.out.ToServer) == 0 || len(c.out.ToClient) != 0 {
+			t.Fatalf("not forwarded: to server %d bytes, to client %d", len(c.out.ToServer), len(c.out.ToClient))
+		}
 	}
-	ids := bsoncore.NewArrayBuilder().AppendInt64(12345).Build()
-	feed(true, command(5, 0, "killCursors", "users", "cursors", ids, "$db", "app"))
-	if !refused() {
-		t.Fatal("killCursors on another session's cursor passed")
+	a1, a2, b := open("agent-a"), open("agent-a"), open("agent-b")
+	feed(a1, true, command(1, 0, "find", "users", "$db", "app"))
+	feed(a1, false, cursorReply(1, 77))
+	feed(a1, true, command(2, 0, "getMore", int64(99), "collection", "users", "$db", "app"))
+	notFound(a1)
+	feed(b, true, command(2, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	notFound(b) // another agent on the same login
+	// The same agent's other connection continues it.
+	feed(a2, true, command(3, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	passed(a2)
+	// While that getMore is in flight, no connection may use the cursor.
+	feed(a1, true, command(4, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	notFound(a1)
+	feed(a2, false, cursorReply(3, 77)) // goes on
+	feed(a1, true, command(5, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	passed(a1)
+	feed(a1, false, cursorReply(5, 0)) // exhausted
+	feed(a2, true, command(6, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
+	notFound(a2)
+
+	// killCursors: another agent's ids are answered not found; of a mix,
+	// only the agent's reach the server.
+	feed(a1, true, command(7, 0, "find", "users", "$db", "app"))
+	feed(a1, false, cursorReply(7, 88))
+	feed(b, true, command(8, 0, "killCursors", "users", "cursors", bsoncore.NewArrayBuilder().AppendInt64(88).Build(), "$db", "app"))
+	if nf, _ := answered(b).Lookup("cursorsNotFound").ArrayOK(); len(nf) == 0 || nf.Index(0).Int64() != 88 {
+		t.Fatalf("killCursors of another agent's cursor: %v", answered(b))
 	}
-	feed(true, command(6, 0, "find", "users", "$db", "app"))
-	feed(false, cursorReply(6, 88))
-	feed(true, command(7, 0, "killCursors", "users", "cursors", bsoncore.NewArrayBuilder().AppendInt64(88).Build(), "$db", "app"))
-	if refused() {
-		t.Fatal("killCursors on its own cursor refused")
+	feed(a2, true, command(9, 0, "killCursors", "users", "cursors", bsoncore.NewArrayBuilder().AppendInt64(12345).AppendInt64(88).Build(), "$db", "app"))
+	passed(a2)
+	m, _ := messageOf(a2.out.ToServer)
+	sent, _ := ParseMsg(m)
+	if ids, _ := sent.Body.Lookup("cursors").ArrayOK(); len(mustValues(t, ids)) != 1 || ids.Index(0).Int64() != 88 {
+		t.Fatalf("killCursors sent to the server: %v", sent.Body)
 	}
-	feed(false, reply(7, ErrorDoc(1, "InternalError", "kill failed")))
-	feed(true, command(8, 0, "getMore", int64(88), "collection", "users", "$db", "app"))
-	if !refused() {
-		t.Fatal("getMore on a cursor the client killed passed")
+	feed(a2, false, reply(9, ErrorDoc(1, "InternalError", "kill failed")))
+	feed(a1, true, command(10, 0, "getMore", int64(88), "collection", "users", "$db", "app"))
+	notFound(a1) // given up by the client whatever the server said
+	feed(a1, true, command(11, 0, "getMore", "x", "collection", "users", "$db", "app"))
+	if code, _ := answered(a1).Lookup("code").AsInt64OK(); code != Unauthorized {
+		t.Fatalf("getMore without an id: code %d", code)
+	}
+}
+
+func mustValues(t *testing.T, a bsoncore.Array) []bsoncore.Value {
+	t.Helper()
+	v, err := a.Values()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestCursorsExpireAndBound: an idle cursor is forgotten after the
+// server's cursor timeout; a full registry sweeps expired ones and then
+// refuses to follow more.
+func TestCursorsExpireAndBound(t *testing.T) {
+	now := time.Unix(0, 0)
+	r := NewCursors()
+	r.now = func() time.Time { return now }
+	r.max = 2
+	if !r.put("a", 1, &cursor{}) || !r.put("a", 2, &cursor{}) {
+		t.Fatal("put refused below the bound")
+	}
+	if r.put("a", 3, &cursor{}) {
+		t.Fatal("put past the bound")
+	}
+	now = now.Add(cursorIdle + time.Second)
+	if r.has("a", 1) {
+		t.Fatal("an idle cursor outlived the server's timeout")
+	}
+	if !r.put("a", 3, &cursor{}) || !r.has("a", 3) {
+		t.Fatal("expired cursors not swept to make room")
+	}
+	if _, ok := r.take("b", 3); ok {
+		t.Fatal("another owner took the cursor")
+	}
+	if _, ok := r.take("a", 3); !ok {
+		t.Fatal("the owner could not take its cursor")
 	}
 }
 

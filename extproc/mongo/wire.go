@@ -300,6 +300,10 @@ func AppendReply(dst []byte, requestID, responseTo int32, doc bsoncore.Document)
 // Unauthorized is MongoDB's error code for a command the user may not run.
 const Unauthorized = 13
 
+// CursorNotFound is MongoDB's answer to a getMore on a cursor it does not
+// have; sluice gives it for a cursor the agent did not open.
+const CursorNotFound = 43
+
 // OperationFailed is MongoDB's generic failure code: sluice ends a result
 // the guardrails cut with it.
 const OperationFailed = 96
