@@ -104,6 +104,12 @@ var mongoAdmin = map[string]string{
 	"$eval": "execute_dynamic", "geoSearch": "execute_dynamic",
 }
 
+// mongoExplainable are the commands explain may wrap.
+var mongoExplainable = map[string]bool{
+	"find": true, "aggregate": true, "count": true, "distinct": true,
+	"findAndModify": true, "findandmodify": true, "update": true, "delete": true,
+}
+
 // mongoSession are commands that touch no data: the handshake, liveness,
 // authentication (sluice performs it), and ending server sessions.
 var mongoSession = map[string]bool{
@@ -142,6 +148,28 @@ func (a *mongoAnalyzer) command() error {
 	case "getMore", "killCursors":
 		a.st.Kind = MongoCursor
 		return nil
+	case "explain":
+		inner, ok := first.Value().DocumentOK()
+		if !ok {
+			return fmt.Errorf("explain needs the command to explain, as a document")
+		}
+		in, err := inner.IndexErr(0)
+		if err != nil || !mongoExplainable[in.Key()] {
+			k := ""
+			if err == nil {
+				k = in.Key()
+			}
+			return fmt.Errorf("explain of %q: refused (sluice explains find, aggregate, count, distinct, findAndModify, update and delete)", k)
+		}
+		// The server plans the command (with executionStats it runs it)
+		// and answers with the plan, not documents; it needs what the
+		// command needs, and the command's filters and sorts are uses as
+		// they would be run. Its outputs stay in the decision, so the
+		// server's error text is withheld as for the command.
+		a.cmd = inner
+		err = a.command()
+		a.st.Kind = "explain"
+		return err
 	case "listDatabases":
 		a.add("show", target)
 		return nil
