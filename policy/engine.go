@@ -797,18 +797,14 @@ func (c *analysisCache) get(dialect string, env MySQLSession, sql string, cat Ca
 
 // Owner names this agent for state it shares across its connections (a
 // MongoDB cursor a driver continues on another pooled connection): the
-// target, the login sluice uses and the agent with its groups, so another
-// agent on the same brokered login, or the same agent under a token with
-// other groups, is another owner.
+// target and the agent with its groups, so another agent on the same
+// brokered login, or the same agent under a token with other groups, is
+// another owner. (The wire session adds the login it uses.)
 func (a *Authorizer) Owner() string {
 	groups := make([]string, 0, len(a.ancestors))
 	for _, g := range a.ancestors {
 		groups = append(groups, g.String())
 	}
 	slices.Sort(groups)
-	login := ""
-	if a.target.Login != nil {
-		login = a.target.Login.User
-	}
-	return strings.Join([]string{a.target.Name, login, a.agent.UID.String(), strings.Join(groups, ",")}, "\x00")
+	return strings.Join([]string{a.target.Name, a.agent.UID.String(), strings.Join(groups, ",")}, "\x00")
 }

@@ -54,6 +54,11 @@ func shapeDoc(b *strings.Builder, d bsoncore.Document, top, expr bool) {
 		case k == "filter" || k == "query" || k == "q":
 			inExpr = false
 		}
+		if v, ok := e.Value().DocumentOK(); ok && top && i == 0 && e.Key() == "explain" {
+			// The explained command keeps its collection as if run.
+			shapeDoc(b, v, true, inExpr)
+			continue
+		}
 		shapeValue(b, e.Value(), keep, inExpr)
 	}
 	b.WriteByte('}')

@@ -19,6 +19,9 @@ func TestMongoShapeHidesValues(t *testing.T) {
 			`{"find": "users", "filter": {"$expr": {"$eq": ["$a", "$b"]}}}`},
 		{`{"find": "users", "filter": {"$where": "this.secret == 'x y'"}}`,
 			`{"find": "users", "filter": {"$where": "?"}}`},
+		// An explained command keeps its collection, as if run.
+		{`{"explain": {"find": "payroll", "filter": {"ssn": "123-45-6789"}}, "verbosity": "executionStats"}`,
+			`{"explain": {"find": "payroll", "filter": {"ssn": "?"}}, "verbosity": "?"}`},
 	} {
 		cmd, err := MongoCommand(tc.cmd)
 		if err != nil {

@@ -18,11 +18,13 @@ import (
 // the reply, so one cursor's plan (its guardrail counts) is never used by
 // two connections at once.
 type Cursors struct {
-	mu   sync.Mutex
-	m    map[cursorKey]cursorEntry
-	max  int
-	idle time.Duration
-	now  func() time.Time
+	mu       sync.Mutex
+	m        map[cursorKey]cursorEntry
+	perOwner map[string]int
+	max      int // in all
+	maxOwner int // of one owner
+	idle     time.Duration
+	now      func() time.Time
 }
 
 type cursorKey struct {
@@ -39,14 +41,19 @@ type cursorEntry struct {
 // cursorTimeoutMillis, after which the server has dropped it too.
 const cursorIdle = 10 * time.Minute
 
-// maxCursors bounds the registry; past it, expired cursors are swept and a
-// new cursor that still does not fit is not registered (its getMore is
-// answered CursorNotFound: fail closed).
-const maxCursors = 100_000
+// maxCursors bounds the registry, and maxOwnerCursors one owner's part of
+// it, so that one agent opening cursors cannot crowd out the others. Past
+// a bound, expired cursors are swept and a new cursor that still does not
+// fit is not registered (its getMore is answered CursorNotFound: fail
+// closed).
+const (
+	maxCursors      = 100_000
+	maxOwnerCursors = 5_000
+)
 
 // NewCursors returns an empty registry.
 func NewCursors() *Cursors {
-	return &Cursors{m: map[cursorKey]cursorEntry{}, max: maxCursors, idle: cursorIdle, now: time.Now}
+	return &Cursors{m: map[cursorKey]cursorEntry{}, perOwner: map[string]int{}, max: maxCursors, maxOwner: maxOwnerCursors, idle: cursorIdle, now: time.Now}
 }
 
 // put registers the cursor id as owner's; false if the registry is full.
@@ -54,18 +61,29 @@ func (r *Cursors) put(owner string, id int64, c *cursor) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	if len(r.m) >= r.max {
+	if len(r.m) >= r.max || r.perOwner[owner] >= r.maxOwner {
 		for k, e := range r.m {
 			if now.Sub(e.seen) > r.idle {
-				delete(r.m, k)
+				r.remove(k)
 			}
 		}
-		if len(r.m) >= r.max {
+		if len(r.m) >= r.max || r.perOwner[owner] >= r.maxOwner {
 			return false
 		}
 	}
-	r.m[cursorKey{owner, id}] = cursorEntry{c: c, seen: now}
+	k := cursorKey{owner, id}
+	if _, dup := r.m[k]; !dup {
+		r.perOwner[owner]++
+	}
+	r.m[k] = cursorEntry{c: c, seen: now}
 	return true
+}
+
+func (r *Cursors) remove(k cursorKey) {
+	delete(r.m, k)
+	if r.perOwner[k.owner]--; r.perOwner[k.owner] <= 0 {
+		delete(r.perOwner, k.owner)
+	}
 }
 
 // take removes owner's cursor id and returns it, if owner has it and it
@@ -78,7 +96,7 @@ func (r *Cursors) take(owner string, id int64) (*cursor, bool) {
 	if !ok {
 		return nil, false
 	}
-	delete(r.m, k)
+	r.remove(k)
 	if r.now().Sub(e.seen) > r.idle {
 		return nil, false
 	}

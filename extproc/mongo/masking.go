@@ -287,7 +287,9 @@ func (s *Session) timeLimit(name string, body bsoncore.Document) (bsoncore.Docum
 
 // timedCommands accept maxTimeMS. Not distinct: FerretDB 1.24 refuses the
 // field there (MongoDB takes it), so a distinct runs without the limit.
-var timedCommands = map[string]bool{"find": true, "aggregate": true, "count": true, "findAndModify": true, "findandmodify": true}
+// explain takes it at the top level: with executionStats it runs the
+// command it wraps.
+var timedCommands = map[string]bool{"find": true, "aggregate": true, "count": true, "findAndModify": true, "findandmodify": true, "explain": true}
 
 // removeKeys returns d without the named top-level fields.
 func removeKeys(d bsoncore.Document, keys ...string) (bsoncore.Document, bool) {

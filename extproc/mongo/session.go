@@ -110,6 +110,10 @@ func NewSession(cfg Config) *Session {
 	if cfg.Cursors == nil {
 		cfg.Cursors = NewCursors()
 	}
+	if cfg.Target.Login != nil {
+		// The server ties a cursor to the user that opened it.
+		cfg.Owner += "\x00login=" + cfg.Target.Login.User
+	}
 	return &Session{
 		cfg: cfg, log: cfg.Logger, pending: map[int32]*request{}, cursors: cfg.Cursors, nextID: 1 << 30,
 		loggedIn: cfg.Target.Login == nil, stats: map[string]int{}, colls: map[string]collInfo{},
@@ -309,6 +313,7 @@ func (s *Session) command(m Message, out *session.Output) error {
 			// server's own answer for a cursor it does not have, so drivers
 			// react as they would to the server (another agent's cursor
 			// looks the same: its existence is not told).
+			s.log.Info("getMore answered CursorNotFound: not a cursor of this agent's", "cursor", id)
 			if oneWay {
 				return protoErr("unacknowledged getMore on cursor %d, which this agent did not open", id)
 			}

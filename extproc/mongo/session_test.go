@@ -217,6 +217,18 @@ func TestCursorsExpireAndBound(t *testing.T) {
 	if _, ok := r.take("a", 3); !ok {
 		t.Fatal("the owner could not take its cursor")
 	}
+	// One owner cannot fill the registry for the others.
+	r = NewCursors()
+	r.maxOwner = 2
+	if !r.put("a", 1, &cursor{}) || !r.put("a", 2, &cursor{}) || r.put("a", 3, &cursor{}) {
+		t.Fatal("the owner's quota did not hold")
+	}
+	if !r.put("b", 3, &cursor{}) {
+		t.Fatal("another owner was crowded out")
+	}
+	if _, ok := r.take("a", 1); !ok || !r.put("a", 3, &cursor{}) {
+		t.Fatal("a taken cursor still counts against its owner")
+	}
 }
 
 func TestSessionEndsOnRefusedUnacknowledgedWrite(t *testing.T) {
@@ -420,6 +432,13 @@ func TestSessionGuardrails(t *testing.T) {
 	_ = s.FromClient(command(2, 0, "find", "users", "maxTimeMS", int32(500), "$db", "app"), &out)
 	if !bytes.Contains(out.ToServer, []byte("maxTimeMS")) || bytes.Contains(out.ToServer, []byte{0xd0, 0x07, 0, 0}) {
 		t.Fatal("a lower client limit was raised")
+	}
+	// explain with executionStats runs the command it wraps: limited too.
+	out.Reset()
+	_ = s.FromClient(command(99, 0, "explain", doc("find", "users"), "verbosity", "executionStats", "$db", "app"), &out)
+	_ = f.Feed(out.ToServer, func(m Message) error { msg, _ := ParseMsg(m); body = msg.Body; return nil })
+	if ms, _ := body.Lookup("maxTimeMS").AsInt64OK(); ms != 2000 {
+		t.Fatalf("explain's maxTimeMS: %v", body)
 	}
 	ab := bsoncore.NewArrayBuilder()
 	for i := range 2 {
