@@ -161,6 +161,11 @@ func (a *mongoAnalyzer) command() error {
 			}
 			return fmt.Errorf("explain of %q: refused (sluice explains find, aggregate, count, distinct, findAndModify, update and delete)", k)
 		}
+		if idb, ok := inner.Lookup("$db").StringValueOK(); ok && idb != a.db {
+			// MongoDB refuses the mismatch; a server that read the inner
+			// one would plan on a database sluice did not decide.
+			return fmt.Errorf("explain of a command in database %q from database %q: refused", idb, a.db)
+		}
 		// The server plans the command (with executionStats it runs it)
 		// and answers with the plan, not documents; it needs what the
 		// command needs, and the command's filters and sorts are uses as

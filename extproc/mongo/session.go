@@ -89,6 +89,9 @@ type request struct {
 	plan   *plan   // masks and guardrails of the documents returned
 	rec    *session.StatementRecord
 	cur    *cursor // getMore: the cursor's state
+	// rewritten: sluice changed the command's body (a killCursors cut
+	// down to the agent's ids); it is encoded anew, not passed as sent.
+	rewritten bool
 }
 
 // cursor is a cursor this session opened and the plan of its command.
@@ -317,9 +320,17 @@ func (s *Session) command(m Message, out *session.Output) error {
 			if oneWay {
 				return protoErr("unacknowledged getMore on cursor %d, which this agent did not open", id)
 			}
-			s.nextID++
-			out.ToClient = AppendMsg(out.ToClient, s.nextID, m.RequestID, Msg{Body: ErrorDoc(CursorNotFound, "CursorNotFound", fmt.Sprintf("cursor id %d not found", id))})
+			s.answer(m, ErrorDoc(CursorNotFound, "CursorNotFound", fmt.Sprintf("cursor id %d not found", id)), out)
 			return nil
+		}
+		if coll, _ := msg.Body.Lookup("collection").StringValueOK(); db+"."+coll != c.ns {
+			// The plan is the one of the namespace the cursor was opened
+			// on; should the server's id ever name another cursor (a
+			// restarted server counting again), this getMore must not read
+			// it under that plan. The cursor stays the agent's.
+			s.cursors.put(s.cfg.Owner, id, c)
+			refusal = fmt.Sprintf("sluice: getMore on %s.%s, but cursor %d belongs to %s", db, coll, id, c.ns)
+			break
 		}
 		req.ns, req.more, req.cur, req.plan = c.ns, id, c, c.plan
 		req.rec = s.record(c.text, c.dec)
@@ -331,24 +342,16 @@ func (s *Session) command(m Message, out *session.Output) error {
 			break
 		}
 		if len(known) == 0 {
-			if oneWay {
-				return nil // nothing of the agent's to kill, no reply owed
+			if !oneWay {
+				// Not the agent's (or already gone): answered as the
+				// server answers ids it does not have.
+				s.answer(m, killReply(unknown), out)
 			}
-			// Not the agent's (or already gone): answered as the server
-			// answers ids it does not have.
-			s.nextID++
-			out.ToClient = AppendMsg(out.ToClient, s.nextID, m.RequestID, Msg{Body: killReply(unknown)})
 			return nil
 		}
 		if len(unknown) > 0 {
 			// Only the agent's own reach the server.
-			msg.Body = withCursors(msg.Body, known)
-			msg.Sequences = nil
-			out.ToServer = AppendMsg(out.ToServer, m.RequestID, m.ResponseTo, msg)
-			if !oneWay {
-				s.pending[m.RequestID] = req
-			}
-			return nil
+			msg.Body, msg.Sequences, req.rewritten = withCursors(msg.Body, known), nil, true
 		}
 		return s.forward(m, msg, name, oneWay, req, out)
 	default:
@@ -434,13 +437,13 @@ func (s *Session) command(m Message, out *session.Output) error {
 // no compression offered, no exhaust replies, no client authentication
 // riding on hello, the statement timeout as maxTimeMS.
 func (s *Session) forward(m Message, msg Msg, name string, oneWay bool, req *request, out *session.Output) error {
-	changed := false
+	changed := req.rewritten
 	if handshake[name] {
 		var c1 bool
 		msg.Body, c1 = StripCompression(msg.Body)
 		before := len(msg.Body)
 		msg.Body = s.stripAuth(msg.Body)
-		changed = c1 || len(msg.Body) != before
+		changed = changed || c1 || len(msg.Body) != before
 		req.hello = true
 	}
 	if msg.Flags&wiremessage.ExhaustAllowed != 0 {
@@ -470,6 +473,12 @@ func (s *Session) forward(m Message, msg Msg, name string, oneWay bool, req *req
 func (s *Session) refuseMsg(m Message, reason string, out *session.Output) {
 	s.nextID++
 	out.ToClient, _ = Refusal(out.ToClient, s.nextID, m, reason)
+}
+
+// answer replies to the OP_MSG request m with body in the server's place.
+func (s *Session) answer(m Message, body bsoncore.Document, out *session.Output) {
+	s.nextID++
+	out.ToClient = AppendMsg(out.ToClient, s.nextID, m.RequestID, Msg{Body: body})
 }
 
 // record starts a command's record, when someone observes them.
@@ -598,9 +607,15 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 			return nil
 		}
 	}
-	id := int64(0)
+	id, ns := int64(0), req.ns
 	if c, ok := msg.Body.Lookup("cursor").DocumentOK(); ok && (req.cursor || req.more != 0) {
 		id, _ = c.Lookup("id").AsInt64OK()
+		if n, ok := c.Lookup("ns").StringValueOK(); ok && req.cur == nil {
+			// The namespace the server says the cursor reads
+			// (db.$cmd.listCollections, a view's name): its getMores must
+			// name it.
+			ns = n
+		}
 	}
 	body, cut, err := s.reply(req, msg.Body, id, out)
 	if err != nil {
@@ -609,7 +624,7 @@ func (s *Session) serverMessage(m Message, out *session.Output) error {
 	if id != 0 && !cut {
 		c := req.cur
 		if c == nil {
-			c = &cursor{ns: req.ns}
+			c = &cursor{ns: ns}
 			if req.plan != nil {
 				c.plan, c.text, c.dec = req.plan, req.plan.text, req.plan.dec
 			}

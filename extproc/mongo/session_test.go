@@ -144,6 +144,12 @@ func TestSessionCursorsAreTheAgents(t *testing.T) {
 	notFound(a1)
 	feed(b, true, command(2, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
 	notFound(b) // another agent on the same login
+	// A getMore naming another namespace than the server gave the cursor
+	// is refused; the cursor stays the agent's.
+	feed(a2, true, command(3, 0, "getMore", int64(77), "collection", "secrets", "$db", "app"))
+	if code, _ := answered(a2).Lookup("code").AsInt64OK(); code != Unauthorized {
+		t.Fatalf("getMore on another namespace: code %d", code)
+	}
 	// The same agent's other connection continues it.
 	feed(a2, true, command(3, 0, "getMore", int64(77), "collection", "users", "$db", "app"))
 	passed(a2)
