@@ -58,6 +58,23 @@ def try_(label, f):
         print(label, "REFUSED", e.code, e.details.get("errmsg"))
 `
 
+// reseed replaces a demo collection's documents on FerretDB itself.
+func reseed(t *testing.T, coll string, docs []any) {
+	t.Helper()
+	c, err := stack.Mongo.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	col := c.Database(devstack.DemoDatabase).Collection(coll)
+	if _, err := col.DeleteMany(context.Background(), bson.D{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := col.InsertMany(context.Background(), docs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // directCount counts a demo collection's documents on FerretDB itself.
 func directCount(t *testing.T, coll string) int64 {
 	t.Helper()
@@ -264,13 +281,6 @@ try_("explain filter", lambda: db.customers.find({"ssn": "001-45-6789"}).explain
 // them (a derived number becomes null). The salaries and their sums are
 // real values FerretDB returns, so a plan that missed a stage would leak.
 func TestMongoDBDerivedValuesAreMasked(t *testing.T) {
-	c, err := stack.Mongo.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Disconnect(context.Background())
-	payroll := c.Database(devstack.DemoDatabase).Collection("payroll")
-	_, _ = payroll.DeleteMany(context.Background(), bson.D{})
 	var docs []any
 	var real []string
 	sums := map[string]int{}
@@ -287,9 +297,7 @@ func TestMongoDBDerivedValuesAreMasked(t *testing.T) {
 		real = append(real, fmt.Sprint(v))
 	}
 	real = append(real, fmt.Sprint(total), "staff")
-	if _, err := payroll.InsertMany(context.Background(), docs); err != nil {
-		t.Fatal(err)
-	}
+	reseed(t, "payroll", docs)
 	uri := mongoConnect(t, "mongo-derived", []string{"analysts"})
 	out, err := pymongo(t, uri, `
 try_("find", lambda: db.payroll.find_one({"_id": 1}))
@@ -431,16 +439,7 @@ func rawCommand(t *testing.T, addr string, cmd bsoncore.Document) bsoncore.Docum
 // on the wire for a human; approved with `sluice approvals approve`, it
 // runs and pymongo prints the count.
 func TestMongoDBApprovalOfAnUnboundedDelete(t *testing.T) {
-	c, err := stack.Mongo.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Disconnect(context.Background())
-	scratch := c.Database(devstack.DemoDatabase).Collection("scratch_approval")
-	_, _ = scratch.DeleteMany(context.Background(), bson.D{})
-	if _, err := scratch.InsertMany(context.Background(), []any{bson.D{{Key: "a", Value: 1}}, bson.D{{Key: "a", Value: 2}}, bson.D{{Key: "a", Value: 3}}}); err != nil {
-		t.Fatal(err)
-	}
+	reseed(t, "scratch_approval", []any{bson.D{{Key: "a", Value: 1}}, bson.D{{Key: "a", Value: 2}}, bson.D{{Key: "a", Value: 3}}})
 	uri := mongoConnect(t, "mongo-cleaner", []string{"migrators"})
 	type result struct {
 		out string
