@@ -211,10 +211,17 @@ func sameOrigin(r *http.Request) bool {
 	}
 	o := r.Header.Get("Origin")
 	if o == "" {
-		return r.Header.Get("Sec-Fetch-Site") == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin"
+		return r.Header.Get("Sec-Fetch-Site") == ""
 	}
 	u, err := url.Parse(o)
 	return err == nil && u.Host == r.Host
+}
+
+// trailError answers a failed read of the audit trail without its detail
+// (logged instead).
+func (c *console) trailError(w http.ResponseWriter, err error) {
+	c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
+	http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
 }
 
 // Summary is one session in the list.
@@ -311,8 +318,7 @@ func (c *console) status(id string, closed bool) string {
 func (c *console) list(w http.ResponseWriter, r *http.Request, a approval.Approver) {
 	rows, err := c.summaries(r.Context(), a, r.URL.Query())
 	if err != nil {
-		c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
-		http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
+		c.trailError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -322,8 +328,7 @@ func (c *console) list(w http.ResponseWriter, r *http.Request, a approval.Approv
 func (c *console) listJSON(w http.ResponseWriter, r *http.Request, a approval.Approver) {
 	rows, err := c.summaries(r.Context(), a, r.URL.Query())
 	if err != nil {
-		c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
-		http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
+		c.trailError(w, err)
 		return
 	}
 	if rows == nil {
@@ -351,8 +356,7 @@ func (c *console) load(w http.ResponseWriter, r *http.Request, a approval.Approv
 	}
 	events, err := c.cfg.Events.Events(r.Context(), id)
 	if err != nil {
-		c.cfg.Logger.Warn("console cannot read the audit trail", "err", err)
-		http.Error(w, "the audit trail cannot be read", http.StatusInternalServerError)
+		c.trailError(w, err)
 		return nil, false
 	}
 	// Every event's target must be reviewable (one id, one target; a
