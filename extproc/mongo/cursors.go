@@ -103,13 +103,6 @@ func (r *Cursors) take(owner string, id int64) (*cursor, bool) {
 	return e.c, true
 }
 
-// has reports whether owner has the cursor id.
-func (r *Cursors) has(owner string, id int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.m[cursorKey{owner, id}]
-	return ok && r.now().Sub(e.seen) <= r.idle
-}
 
 // killable splits a killCursors command's ids into the agent's, which are
 // taken out of the registry (given up whatever the server answers: a

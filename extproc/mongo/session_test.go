@@ -196,6 +196,14 @@ func mustValues(t *testing.T, a bsoncore.Array) []bsoncore.Value {
 	return v
 }
 
+// has reports whether owner has the cursor id (tests only).
+func (r *Cursors) has(owner string, id int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[cursorKey{owner, id}]
+	return ok && r.now().Sub(e.seen) <= r.idle
+}
+
 // TestCursorsExpireAndBound: an idle cursor is forgotten after the
 // server's cursor timeout; a full registry sweeps expired ones and then
 // refuses to follow more.
