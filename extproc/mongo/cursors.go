@@ -103,7 +103,6 @@ func (r *Cursors) take(owner string, id int64) (*cursor, bool) {
 	return e.c, true
 }
 
-
 // killable splits a killCursors command's ids into the agent's, which are
 // taken out of the registry (given up whatever the server answers: a
 // failed kill could leave an id the server later hands out again), and
